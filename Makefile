@@ -1,0 +1,29 @@
+# Two entry points (see README): `make bench` runs the main job, `make test` the test suite.
+# Both create .venv and install everything on first use.
+PY ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.geodl-installed
+
+.PHONY: bench test setup clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first: a CPU build where one is offered locally; otherwise pip's default.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[test,gpu,geo,bench,peers]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+bench: $(STAMP)
+	$(BIN)/geodl info
+	$(BIN)/geodl bench nbody --quick
+
+test: $(STAMP)
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info

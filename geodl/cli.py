@@ -1,0 +1,79 @@
+"""The ``geodl`` command: ``info``, ``check``, ``bench``.
+
+``geodl info``                 versions, devices and kernel back ends
+``geodl check MOD:FACTORY ...``  run the equivariance suite on a user model (see ``geodl check -h``)
+``geodl bench TASK ...``       run a benchmark task (see ``geodl bench TASK -h``)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import sys
+
+
+def _version(mod: str) -> str:
+    try:
+        m = importlib.import_module(mod)
+    except Exception as exc:  # optional package missing or broken
+        return f"not available ({type(exc).__name__})"
+    return str(getattr(m, "__version__", "installed"))
+
+
+def info(argv: list[str] | None = None) -> int:
+    import torch
+
+    import geodl
+
+    print(f"geodl {geodl.__version__}  (python {platform.python_version()}, {platform.machine()})")
+    print("packages:")
+    for name in ["torch", "torch_geometric", "e3nn", "healpy", "roma", "trimesh", "numpy", "scipy",
+                 "triton", "geomstats", "matplotlib", "sphericart.torch"]:
+        print(f"  {name:<18} {_version(name)}")
+    print("devices:")
+    print(f"  cpu                {torch.get_num_threads()} threads")
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            print(f"  cuda:{i}             {torch.cuda.get_device_name(i)}")
+    else:
+        print("  cuda               not available")
+    try:
+        from geodl.ops import available_backends
+
+        print("kernel back ends:")
+        for op, backends in available_backends().items():
+            print(f"  {op:<18} {', '.join(backends)}")
+    except (ImportError, AttributeError):
+        print("kernel back ends:   (geodl.ops back-end table not available)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="geodl", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["info", "check", "bench"], help="what to run")
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "info":
+        return info(rest)
+    if cmd == "check":
+        from geodl.testing._cli import main as check_main
+
+        return int(check_main(rest) or 0)
+    if cmd == "bench":
+        from geodl.bench import TASKS, run_task
+
+        if not rest or rest[0] in ("-h", "--help"):
+            print("usage: geodl bench TASK [options]\n\ntasks: " + ", ".join(sorted(TASKS)))
+            return 0 if rest else 2
+        return run_task(rest[0], rest[1:])
+    parser.parse_args(argv[:1])  # prints the argparse error for an unknown command
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The group vocabulary (filled in by the foundation work)."""

@@ -1,0 +1,1 @@
+"""Equivariance checks (filled in by the foundation work)."""
