@@ -1,1 +1,42 @@
-"""Equivariance checks (filled in by the foundation work)."""
+"""Equivariance testing: the harness, random inputs, pytest helpers, strategies and example models.
+
+The names below load lazily, so that importing this package (which pytest does at start-up through
+the ``geodl`` plugin) needs neither torch nor hypothesis.
+
+``equivariance_error``     compare ``fn(g·x)`` with ``g·fn(x)`` over random and structured group elements
+``assert_invariant``       raise ``AssertionError`` with the error table unless every output is invariant
+``assert_equivariant``     the same for outputs of any kind
+``EquivarianceReport``     the result: ``.passed``, ``.max_error``, ``.rows``, ``str(report)`` is a table
+``default_rtol``           the relative tolerance used for a dtype
+``random_inputs``          random tensors matching a list of kinds (used by ``geodl check``)
+``devices``, ``dtypes``    parameter lists for ``pytest.mark.parametrize``
+
+Submodules (imported explicitly): ``geodl.testing.strategies`` (hypothesis strategies),
+``geodl.testing.examples`` (invariant, equivariant and deliberately broken example models),
+``geodl.testing.pytest_plugin`` (fixtures ``geodl_seed``, ``geodl_generator``, ``geodl_dtype``,
+``geodl_device``).
+"""
+
+from __future__ import annotations
+
+from geodl._lazy import lazy_exports
+
+_EXPORTS = {
+    "equivariance_error": "_equivariance",
+    "assert_invariant": "_equivariance",
+    "assert_equivariant": "_equivariance",
+    "default_rtol": "_equivariance",
+    "EquivarianceReport": "_report",
+    "EquivarianceRow": "_report",
+    "random_inputs": "_inputs",
+    "devices": "_params",
+    "dtypes": "_params",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

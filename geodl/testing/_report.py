@@ -1,0 +1,106 @@
+"""The result of an equivariance check: one row per output and group-element type, and its table."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["EquivarianceRow", "EquivarianceReport"]
+
+
+@dataclass(frozen=True)
+class EquivarianceRow:
+    """Worst error of one output over the group elements of one type.
+
+    Attributes
+    ----------
+    output : str
+        The output's name: ``"out"`` for a single output, ``"out[i]"`` for a tuple, the key for a dict.
+    kind : str
+        How the group acts on that output (``"scalar"``, ``"node:vectors"``, ...).
+    element : str
+        The group elements' label: ``"identity"``, ``"haar"``, ``"reflection"``, ``"translation"``,
+        ``"perm"``, ``"scale"``, ``"finite:icosahedral"``, ...
+    n : int
+        How many elements of that type were tried.
+    max_error : float
+        ``max |fn(g·x) - g·fn(x)| / max(|fn(x)|, |g·fn(x)|)`` over those elements (``inf`` when the
+        output's shape changed or held NaN/inf).
+    max_abs_error : float
+        The same without the division.
+    rtol, atol : float
+        The tolerance: an element passes when ``abs_error <= atol + rtol * scale``.
+    passed : bool
+        Whether every element of that type passed.
+    """
+
+    output: str
+    kind: str
+    element: str
+    n: int
+    max_error: float
+    max_abs_error: float
+    rtol: float
+    atol: float
+    passed: bool
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.2e}" if math.isfinite(x) else str(x)
+
+
+@dataclass(frozen=True)
+class EquivarianceReport:
+    """What :func:`~geodl.testing.equivariance_error` found.
+
+    Attributes
+    ----------
+    rows : list of EquivarianceRow
+        One row per output and element type, in the order they were first met.
+    group : str
+        The group's name.
+    dtype : str
+        The dtype the function ran in (it chose the default tolerance).
+
+    ``report.passed`` is true when every row passed; ``report.max_error`` is the largest relative
+    error; ``str(report)`` is a table that marks the failing rows.
+
+    Examples
+    --------
+    >>> from geodl.testing import EquivarianceReport, EquivarianceRow
+    >>> row = EquivarianceRow("out", "scalar", "haar", 4, 3e-17, 1e-16, 1e-10, 0.0, True)
+    >>> report = EquivarianceReport([row], group="SO3", dtype="float64")
+    >>> report.passed, report.max_error
+    (True, 3e-17)
+    """
+
+    rows: list = field(default_factory=list)
+    group: str = ""
+    dtype: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.rows)
+
+    @property
+    def max_error(self) -> float:
+        return max((r.max_error for r in self.rows), default=0.0)
+
+    @property
+    def failures(self) -> list:
+        """The rows that failed."""
+        return [r for r in self.rows if not r.passed]
+
+    def __str__(self) -> str:
+        tol = {(r.rtol, r.atol) for r in self.rows}
+        tol_txt = ", ".join(f"rtol {_fmt(rt)}" + (f", atol {_fmt(at)}" if at else "") for rt, at in sorted(tol))
+        head = ["output", "kind", "element", "n", "max rel. error", "max abs. error", "status"]
+        body = [[r.output, r.kind, r.element, str(r.n), _fmt(r.max_error), _fmt(r.max_abs_error),
+                 "ok" if r.passed else "FAIL"] for r in self.rows]
+        widths = [max(len(line[i]) for line in [head] + body) for i in range(len(head))]
+        lines = [f"equivariance check: group {self.group}, dtype {self.dtype}, {tol_txt or 'no outputs'}"]
+        for line in [head, ["-" * w for w in widths]] + body:
+            lines.append("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+        n_fail = len(self.failures)
+        lines.append("PASSED" if not n_fail else f"FAILED: {n_fail} of {len(self.rows)} rows above tolerance")
+        return "\n".join(lines)
