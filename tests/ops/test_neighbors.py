@@ -1,0 +1,162 @@
+"""knn_graph, radius_graph, farthest_point_sampling against dense brute force (ties by index)."""
+
+import math
+
+import pytest
+import torch
+
+from geodl.ops import farthest_point_sampling, knn_graph, radius_graph
+
+
+def _dense_sqdist(pos):
+    D = torch.zeros(pos.shape[0], pos.shape[0], dtype=pos.dtype)
+    for j in range(pos.shape[1]):  # same accumulation order as documented: sum_j (x_j - y_j)^2
+        t = pos[:, None, j] - pos[None, :, j]
+        D = t * t if j == 0 else D + t * t
+    return D
+
+
+def _brute(pos, batch, loop, k=None, r=None):
+    """Dense reference: per query, candidates of its graph sorted by (distance, index)."""
+    D = _dense_sqdist(pos)
+    src, dst = [], []
+    for i in range(pos.shape[0]):
+        ok = batch == batch[i]
+        if not loop:
+            ok[i] = False
+        if r is not None:
+            ok &= D[i] <= r * r
+        cand = ok.nonzero().flatten()
+        cand = cand[torch.sort(D[i, cand], stable=True).indices]  # cand ascending, stable: ties by index
+        if k is not None:
+            cand = cand[:k]
+        src += cand.tolist()
+        dst += [i] * len(cand)
+    return torch.tensor([src, dst], dtype=torch.long).reshape(2, -1)
+
+
+def _cloud(seed, grid=False):
+    """Five graphs of sizes 1, 2, 5, 9, 30 with an unsorted batch vector; grid points give many ties."""
+    gen = torch.Generator().manual_seed(seed)
+    batch = torch.repeat_interleave(torch.arange(5), torch.tensor([1, 2, 5, 9, 30]))
+    batch = batch[torch.randperm(batch.numel(), generator=gen)]
+    if grid:
+        pos = torch.randint(0, 3, (batch.numel(), 3), generator=gen).to(torch.float64)
+    else:
+        pos = torch.randn(batch.numel(), 3, generator=gen)
+    return pos, batch
+
+
+@pytest.mark.parametrize("grid", [False, True])
+@pytest.mark.parametrize("loop", [False, True])
+@pytest.mark.parametrize("k", [1, 4, 40])
+def test_knn_matches_brute_force(grid, loop, k):
+    pos, batch = _cloud(0, grid)
+    ref = _brute(pos, batch, loop, k=k)
+    assert torch.equal(knn_graph(pos, k, batch, loop), ref)
+    assert torch.equal(knn_graph(pos, k, batch, loop, chunk_size=7), ref)  # many small blocks
+    if k == 40:  # k larger than every graph: all other points of the graph
+        deg = torch.bincount(ref[1], minlength=pos.shape[0])
+        sizes = torch.bincount(batch)[batch]
+        assert torch.equal(deg, sizes - (0 if loop else 1))
+
+
+def test_knn_single_graph_sorted_and_2d():
+    gen = torch.Generator().manual_seed(1)
+    pos = torch.randn(60, 2, generator=gen)
+    ref = _brute(pos, torch.zeros(60, dtype=torch.long), False, k=5)
+    assert torch.equal(knn_graph(pos, 5), ref)
+    assert torch.equal(knn_graph(pos, 5, torch.zeros(60, dtype=torch.long), chunk_size=100), ref)
+    assert knn_graph(pos[:0], 3).shape == (2, 0)
+
+
+@pytest.mark.parametrize("grid", [False, True])
+@pytest.mark.parametrize("loop", [False, True])
+def test_radius_matches_brute_force(grid, loop):
+    pos, batch = _cloud(2, grid)
+    r = 1.0 if grid else 0.8  # grid: distance exactly 1 lies on the sphere (<= r)
+    ref = _brute(pos, batch, loop, r=r)
+    assert ref.shape[1] > 0
+    assert torch.equal(radius_graph(pos, r, batch, loop), ref)
+    assert torch.equal(radius_graph(pos, r, batch, loop, chunk_size=5), ref)
+    capped = _brute(pos, batch, loop, k=3, r=r)
+    assert torch.equal(radius_graph(pos, r, batch, loop, max_num_neighbors=3), capped)
+
+
+def test_radius_tiny_is_empty():
+    pos, batch = _cloud(3)
+    e = radius_graph(pos, 1e-9, batch)
+    assert e.shape == (2, 0) and e.dtype == torch.long
+    e = radius_graph(pos, 1e-9, batch, loop=True)  # only self-loops survive
+    assert torch.equal(e, torch.arange(pos.shape[0]).repeat(2, 1))
+
+
+def _fps_reference(pos, batch, counts, start=None):
+    out = []
+    for g in range(int(batch.max()) + 1):
+        idx = (batch == g).nonzero().flatten()
+        if idx.numel() == 0:
+            continue
+        x = pos[idx]
+        chosen = [0 if start is None else int((idx == start[g]).nonzero())]
+        mind = torch.full((len(idx),), math.inf, dtype=pos.dtype)
+        for _ in range(counts[g] - 1):
+            t = None
+            for j in range(pos.shape[1]):
+                u = x[:, j] - x[chosen[-1], j]
+                t = u * u if t is None else t + u * u
+            mind = torch.minimum(mind, t)
+            mind[chosen] = -math.inf
+            chosen.append(int(torch.argmax(mind)))  # first maximal value: ties by index
+        out += idx[chosen].tolist()
+    return torch.tensor(out, dtype=torch.long)
+
+
+@pytest.mark.parametrize("grid", [False, True])
+def test_fps_matches_reference(grid):
+    pos, batch = _cloud(4, grid)
+    sizes = torch.bincount(batch).tolist()
+    ref = _fps_reference(pos, batch, [math.ceil(0.5 * n) for n in sizes])
+    assert torch.equal(farthest_point_sampling(pos, 0.5, batch), ref)
+    ref = _fps_reference(pos, batch, [min(4, n) for n in sizes])
+    assert torch.equal(farthest_point_sampling(pos, batch=batch, num=4), ref)
+    full = farthest_point_sampling(pos, 1.0, batch)
+    assert torch.equal(torch.sort(full).values, torch.arange(pos.shape[0]))
+
+
+def test_fps_random_start_reproducible():
+    pos, batch = _cloud(5)
+    a = farthest_point_sampling(pos, 0.3, batch, random_start=True, generator=torch.Generator().manual_seed(3))
+    b = farthest_point_sampling(pos, 0.3, batch, random_start=True, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    sizes = torch.bincount(batch).tolist()
+    firsts = []
+    for g, n in enumerate(sizes):
+        firsts.append(a[sum(math.ceil(0.3 * m) for m in sizes[:g])])
+        assert batch[firsts[-1]] == g
+    ref = _fps_reference(pos, batch, [math.ceil(0.3 * n) for n in sizes], start=firsts)
+    assert torch.equal(a, ref)
+
+
+def test_bad_input():
+    pos, batch = _cloud(6)
+    with pytest.raises(ValueError, match="k"):
+        knn_graph(pos, 0)
+    with pytest.raises(ValueError, match="r"):
+        radius_graph(pos, -1.0)
+    with pytest.raises(ValueError, match="pos"):
+        knn_graph(pos.clone().fill_(float("nan")), 2)
+    with pytest.raises(ValueError, match="pos"):
+        knn_graph(pos[0], 2)
+    with pytest.raises(ValueError, match="batch"):
+        knn_graph(pos, 2, batch[:-1])
+    with pytest.raises(TypeError, match="batch"):
+        knn_graph(pos, 2, batch.float())
+    with pytest.raises(ValueError, match="batch"):
+        radius_graph(pos, 1.0, batch - 1)
+    with pytest.raises(ValueError, match="ratio"):
+        farthest_point_sampling(pos, 0.5, num=3)
+    with pytest.raises(ValueError, match="ratio"):
+        farthest_point_sampling(pos, 1.5)
+    with pytest.raises(ValueError, match="chunk_size"):
+        knn_graph(pos, 2, chunk_size=0)
