@@ -10,6 +10,8 @@ _EXPORTS = {
     "landocean_dataset": "_sphere",
     "checkerboard_dataset": "_sphere",
     "fibonacci_sphere": "_sphere",
+    "uniform_sphere": "_sphere",
+    "land_mask": "_sphere",
 }
 
 __all__ = sorted(_EXPORTS)

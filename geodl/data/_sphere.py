@@ -1,0 +1,228 @@
+"""Classification tasks on the sphere: land/ocean and the spherical checkerboard.
+
+Both are procedural and seeded: a call with the same arguments returns the same tensors. The only
+cache is a bit-packed copy of the land mask under ``geodl.data.default_root()`` (built on first use). Points are ``(longitude, latitude)`` in degrees, float32; labels are int64.
+
+- land/ocean: labels from the GLOBE 1 km land mask shipped in the ``global-land-mask`` package
+  (the paper used Natural Earth 110 m polygons, so numbers are not comparable with it). Train and
+  validation points are uniform on the sphere; the test set is the equal-area HEALPix grid of
+  ``nside`` (pixel centres), which also makes a map of the predictions a HEALPix map.
+- checkerboard (Rußwurm et al., ICLR'24): ``num_support`` Fibonacci-lattice support points take
+  classes ``0, 1, …, num_classes-1`` in turn; a point's label is its nearest support point's class.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.utils.data import TensorDataset
+
+from geodl._checks import check_choice
+
+__all__ = ["fibonacci_sphere", "uniform_sphere", "landocean_dataset", "checkerboard_dataset", "land_mask"]
+
+_SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}
+
+
+def _xyz_to_lonlat(xyz: torch.Tensor) -> torch.Tensor:
+    lon = torch.rad2deg(torch.atan2(xyz[:, 1], xyz[:, 0]))
+    lat = torch.rad2deg(torch.atan2(xyz[:, 2], torch.hypot(xyz[:, 0], xyz[:, 1])))
+    return torch.stack([lon, lat], dim=1)
+
+
+def _lonlat_to_xyz(lonlat: torch.Tensor) -> torch.Tensor:
+    lon, lat = torch.deg2rad(lonlat[:, 0]), torch.deg2rad(lonlat[:, 1])
+    return torch.stack([lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()], dim=1)
+
+
+def _check_count(name: str, n) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{name}: expected a positive int, got {n!r}")
+    return n
+
+
+def fibonacci_sphere(n: int, *, output: str = "lonlat", dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The Fibonacci (golden-angle) lattice: ``n`` nearly equal-area points on the unit sphere.
+
+    Point i has ``z = 1 - (2i + 1)/n`` and longitude ``i · π(3 - √5)``.
+
+    Parameters
+    ----------
+    n : int
+    output : {"lonlat", "xyz"}
+        ``(n, 2)`` longitude/latitude in degrees or ``(n, 3)`` unit vectors.
+
+    Examples
+    --------
+    >>> p = fibonacci_sphere(200)
+    >>> p.shape, bool(p[:, 1].abs().max() < 90)
+    (torch.Size([200, 2]), True)
+    >>> fibonacci_sphere(4, output="xyz").norm(dim=1).tolist()
+    [1.0, 1.0, 1.0, 1.0]
+    """
+    _check_count("n", n)
+    check_choice("output", output, ("lonlat", "xyz"))
+    i = torch.arange(n, dtype=torch.float64)
+    z = 1.0 - (2.0 * i + 1.0) / n
+    phi = torch.remainder(i * math.pi * (3.0 - math.sqrt(5.0)), 2 * math.pi)
+    r = torch.sqrt(torch.clamp(1.0 - z * z, min=0.0))
+    xyz = torch.stack([r * phi.cos(), r * phi.sin(), z], dim=1)
+    xyz = xyz / xyz.norm(dim=1, keepdim=True)
+    return (xyz if output == "xyz" else _xyz_to_lonlat(xyz)).to(dtype)
+
+
+def uniform_sphere(n: int, *, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """``n`` points uniform on the sphere as lon/lat degrees ``(n, 2)`` (z and longitude uniform).
+
+    Examples
+    --------
+    >>> uniform_sphere(3, seed=1).equal(uniform_sphere(3, seed=1))
+    True
+    """
+    _check_count("n", n)
+    g = torch.Generator().manual_seed(int(seed))
+    u = torch.rand(n, 2, generator=g, dtype=torch.float64)
+    lon = u[:, 0] * 360.0 - 180.0
+    lat = torch.rad2deg(torch.asin(u[:, 1] * 2.0 - 1.0))
+    return torch.stack([lon, lat], dim=1).to(dtype)
+
+
+def _index(v, grid0: float, step: float, lo: float, hi: float):
+    import numpy as np
+
+    return ((np.clip(v, lo, hi) - grid0) / step).astype("int64")
+
+
+def _land_bits():
+    """The GLOBE land mask as packed bits, memory-mapped from ``default_root()`` (built once).
+
+    Importing ``global_land_mask`` decompresses a 21600 × 43200 boolean array (≈ 1 GB, ~15 s);
+    the bit-packed copy (117 MB) is memory-mapped instead, so a lookup reads only the pages it
+    touches. The copy is checked against ``globe.is_land`` at 20,000 random points when built.
+    """
+    import json
+
+    import numpy as np
+
+    from geodl.data import default_root
+
+    root = default_root() / "global_land_mask"
+    bits_path, meta_path = root / "land_bits.npy", root / "land_bits.json"
+    if not (bits_path.exists() and meta_path.exists()):
+        from global_land_mask import globe
+
+        root.mkdir(parents=True, exist_ok=True)
+        lat, lon = globe._lat, globe._lon
+        meta = {"lat": [float(lat[0]), float(lat[1] - lat[0]), float(lat.min()), float(lat.max())],
+                "lon": [float(lon[0]), float(lon[1] - lon[0]), float(lon.min()), float(lon.max())],
+                "shape": list(globe._mask.shape)}
+        bits = np.packbits(~globe._mask, axis=1)
+        rng = np.random.default_rng(0)
+        qlat, qlon = rng.uniform(-90, 90, 20000), rng.uniform(-180, 180, 20000)
+        i, j = _index(qlat, *meta["lat"]), _index(qlon, *meta["lon"])
+        mine = (bits[i, j >> 3] >> (7 - (j & 7))) & 1
+        if not np.array_equal(mine.astype(bool), globe.is_land(qlat, qlon)):
+            raise RuntimeError("global_land_mask: packed copy disagrees with globe.is_land")
+        tmp = bits_path.with_suffix(".tmp.npy")
+        np.save(tmp, bits)
+        tmp.replace(bits_path)
+        meta_path.write_text(json.dumps(meta))
+    meta = json.loads(meta_path.read_text())
+    return np.load(bits_path, mmap_mode="r"), meta
+
+
+def land_mask(lonlat: torch.Tensor) -> torch.Tensor:
+    """1 where ``(lon, lat)`` (degrees) is land in the GLOBE mask of ``global-land-mask``, else 0.
+
+    The first call builds a bit-packed copy of the mask under ``geodl.data.default_root()``
+    (about 20 s once); later calls memory-map it. Most lakes count as land (as in the package).
+
+    Examples
+    --------
+    >>> land_mask(torch.tensor([[8.5, 47.4], [-30.0, 0.0]])).tolist()  # Zürich, mid-Atlantic
+    [1, 0]
+    """
+    import numpy as np
+
+    bits, meta = _land_bits()
+    ll = lonlat.detach().double().cpu().numpy()
+    lon = ((ll[:, 0] + 180.0) % 360.0) - 180.0
+    i, j = _index(ll[:, 1], *meta["lat"]), _index(lon, *meta["lon"])
+    order = np.argsort(i, kind="stable")  # row-sorted reads touch each mapped page once
+    out = np.empty(len(i), dtype=np.int64)
+    out[order] = (np.asarray(bits[i[order], j[order] >> 3]) >> (7 - (j[order] & 7))) & 1
+    return torch.from_numpy(out)
+
+
+def _healpix_centres(nside: int) -> torch.Tensor:
+    import healpy as hp
+    import numpy as np
+
+    lon, lat = hp.pix2ang(nside, np.arange(hp.nside2npix(nside)), lonlat=True)
+    lon = ((lon + 180.0) % 360.0) - 180.0
+    return torch.from_numpy(np.stack([lon, lat], axis=1))
+
+
+def landocean_dataset(split: str = "train", num_samples: int | None = None, *, seed: int = 0,
+                      nside: int = 32) -> TensorDataset:
+    """Land/ocean classification on the sphere.
+
+    Parameters
+    ----------
+    split : {"train", "val", "test"}
+        Train/val: ``num_samples`` points uniform on the sphere (default 5000 / 1000), seeded by
+        ``seed`` and the split. Test: the ``12·nside²`` HEALPix pixel centres (RING order; the
+        default ``nside=32`` gives 12,288 points), ``num_samples`` ignored.
+    seed : int
+    nside : int
+        HEALPix resolution of the test grid (a power of two).
+
+    Returns
+    -------
+    TensorDataset of ``(lonlat float32 (N, 2), label int64 (N,))``, label 1 = land.
+
+    Examples
+    --------
+    >>> ds = landocean_dataset("train", 200, seed=0)
+    >>> x, y = ds.tensors
+    >>> x.shape, y.dtype, 0.1 < float(y.float().mean()) < 0.5  # about 29 % of the Earth is land
+    (torch.Size([200, 2]), torch.int64, True)
+    """
+    check_choice("split", split, _SPLIT_OFFSET)
+    if split == "test":
+        if isinstance(nside, bool) or not isinstance(nside, int) or nside < 1 or nside & (nside - 1):
+            raise ValueError(f"nside: expected a power of two, got {nside!r}")
+        pts = _healpix_centres(nside)
+    else:
+        n = _check_count("num_samples", num_samples if num_samples is not None else (5000 if split == "train" else 1000))
+        pts = uniform_sphere(n, seed=1000 * int(seed) + _SPLIT_OFFSET[split])
+    return TensorDataset(pts.float(), land_mask(pts))
+
+
+def checkerboard_dataset(split: str = "train", num_samples: int = 10000, *, num_support: int = 200,
+                         num_classes: int = 16, seed: int = 0) -> TensorDataset:
+    """The spherical checkerboard: labels by the nearest of ``num_support`` Fibonacci points.
+
+    Support point i has class ``i mod num_classes``; samples are uniform on the sphere, seeded by
+    ``seed`` and the split (train/val/test are disjoint draws).
+
+    Returns
+    -------
+    TensorDataset of ``(lonlat float32 (N, 2), label int64 (N,))``.
+
+    Examples
+    --------
+    >>> x, y = checkerboard_dataset("val", 500, seed=0).tensors
+    >>> x.shape, int(y.min()), int(y.max())
+    (torch.Size([500, 2]), 0, 15)
+    """
+    check_choice("split", split, _SPLIT_OFFSET)
+    _check_count("num_samples", num_samples)
+    _check_count("num_support", num_support)
+    _check_count("num_classes", num_classes)
+    support = fibonacci_sphere(num_support, output="xyz")
+    classes = torch.arange(num_support) % num_classes
+    pts = uniform_sphere(num_samples, seed=1000 * int(seed) + 10 + _SPLIT_OFFSET[split])
+    nearest = (_lonlat_to_xyz(pts) @ support.T).argmax(dim=1)  # max cosine = min geodesic distance
+    return TensorDataset(pts.float(), classes[nearest])

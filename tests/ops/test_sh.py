@@ -1,0 +1,239 @@
+"""Spherical harmonics: accuracy to high degree, conventions, gradients, bad input."""
+
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from geodl.ops import spherical_harmonics
+
+
+def _points(n, dtype, seed=0):
+    """Random unit vectors plus the poles, the dateline and the equator."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    special = torch.tensor(
+        [[0, 0, 1], [0, 0, -1], [-1, 0, 0], [-1, 1e-7, 0.3], [-1, -1e-7, -0.3], [1, 0, 0], [0, 1, 0], [1e-6, 0, 1]],
+        dtype=torch.float64,
+    )
+    x = torch.cat([special, x])
+    return (x / x.norm(dim=1, keepdim=True)).to(dtype)
+
+
+def _scipy_real(xyz, lmax):
+    """Float64 reference in the real Wikipedia basis from scipy's complex Y_l^m (CS phase)."""
+    from scipy.special import sph_harm_y
+
+    x = xyz.double().numpy()
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    theta = np.arctan2(np.hypot(x[:, 0], x[:, 1]), x[:, 2])  # arccos(z) loses half the digits near the poles
+    phi = np.mod(np.arctan2(x[:, 1], x[:, 0]), 2 * np.pi)
+    l = np.concatenate([np.full(2 * k + 1, k) for k in range(lmax + 1)])
+    m = np.concatenate([np.arange(-k, k + 1) for k in range(lmax + 1)])
+    y = sph_harm_y(l[None, :], np.abs(m)[None, :], theta[:, None], phi[:, None])
+    sign = (-1.0) ** np.abs(m)
+    real = np.where(m > 0, math.sqrt(2) * sign * y.real, np.where(m < 0, math.sqrt(2) * sign * y.imag, y.real))
+    return real, l
+
+
+def _max_err_per_degree(ours, ref, l, lmax):
+    err = np.abs(ours - ref).max(axis=0)
+    return np.array([err[l == k].max() for k in range(lmax + 1)])
+
+
+def test_float32_accuracy_to_degree_100():
+    lmax = 100
+    x = _points(10, torch.float32)
+    ours = spherical_harmonics(lmax, x).double().numpy()
+    ref, l = _scipy_real(x, lmax)  # same float32-rounded points, evaluated in float64
+    err = _max_err_per_degree(ours, ref, l, lmax)
+    bound = 1e-4 * np.sqrt((2 * np.arange(lmax + 1) + 1) / (4 * np.pi))
+    assert np.all(err <= bound), f"degrees failing: {np.nonzero(err > bound)[0].tolist()}"
+    assert np.isfinite(ours).all()
+
+
+def test_float64_accuracy_to_degree_300():
+    lmax = 300
+    x = _points(2, torch.float64, seed=1)[[0, 3, 8, 9]]  # a pole, the dateline, two random points
+    ours = spherical_harmonics(lmax, x).numpy()
+    ref, l = _scipy_real(x, lmax)
+    err = _max_err_per_degree(ours, ref, l, lmax)
+    assert err.max() <= 1e-10, f"worst degree {int(err.argmax())}: {err.max():.2e}"
+
+
+def test_addition_theorem_and_finiteness_at_poles_and_dateline():
+    lmax = 150
+    x = _points(8, torch.float32)
+    y = spherical_harmonics(lmax, x)
+    assert torch.isfinite(y).all()
+    for l in (0, 1, 37, 150):
+        s = (y[:, l * l : (l + 1) ** 2].double() ** 2).sum(1)
+        torch.testing.assert_close(s, torch.full_like(s, (2 * l + 1) / (4 * math.pi)), rtol=1e-4, atol=0)
+
+
+def test_lonlat_matches_xyz_and_dateline_is_continuous():
+    lonlat = torch.tensor([[180.0, 10.0], [-180.0, 10.0], [179.9999, -90.0], [0.0, 90.0], [33.0, -12.5]], dtype=torch.float64)
+    lon, lat = torch.deg2rad(lonlat[:, 0]), torch.deg2rad(lonlat[:, 1])
+    xyz = torch.stack([lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()], 1)
+    a = spherical_harmonics(12, lonlat, input="lonlat")
+    torch.testing.assert_close(a, spherical_harmonics(12, xyz), atol=1e-12, rtol=0)
+    torch.testing.assert_close(a[0], a[1], atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("dtype,atol", [(torch.float32, 1e-6), (torch.float64, 1e-12)])
+def test_matches_e3nn(dtype, atol):
+    o3 = pytest.importorskip("e3nn.o3")
+    lmax = 12
+    x = _points(40, dtype) * 2.5  # not unit: both normalise
+    ref = o3.spherical_harmonics(list(range(lmax + 1)), x, normalize=True)
+    ours = spherical_harmonics(lmax, x, convention="e3nn")
+    # e3nn's values grow like sqrt(2l+1); compare relative to the per-degree scale
+    torch.testing.assert_close(ours, ref, atol=atol * math.sqrt(2 * lmax + 1), rtol=0)
+
+
+def test_complex_matches_scipy():
+    from scipy.special import sph_harm_y
+
+    lmax = 20
+    x = _points(10, torch.float64)
+    y = spherical_harmonics(lmax, x, convention="complex").numpy()
+    xn = x.numpy()
+    theta = np.arctan2(np.hypot(xn[:, 0], xn[:, 1]), xn[:, 2])
+    phi = np.arctan2(x[:, 1].numpy(), x[:, 0].numpy())
+    l = np.concatenate([np.full(2 * k + 1, k) for k in range(lmax + 1)])
+    m = np.concatenate([np.arange(-k, k + 1) for k in range(lmax + 1)])
+    ref = sph_harm_y(l[None], m[None], theta[:, None], phi[:, None])
+    np.testing.assert_allclose(y, ref, atol=1e-12, rtol=0)
+
+
+def test_batch_dims_and_batched_equals_single():
+    x = _points(6, torch.float64).reshape(2, 7, 3)
+    y = spherical_harmonics(5, x)
+    assert y.shape == (2, 7, 36)
+    torch.testing.assert_close(y[1, 3], spherical_harmonics(5, x[1, 3:4])[0])
+
+
+def test_gradcheck_float64():
+    x = _points(1, torch.float64)[[1, 3, 7, 8]] * 1.3  # incl. the south pole and next to the north pole
+    x.requires_grad_(True)
+    for conv in ("real", "e3nn"):
+        assert torch.autograd.gradcheck(lambda p: spherical_harmonics(4, p, convention=conv), (x,))
+    ll = torch.tensor([[20.0, 30.0], [-170.0, -45.0]], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p: spherical_harmonics(3, p, input="lonlat"), (ll,))
+
+
+def test_backward_saves_only_inputs():
+    """The autograd graph keeps the (N, 3) input, not an (N, K) or (N, 3, K) intermediate."""
+    x = _points(30, torch.float32).requires_grad_(True)
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = spherical_harmonics(20, x, normalize=False)
+    assert max(saved) <= x.numel()
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize(
+    "points,kwargs,match",
+    [
+        (torch.tensor([[0.0, 91.0]]), {"input": "lonlat"}, "points"),
+        (torch.tensor([[10.0, -90.5]]), {"input": "lonlat"}, "points"),
+        (torch.tensor([[float("nan"), 0.0, 1.0]]), {}, "points"),
+        (torch.tensor([[0.0, 0.0, 0.0]]), {}, "points"),
+        (torch.tensor([[0.0, 0.0, 0.0]]), {"normalize": False}, "points"),
+        (torch.tensor([[1.0, 0.0]]), {}, "points"),
+        (torch.tensor([[1.0, 0.0, 0.0]]), {"convention": "bad"}, "convention"),
+        (torch.tensor([[1.0, 0.0, 0.0]]), {"input": "latlon"}, "input"),
+    ],
+)
+def test_bad_input(points, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        spherical_harmonics(3, points, **kwargs)
+    with pytest.raises(ValueError, match="lmax"):
+        spherical_harmonics(-1, torch.ones(1, 3))
+
+
+def test_compile_fullgraph():
+    f = torch.compile(lambda p: spherical_harmonics(3, p, normalize=False), fullgraph=True, backend="eager")
+    x = _points(4, torch.float32)
+    torch.testing.assert_close(f(x), spherical_harmonics(3, x))
+
+
+def test_triton_kernel_interpreted():
+    pytest.importorskip("triton")
+    code = (
+        "import torch\n"
+        "from geodl.ops._triton_sh import sh_real_triton\n"
+        "from geodl.ops._sh import _sh_real_reference\n"
+        "g = torch.Generator().manual_seed(0)\n"
+        "for dt, tol in ((torch.float32, 1e-5), (torch.float64, 1e-13)):\n"
+        "    x = torch.randn(9, 3, generator=g, dtype=dt)\n"
+        "    x[0] = torch.tensor([0.0, 0.0, -1.0], dtype=dt)\n"
+        "    x = x / x.norm(dim=1, keepdim=True)\n"
+        "    err = (sh_real_triton(x, 4, block=16) - _sh_real_reference(x, 4)).abs().max().item()\n"
+        "    assert err < tol, (dt, err)\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_reference():
+    x = _points(1000, torch.float32).cuda()
+    y = spherical_harmonics(40, x)
+    torch.testing.assert_close(y.cpu(), spherical_harmonics(40, x.cpu()), atol=1e-5, rtol=0)
+    x.requires_grad_(True)
+    spherical_harmonics(40, x).sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_rotating_points_rotates_sh_by_wigner_D():
+    """Y(Rx) = D(R) Y(x) with geodl.groups.wigner_D (e3nn basis), float64, l ≤ 10."""
+    from geodl.testing import assert_equivariant, equivariance_error
+
+    x = _points(20, torch.float64)
+    fn = lambda p: spherical_harmonics(10, p, convention="e3nn")  # noqa: E731
+    assert_equivariant(fn, (x,), ("points",), "sh:10", "SO3", generator=0)
+    # the checker can fail here: the real (z-polar) ordering is not the basis wigner_D acts on
+    wrong = lambda p: spherical_harmonics(10, p, convention="real")  # noqa: E731
+    assert not equivariance_error(wrong, (x,), ("points",), "sh:10", "SO3", generator=0).passed
+
+
+def test_fast_forward_equals_autograd_reference():
+    from geodl.ops._sh import _sh_real_forward, _sh_real_reference
+
+    x = _points(30, torch.float64)
+    torch.testing.assert_close(_sh_real_forward(x, 30), _sh_real_reference(x, 30), atol=1e-13, rtol=0)
+    assert _sh_real_forward(x[:0], 3).shape == (0, 16)
+
+
+def test_chunked_backward_matches_unchunked_and_double_backward():
+    from geodl.ops._sh import _sh_real_reference
+
+    x = _points(2500, torch.float64).requires_grad_(True)  # > 1024 points: several chunks
+    g = torch.randn(x.shape[0], 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    (ours,) = torch.autograd.grad(spherical_harmonics(3, x, normalize=False), x, g)
+    (ref,) = torch.autograd.grad(_sh_real_reference(x, 3), x, g)
+    torch.testing.assert_close(ours, ref, atol=1e-12, rtol=0)
+    small = _points(3, torch.float64)[3:].requires_grad_(True)
+    assert torch.autograd.gradgradcheck(lambda p: spherical_harmonics(2, p), (small,))
+
+
+def test_custom_op_gradient_matches_eager_function():
+    """The registered op (used under torch.compile) and its eager twin agree, values and grads."""
+    from geodl.ops._sh import _SHReal, _sh_real_op
+
+    x = _points(3, torch.float64)[[0, 8, 9, 10]].requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda p: _sh_real_op(p, 3), (x,))
+    torch.testing.assert_close(_sh_real_op(x, 6), _SHReal.apply(x, 6))
