@@ -11,6 +11,7 @@ _EXPORTS = {
     # scatter / segment / gather (_scatter.py)
     "scatter": "_scatter",
     "segment": "_scatter",
+    "gather": "_scatter",
     "gather_csr": "_scatter",
     "scatter_softmax": "_scatter",
     "scatter_logsumexp": "_scatter",

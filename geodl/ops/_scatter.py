@@ -1,0 +1,623 @@
+"""Scatter, segment and gather reductions over PyG-style ``index``/``ptr`` vectors.
+
+Every kernel is a ``torch.library.custom_op`` in the ``geodl::`` namespace working on a canonical
+``(N, F)`` layout (the public functions move ``dim`` to the front and flatten the trailing
+dimensions). The default implementation is built on torch's own ``index_add_`` /
+``scatter_reduce_`` / ``segment_reduce`` / ``index_select`` (the CPU path is those ops, so it is no
+slower than them); the CUDA implementation launches the Triton kernels of
+:mod:`geodl.ops._triton_scatter` when Triton is importable and the dtype is supported, else it
+falls back to the same torch code (``GEODL_DISABLE_TRITON=1`` forces the fallback, e.g. to compare
+the two on a GPU). Fake implementations make ``torch.compile(fullgraph=True)``
+work, and ``register_autograd`` gives every differentiable op a backward built from the other ops
+(scatter-sum <-> gather, segment-sum <-> gather-csr; max/min have their own backward ops, also
+Triton on CUDA), and every backward is differentiable again, so double backward works too.
+
+Conventions (all reductions)
+----------------------------
+* Empty segments (no element maps to them) give ``0`` in the output and receive no gradient.
+  For ``max``/``min`` their arg index is ``N`` (the size of ``src`` along ``dim``), an
+  out-of-range sentinel, so ``torch.cat([src, pad])[arg]`` works.
+* ``max``/``min`` ties: the gradient of a group is **split evenly** among its elements equal to
+  the result (as torch's ``scatter_reduce``/``segment_reduce`` do). Unlike "all to the arg
+  element", this keeps gradients permutation-equivariant when values tie (e.g. ReLU zeros), which
+  geodl's equivariance tests rely on. The arg index (``return_arg=True``) is the **lowest
+  position** among the ties, on every back end.
+  NaN inputs: on the torch path they propagate to their group's value; on the Triton path the
+  value is unspecified; the arg index is unspecified on both.
+* No host syncs unless asked: pass ``dim_size`` (``scatter``) and ``size`` (``gather_csr``); when
+  they are ``None`` the size is read from the index, which syncs on CUDA. ``validate=True`` checks
+  index ranges / pointer monotonicity and always syncs on CUDA: use it while debugging, not in
+  training loops.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+from torch import Tensor
+
+from geodl._checks import check_choice, check_index, check_tensor
+
+__all__ = ["scatter", "segment", "gather", "gather_csr", "scatter_softmax", "scatter_logsumexp"]
+
+# public ops that run Triton kernels on CUDA (read by geodl.ops.available_backends)
+TRITON_OPS = tuple(__all__)
+
+_REDUCE = ("sum", "mean", "max", "min", "mul")
+_SEGMENT_REDUCE = ("sum", "mean", "max", "min")
+
+# dtypes the Triton kernels accept (atomics need 32/64-bit floats; segment/gather accumulate in fp32)
+_TRITON_ATOMIC_DTYPES = (torch.float32, torch.float64)
+_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+# --------------------------------------------------------------------------- back-end choice
+@functools.lru_cache(maxsize=None)
+def _triton_module():
+    """The Triton kernel module, or ``None`` when Triton is missing or disabled."""
+    if os.environ.get("GEODL_DISABLE_TRITON", "") not in ("", "0"):
+        return None
+    try:
+        from geodl.ops import _triton_scatter
+    except ImportError:
+        return None
+    return _triton_scatter
+
+
+def _triton_for(t: Tensor, dtypes=_TRITON_DTYPES):
+    """Triton module to use for CUDA tensor ``t``, or ``None`` for the torch fallback."""
+    if t.dtype not in dtypes:
+        return None
+    return _triton_module()
+
+
+def _long(index: Tensor) -> Tensor:
+    return index if index.dtype == torch.int64 else index.long()
+
+
+def _fill_empty(out: Tensor, nonempty: Tensor) -> Tensor:
+    """Zero the rows of ``out`` (S, F) whose ``nonempty`` (S,) flag is false."""
+    return torch.where(nonempty.unsqueeze(1), out, torch.zeros((), dtype=out.dtype, device=out.device))
+
+
+def _empty_arg(src: Tensor) -> Tensor:
+    return torch.empty(0, dtype=torch.int64, device=src.device)
+
+
+# --------------------------------------------------------------------------- torch reference path
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _ref_scatter_sum(src: Tensor, index: Tensor, dim_size: int) -> Tensor:
+    if src.dtype in _LOW_PRECISION:  # accumulate in fp32, like the Triton kernels
+        return _ref_scatter_sum(src.float(), index, dim_size).to(src.dtype)
+    return src.new_zeros(dim_size, src.shape[1]).index_add_(0, index, src)
+
+
+def _ref_counts(index: Tensor, dim_size: int) -> Tensor:
+    ones = torch.ones(index.shape[0], dtype=torch.int64, device=index.device)
+    return torch.zeros(dim_size, dtype=torch.int64, device=index.device).index_add_(0, index, ones)
+
+
+def _ref_arg(src: Tensor, index: Tensor, out: Tensor) -> Tensor:
+    """Lowest position among the elements equal to their group's max/min (``N`` when empty)."""
+    n, f = src.shape
+    idx = _long(index).unsqueeze(1).expand(n, f)
+    hit = src == out.gather(0, idx)
+    pos = torch.arange(n, device=src.device).unsqueeze(1).expand(n, f)
+    pos = torch.where(hit, pos, n)
+    arg = torch.full(out.shape, n, dtype=torch.int64, device=src.device)
+    return arg.scatter_reduce_(0, idx, pos, "amin", include_self=True)
+
+
+def _ref_scatter_minmax(src: Tensor, index: Tensor, dim_size: int, reduce: str,
+                        with_arg: bool) -> tuple[Tensor, Tensor]:
+    n, f = src.shape
+    idx = _long(index).unsqueeze(1).expand(n, f)
+    out = src.new_zeros(dim_size, f).scatter_reduce_(0, idx, src, "a" + reduce, include_self=False)
+    # include_self=False leaves empty rows at their initial 0: the documented fill value.
+    if not with_arg:
+        return out, _empty_arg(src)
+    return out, _ref_arg(src, index, out)
+
+
+def _divide_by_counts(total: Tensor, counts: Tensor) -> Tensor:
+    """``total`` (S, F) / ``counts`` (S,) clamped to >= 1, dividing in fp32 (fp64) for low precision."""
+    wide = torch.float64 if total.dtype == torch.float64 else torch.float32
+    return (total / counts.clamp(min=1).to(wide).unsqueeze(1)).to(total.dtype)
+
+
+def _ref_segment(src: Tensor, ptr: Tensor, reduce: str) -> Tensor:
+    if reduce == "mean":  # sum / count: faster than torch's mean kernel, and 0 for empty segments
+        return _divide_by_counts(_ref_segment(src, ptr, "sum"), ptr[1:] - ptr[:-1])
+    if reduce == "sum" and src.dtype in _LOW_PRECISION:  # accumulate in fp32, like the Triton kernel
+        return _ref_segment(src.float(), ptr, "sum").to(src.dtype)
+    return torch.segment_reduce(src, reduce, offsets=ptr, axis=0, unsafe=True)
+
+
+def _ref_gather_csr(src: Tensor, ptr: Tensor, size: int) -> Tensor:
+    return torch.repeat_interleave(src, ptr[1:] - ptr[:-1], dim=0, output_size=size)
+
+
+def _ref_scatter_minmax_backward(grad: Tensor, src: Tensor, index: Tensor, out: Tensor, reduce: str) -> Tensor:
+    """``grad`` (S, F) split evenly among the elements of ``src`` (N, F) equal to their group's ``out``."""
+    hit = src == out.index_select(0, index)
+    ties = torch.zeros(out.shape, dtype=grad.dtype, device=grad.device).index_add_(0, index, hit.to(grad.dtype))
+    share = (grad / ties.clamp(min=1)).index_select(0, index)
+    return torch.where(hit, share, torch.zeros((), dtype=share.dtype, device=share.device))
+
+
+def _ref_segment_minmax_backward(grad: Tensor, src: Tensor, ptr: Tensor, out: Tensor, reduce: str) -> Tensor:
+    """As :func:`_ref_scatter_minmax_backward` for sorted segments: torch's own fused kernel."""
+    return torch.ops.aten._segment_reduce_backward(grad, out, src, reduce, offsets=ptr, axis=0)
+
+
+def _ref_segment_minmax(src: Tensor, ptr: Tensor, reduce: str, with_arg: bool) -> tuple[Tensor, Tensor]:
+    counts = ptr[1:] - ptr[:-1]
+    nonempty = counts > 0
+    out = _fill_empty(_ref_segment(src, ptr, reduce), nonempty)
+    if not with_arg:
+        return out, _empty_arg(src)
+    # lowest row equal to its segment's result, as a segment min over positions (contiguous, so
+    # faster than a scatter); positions are exact in float32 up to 2**24 rows, else float64
+    n = src.shape[0]
+    hit = src == _ref_gather_csr(out, ptr, n)
+    pdtype = torch.float32 if n <= 2**24 else torch.float64
+    pos = torch.arange(n, dtype=pdtype, device=src.device).unsqueeze(1)
+    pos = torch.where(hit, pos, torch.tensor(float(n), dtype=pdtype, device=src.device))
+    arg = _ref_segment(pos, ptr, "min")
+    return out, torch.where(nonempty.unsqueeze(1), arg, float(n)).long()  # empty: +inf -> N
+
+
+# --------------------------------------------------------------------------- custom ops
+def _gather_rows_ref(src: Tensor, index: Tensor) -> Tensor:
+    return src.index_select(0, index)
+
+
+def _kernel_op(name: str, ref, fake, triton_call, dtypes=_TRITON_DTYPES):
+    """Register ``geodl::name``: ``ref`` on every device, ``triton_call(module, *args)`` on CUDA
+    when Triton supports the first argument's dtype (else ``ref`` there too), ``fake`` for tracing.
+
+    With ``TRITON_INTERPRET=1`` set before import, CPU tensors take the Triton route as well, through
+    Triton's interpreter: slow, meant for testing the kernels and this dispatch without a GPU.
+    """
+    op = torch.library.custom_op(f"geodl::{name}", ref, mutates_args=())
+
+    def triton_or_ref(*args):
+        tri = _triton_for(args[0], dtypes)
+        return triton_call(tri, *args) if tri else ref(*args)
+
+    op.register_kernel("cuda", triton_or_ref)
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        op.register_kernel("cpu", triton_or_ref)
+    op.register_fake(fake)
+    return op
+
+
+def _fake_minmax(src, num_out, with_arg):
+    arg = src.new_empty((num_out, src.shape[1]) if with_arg else (0,), dtype=torch.int64)
+    return src.new_empty(num_out, src.shape[1]), arg
+
+
+# src[index] (S, F) -> (N, F)  and its adjoint, the scatter-sum (N, F) -> (dim_size, F)
+_gather_rows = _kernel_op("gather_rows", _gather_rows_ref,
+                          lambda src, index: src.new_empty(index.shape[0], src.shape[1]),
+                          lambda T, *a: T.gather_rows(*a))
+_scatter_sum = _kernel_op("scatter_sum", _ref_scatter_sum,
+                          lambda src, index, dim_size: src.new_empty(dim_size, src.shape[1]),
+                          lambda T, *a: T.scatter_sum(*a), _TRITON_ATOMIC_DTYPES)
+# max/min per target row and (with_arg) the arg position (S, F); an empty arg otherwise
+_scatter_minmax = _kernel_op("scatter_minmax", _ref_scatter_minmax,
+                             lambda src, index, dim_size, reduce, with_arg: _fake_minmax(src, dim_size, with_arg),
+                             lambda T, *a: T.scatter_minmax(*a), _TRITON_ATOMIC_DTYPES)
+# sorted (CSR) counterparts: segment sum/mean, segment max/min (+ arg), and gather_csr
+_segment_sum_mean = _kernel_op("segment_sum_mean", _ref_segment,
+                               lambda src, ptr, reduce: src.new_empty(ptr.shape[0] - 1, src.shape[1]),
+                               lambda T, *a: T.segment_reduce(*a)[0])
+_segment_minmax = _kernel_op("segment_minmax", _ref_segment_minmax,
+                             lambda src, ptr, reduce, with_arg: _fake_minmax(src, ptr.shape[0] - 1, with_arg),
+                             lambda T, *a: T.segment_reduce(*a))
+_gather_csr = _kernel_op("gather_csr", _ref_gather_csr,
+                         lambda src, ptr, size: src.new_empty(size, src.shape[1]),
+                         lambda T, *a: T.gather_csr(*a))
+
+
+# max/min backward: grad split evenly among the elements equal to their group's result
+_scatter_minmax_backward = _kernel_op(
+    "scatter_minmax_backward", _ref_scatter_minmax_backward,
+    lambda grad, src, index, out, reduce: torch.empty_like(src),
+    lambda T, grad, src, index, out, reduce: T.scatter_minmax_backward(grad, src, index, out),
+    _TRITON_ATOMIC_DTYPES)
+_segment_minmax_backward = _kernel_op(
+    "segment_minmax_backward", _ref_segment_minmax_backward,
+    lambda grad, src, ptr, out, reduce: torch.empty_like(src),
+    lambda T, grad, src, ptr, out, reduce: T.segment_minmax_backward(grad, src, ptr, out))
+
+
+# autograd: every backward is itself differentiable, so double backward works (gradient penalties, forces)
+def _save_inputs(ctx, inputs, output):
+    ctx.save_for_backward(inputs[1])  # index or ptr
+    ctx.num_rows = inputs[0].shape[0]
+    ctx.extra = inputs[2] if len(inputs) > 2 else None  # reduce (segment) or output size
+
+
+def _gather_rows_bwd(ctx, grad):
+    (index,) = ctx.saved_tensors
+    return _scatter_sum(grad.contiguous(), index, ctx.num_rows), None
+
+
+def _scatter_sum_bwd(ctx, grad):
+    (index,) = ctx.saved_tensors
+    return _gather_rows(grad.contiguous(), index), None, None
+
+
+def _segment_bwd(ctx, grad):
+    (ptr,) = ctx.saved_tensors
+    if ctx.extra == "mean":
+        counts = (ptr[1:] - ptr[:-1]).clamp(min=1).to(grad.dtype)
+        grad = grad / counts.unsqueeze(1)
+    return _gather_csr(grad.contiguous(), ptr, ctx.num_rows), None, None
+
+
+def _gather_csr_bwd(ctx, grad):
+    (ptr,) = ctx.saved_tensors
+    return _segment_sum_mean(grad.contiguous(), ptr, "sum"), None, None
+
+
+def _save_minmax(ctx, inputs, output):
+    ctx.save_for_backward(inputs[0], inputs[1], output[0])  # src, index or ptr, result
+    ctx.reduce = inputs[-2]
+    ctx.num_inputs = len(inputs)
+
+
+def _scatter_minmax_bwd(ctx, grad, grad_arg):
+    src, index, out = ctx.saved_tensors
+    grad_src = _scatter_minmax_backward(grad.contiguous(), src, index, out, ctx.reduce)
+    return (grad_src,) + (None,) * (ctx.num_inputs - 1)
+
+
+def _segment_minmax_bwd(ctx, grad, grad_arg):
+    src, ptr, out = ctx.saved_tensors
+    grad_src = _segment_minmax_backward(grad.contiguous(), src, ptr, out, ctx.reduce)
+    return (grad_src,) + (None,) * (ctx.num_inputs - 1)
+
+
+def _save_minmax_backward(ctx, inputs, output):
+    ctx.save_for_backward(*inputs[1:4])  # src, index or ptr, result
+    ctx.grad_shape = inputs[0].shape
+
+
+def _minmax_double_backward(ctx, gg, sorted_input: bool):
+    """The max/min backward is linear in ``grad`` (and locally constant in ``src``): its adjoint
+    sums ``gg`` over each group's tied elements and divides by their count."""
+    src, idx, out = ctx.saved_tensors
+    if sorted_input:  # ptr -> segment id of each row
+        idx = torch.repeat_interleave(torch.arange(out.shape[0], device=idx.device), idx[1:] - idx[:-1],
+                                      output_size=src.shape[0])
+    hit = src == out.index_select(0, idx)
+    zeros = gg.new_zeros(ctx.grad_shape)
+    ties = zeros.index_add(0, idx, hit.to(gg.dtype)).clamp(min=1)
+    g_grad = zeros.index_add(0, idx, torch.where(hit, gg, torch.zeros((), dtype=gg.dtype, device=gg.device)))
+    return g_grad / ties, None, None, None, None
+
+
+_scatter_minmax_backward.register_autograd(lambda ctx, gg: _minmax_double_backward(ctx, gg, False),
+                                           setup_context=_save_minmax_backward)
+_segment_minmax_backward.register_autograd(lambda ctx, gg: _minmax_double_backward(ctx, gg, True),
+                                           setup_context=_save_minmax_backward)
+_gather_rows.register_autograd(_gather_rows_bwd, setup_context=_save_inputs)
+_scatter_sum.register_autograd(_scatter_sum_bwd, setup_context=_save_inputs)
+_segment_sum_mean.register_autograd(_segment_bwd, setup_context=_save_inputs)
+_gather_csr.register_autograd(_gather_csr_bwd, setup_context=_save_inputs)
+_scatter_minmax.register_autograd(_scatter_minmax_bwd, setup_context=_save_minmax)
+_segment_minmax.register_autograd(_segment_minmax_bwd, setup_context=_save_minmax)
+
+
+# --------------------------------------------------------------------------- argument handling
+def _to_rows(name: str, src, dim: int, floating: bool = False):
+    """Check ``src`` and view it as (N, F) with ``dim`` first; return (rows, dim, trailing shape)."""
+    check_tensor(name, src, floating=floating)
+    if src.dim() == 0:
+        raise ValueError(f"{name}: expected at least one dimension, got a scalar")
+    if not -src.dim() <= dim < src.dim():
+        raise ValueError(f"dim: expected a value in [{-src.dim()}, {src.dim()}), got {dim}")
+    dim = dim % src.dim()
+    moved = src.movedim(dim, 0)
+    return moved.reshape(moved.shape[0], -1).contiguous(), dim, tuple(moved.shape[1:])
+
+
+def _from_rows(out: Tensor, dim: int, rest: tuple) -> Tensor:
+    return out.reshape((out.shape[0],) + rest).movedim(0, dim)
+
+
+def _check_index(index, n: int, dim_size, validate: bool) -> int:
+    check_index("index", index)
+    if index.dim() != 1:
+        raise ValueError(f"index: expected a 1-D tensor, got shape {tuple(index.shape)}")
+    if index.shape[0] != n:
+        raise ValueError(f"index: expected {n} entries (the size of src along dim), got {index.shape[0]}")
+    if dim_size is None:
+        dim_size = int(index.max()) + 1 if n else 0  # host sync, documented
+    elif not isinstance(dim_size, int) or isinstance(dim_size, bool) or dim_size < 0:
+        raise ValueError(f"dim_size: expected a non-negative int or None, got {dim_size!r}")
+    if validate:
+        check_index("index", index, dim_size)
+    return dim_size
+
+
+def _grouped(src, index, dim: int, dim_size, validate: bool, floating: bool = False):
+    """Checked (N, F) rows of ``src``, the normalised ``dim``, trailing shape and ``dim_size``."""
+    rows, dim, rest = _to_rows("src", src, dim, floating)
+    return rows, dim, rest, _check_index(index, rows.shape[0], dim_size, validate)
+
+
+def _check_ptr(ptr, n: int, validate: bool) -> Tensor:
+    check_index("ptr", ptr)
+    if ptr.dim() != 1 or ptr.shape[0] < 1:
+        raise ValueError(f"ptr: expected a 1-D tensor with at least one entry, got shape {tuple(ptr.shape)}")
+    if validate and (int(ptr[0]) != 0 or int(ptr[-1]) != n or bool((ptr[1:] < ptr[:-1]).any())):
+        raise ValueError(f"ptr: expected a non-decreasing pointer from 0 to {n} (the number of rows of src)")
+    return ptr
+
+
+# --------------------------------------------------------------------------- public functions
+def scatter(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | None = None, reduce: str = "sum",
+            *, deterministic: bool = False, validate: bool = False, return_arg: bool = False):
+    """Reduce the slices of ``src`` along ``dim`` into the groups given by ``index``.
+
+    ``out[..., i, ...] = reduce(src[..., j, ...] for j with index[j] == i)``, as in PyG's
+    ``scatter``. Empty groups give ``0`` (and no gradient).
+
+    Parameters
+    ----------
+    src : Tensor, shape (..., N, ...)
+        Values; ``N`` is the size along ``dim``.
+    index : Tensor, shape (N,), int64 or int32
+        Target group of each slice; broadcast over the other dimensions of ``src``.
+    dim : int
+        Dimension of ``src`` that ``index`` runs along.
+    dim_size : int, optional
+        Number of groups ``S``. Pass it in hot paths: ``None`` reads ``index.max() + 1``, which
+        forces a host sync on CUDA.
+    reduce : {"sum", "mean", "max", "min", "mul"}
+        Reduction. ``max``/``min`` split a group's gradient evenly among tied elements.
+        ``mul`` uses ``torch.scatter_reduce`` (``prod``) on every device.
+    deterministic : bool
+        For ``sum``/``mean``: sort ``index`` (stable) and reduce segments, so the result is
+        bitwise reproducible on CUDA (atomics are not). Costs a sort. ``max``/``min`` are
+        reproducible anyway; ``mul`` on CUDA is not (it is ignored there).
+    validate : bool
+        Check that ``index`` lies in ``[0, dim_size)`` (raises ``ValueError``). This reads the
+        index on the host, i.e. syncs on CUDA; without it, out-of-range indices are undefined
+        behaviour on CUDA and an error from torch on CPU.
+    return_arg : bool
+        For ``max``/``min``: also return the position along ``dim`` of the selected element,
+        the lowest among ties (``N`` for empty groups). Costs a second pass.
+
+    Returns
+    -------
+    Tensor, shape (..., S, ...), or (values, arg) with ``arg`` int64 of the same shape.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geodl.ops import scatter
+    >>> src = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    >>> index = torch.tensor([0, 2, 0, 2])
+    >>> scatter(src, index, dim_size=4)
+    tensor([4., 0., 6., 0.])
+    >>> scatter(src, index, dim_size=3, reduce="max", return_arg=True)
+    (tensor([3., 0., 4.]), tensor([2, 4, 3]))
+    """
+    check_choice("reduce", reduce, _REDUCE)
+    if return_arg and reduce not in ("max", "min"):
+        raise ValueError(f"return_arg: only available for reduce='max' or 'min', got reduce={reduce!r}")
+    rows, dim, rest, dim_size = _grouped(src, index, dim, dim_size, validate)
+    if reduce in ("max", "min"):
+        out, arg = _scatter_minmax(rows, index, dim_size, reduce, return_arg)
+        out = _from_rows(out, dim, rest)
+        return (out, _from_rows(arg, dim, rest)) if return_arg else out
+    if reduce == "mul":
+        idx = _long(index).unsqueeze(1).expand_as(rows)
+        out = rows.new_zeros(dim_size, rows.shape[1]).scatter_reduce(0, idx, rows, "prod", include_self=False)
+        return _from_rows(out, dim, rest)
+    if deterministic:
+        perm = torch.argsort(index, stable=True)
+        counts = _ref_counts(_long(index), dim_size)
+        ptr = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        out = _segment_sum_mean(_gather_rows(rows, perm), ptr, reduce)
+    else:
+        out = _scatter_sum(rows, index, dim_size)
+        if reduce == "mean":
+            out = _divide_by_counts(out, _ref_counts(_long(index), dim_size))
+    return _from_rows(out, dim, rest)
+
+
+def segment(src: Tensor, ptr: Tensor, reduce: str = "sum", *, validate: bool = False,
+            return_arg: bool = False):
+    """Reduce consecutive row ranges of ``src``: ``out[s] = reduce(src[ptr[s]:ptr[s+1]])``.
+
+    The sorted (CSR) counterpart of :func:`scatter` along dimension 0: deterministic on every
+    device and faster than the unsorted scatter. Empty ranges give ``0`` and no gradient.
+
+    Parameters
+    ----------
+    src : Tensor, shape (N, ...)
+    ptr : Tensor, shape (S + 1,), int64 or int32
+        Non-decreasing offsets with ``ptr[0] == 0`` and ``ptr[-1] == N`` (PyG's ``batch.ptr``).
+    reduce : {"sum", "mean", "max", "min"}
+        ``max``/``min`` split a segment's gradient evenly among tied elements.
+    validate : bool
+        Check the pointer (start, end, monotonicity); syncs on CUDA. Without it a malformed
+        ``ptr`` gives undefined results.
+    return_arg : bool
+        For ``max``/``min``: also return the row of the selected element (``N`` for empty ranges).
+
+    Returns
+    -------
+    Tensor, shape (S, ...), or (values, arg).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geodl.ops import segment
+    >>> src = torch.tensor([[1.0], [2.0], [5.0]])
+    >>> segment(src, torch.tensor([0, 2, 2, 3]), "mean")
+    tensor([[1.5000],
+            [0.0000],
+            [5.0000]])
+    """
+    check_choice("reduce", reduce, _SEGMENT_REDUCE)
+    if return_arg and reduce not in ("max", "min"):
+        raise ValueError(f"return_arg: only available for reduce='max' or 'min', got reduce={reduce!r}")
+    rows, dim, rest = _to_rows("src", src, 0)
+    _check_ptr(ptr, rows.shape[0], validate)
+    if reduce in ("sum", "mean"):
+        return _from_rows(_segment_sum_mean(rows, ptr, reduce), 0, rest)
+    out, arg = _segment_minmax(rows, ptr, reduce, return_arg)
+    out = _from_rows(out, 0, rest)
+    return (out, _from_rows(arg, 0, rest)) if return_arg else out
+
+
+def gather_csr(src: Tensor, ptr: Tensor, size: int | None = None, *, validate: bool = False) -> Tensor:
+    """Expand per-segment rows to their elements: ``out[j] = src[s]`` for ``ptr[s] <= j < ptr[s+1]``.
+
+    The inverse pattern of :func:`segment` (its backward is a segment sum).
+
+    Parameters
+    ----------
+    src : Tensor, shape (S, ...)
+    ptr : Tensor, shape (S + 1,), int64 or int32, non-decreasing from 0
+    size : int, optional
+        Number of output rows ``N = ptr[-1]``. Pass it in hot paths: ``None`` reads ``ptr[-1]``,
+        a host sync on CUDA.
+    validate : bool
+        Check the pointer against ``size`` (syncs on CUDA).
+
+    Returns
+    -------
+    Tensor, shape (N, ...)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geodl.ops import gather_csr
+    >>> gather_csr(torch.tensor([10.0, 20.0, 30.0]), torch.tensor([0, 2, 2, 3]))
+    tensor([10., 10., 30.])
+    """
+    rows, _, rest = _to_rows("src", src, 0)
+    if size is None:
+        check_index("ptr", ptr)
+        size = int(ptr[-1]) if ptr.numel() else 0  # host sync, documented
+    elif not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ValueError(f"size: expected a non-negative int or None, got {size!r}")
+    _check_ptr(ptr, size, validate)
+    if ptr.shape[0] != rows.shape[0] + 1:
+        raise ValueError(f"ptr: expected {rows.shape[0] + 1} entries (rows of src + 1), got {ptr.shape[0]}")
+    return _from_rows(_gather_csr(rows, ptr, size), 0, rest)
+
+
+def gather(src: Tensor, index: Tensor, dim: int = 0, *, validate: bool = False) -> Tensor:
+    """Select slices of ``src`` along ``dim``: ``out[..., j, ...] = src[..., index[j], ...]``.
+
+    ``src.index_select(dim, index)`` with a Triton kernel on CUDA; its backward is
+    :func:`scatter` (sum), so it is the message-passing ``x[edge_index[0]]`` with a fast gradient.
+
+    Parameters
+    ----------
+    src : Tensor, shape (..., S, ...)
+    index : Tensor, shape (N,), int64 or int32, values in ``[0, S)``
+    dim : int
+        Dimension of ``src`` to select along.
+    validate : bool
+        Check that ``index`` lies in ``[0, S)`` (syncs on CUDA; out-of-range indices are undefined
+        behaviour on CUDA without it).
+
+    Returns
+    -------
+    Tensor, shape (..., N, ...)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geodl.ops import gather
+    >>> gather(torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([1, 1, 0]))
+    tensor([[3., 4.],
+            [3., 4.],
+            [1., 2.]])
+    """
+    rows, dim, rest = _to_rows("src", src, dim)
+    check_index("index", index, rows.shape[0] if validate else None)
+    if index.dim() != 1:
+        raise ValueError(f"index: expected a 1-D tensor, got shape {tuple(index.shape)}")
+    return _from_rows(_gather_rows(rows, index), dim, rest)
+
+
+def _shifted_exp(rows: Tensor, index: Tensor, dim_size: int) -> tuple[Tensor, Tensor]:
+    """Per-group max ``m`` (no gradient; -inf and empty groups -> 0) and ``exp(rows - m[index])``."""
+    m = _scatter_minmax(rows.detach(), index, dim_size, "max", False)[0]
+    m = torch.where(torch.isfinite(m), m, torch.zeros((), dtype=m.dtype, device=m.device))
+    return m, torch.exp(rows - _gather_rows(m, index))
+
+
+def scatter_softmax(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | None = None,
+                    *, validate: bool = False) -> Tensor:
+    """Softmax of ``src`` within each group of ``index`` along ``dim`` (same shape as ``src``).
+
+    Stable: each group is shifted by its max (no gradient flows through the shift, which cancels
+    exactly). A group whose entries are all ``-inf`` gives NaN, like ``torch.softmax``.
+
+    Parameters
+    ----------
+    src : Tensor, shape (..., N, ...), floating point
+    index : Tensor, shape (N,), int64 or int32
+    dim, dim_size, validate
+        As in :func:`scatter`.
+
+    Returns
+    -------
+    Tensor, shape of ``src``
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geodl.ops import scatter_softmax
+    >>> scatter_softmax(torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0, 0, 1]), dim_size=2)
+    tensor([0.5000, 0.5000, 1.0000])
+    """
+    rows, dim, rest, dim_size = _grouped(src, index, dim, dim_size, validate, floating=True)
+    _, e = _shifted_exp(rows, index, dim_size)
+    out = e / _gather_rows(_scatter_sum(e, index, dim_size), index)
+    return _from_rows(out, dim, rest)
+
+
+def scatter_logsumexp(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | None = None,
+                      *, validate: bool = False) -> Tensor:
+    """``log(sum(exp(src)))`` per group of ``index`` along ``dim``; empty groups give ``0``.
+
+    Stable (shifted by the group max). Its gradient is :func:`scatter_softmax`.
+
+    Parameters
+    ----------
+    src, index, dim, dim_size, validate
+        As in :func:`scatter_softmax`: ``src`` (..., N, ...) floating point, ``index`` (N,).
+
+    Returns
+    -------
+    Tensor, shape (..., S, ...)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geodl.ops import scatter_logsumexp
+    >>> scatter_logsumexp(torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0, 0, 2]), dim_size=3)
+    tensor([0.6931, 0.0000, 1.0000])
+    """
+    rows, dim, rest, dim_size = _grouped(src, index, dim, dim_size, validate, floating=True)
+    m, e = _shifted_exp(rows, index, dim_size)
+    s = _scatter_sum(e, index, dim_size)
+    nonempty = _ref_counts(_long(index), dim_size) > 0
+    out = _fill_empty(m + torch.log(s), nonempty)
+    return _from_rows(out, dim, rest)
