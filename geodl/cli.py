@@ -43,7 +43,7 @@ def info(argv: list[str] | None = None) -> int:
 
         print("kernel back ends:")
         for op, backends in available_backends().items():
-            print(f"  {op:<18} {', '.join(backends)}")
+            print(f"  {op:<24} {', '.join(backends)}")
     except (ImportError, AttributeError):
         print("kernel back ends:   (geodl.ops back-end table not available)")
     return 0

@@ -1,9 +1,8 @@
 """Which kernel back ends each :mod:`geodl.ops` op can use on this machine (``geodl info`` prints it).
 
 Every op has the plain-torch reference (any device). An op module ``_x.py`` with Triton kernels
-declares them in a module-level ``TRITON_OPS`` tuple of public op names (``_scatter.py`` does);
-without that tuple, every op of ``_x.py`` counts as having Triton kernels when a sibling
-``_triton_x.py`` exists. Triton is listed only when it is importable, and marked unusable when no
+declares them in a module-level ``TRITON_OPS`` tuple of public op names; an op not named in such
+a tuple runs on the torch reference everywhere. Triton is listed only when it is importable, and marked unusable when no
 CUDA device is present (the kernels run only on CUDA tensors; tests use the interpreter).
 """
 
@@ -56,11 +55,6 @@ def available_backends() -> dict[str, list[str]]:
             module = importlib.import_module(f"geodl.ops.{modname}")
         except ImportError:  # another op module not written / importable yet
             continue
-        declared = getattr(module, "TRITON_OPS", None)
-        if declared is None:
-            has = importlib.util.find_spec(f"geodl.ops._triton{modname}") is not None
-        else:
-            has = name in declared
-        if has:
+        if name in getattr(module, "TRITON_OPS", ()):
             table[name].append(triton)
     return table

@@ -14,6 +14,9 @@ import torch
 
 from geodl._checks import check_finite, check_index, check_tensor
 
+# Public ops of this module that have a Triton kernel on CUDA (read by _backends.available_backends).
+TRITON_OPS = ("eigh3x3",)
+
 __all__ = ["eigh3x3", "segment_covariance"]
 
 # Cyclic Jacobi converges quadratically; on 4e5 random, graded and near-degenerate matrices the
