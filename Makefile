@@ -20,10 +20,12 @@ setup: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/geodl info
+	$(BIN)/geodl check geodl.testing.examples:invariant_model --group E3+perm --inputs node:points --outputs scalar
+	$(BIN)/geodl check geodl.testing.examples:equivariant_model --group E3+perm --inputs node:points --outputs node:vectors
 	$(BIN)/geodl bench nbody --quick
 
 test: $(STAMP)
-	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q tests --doctest-modules geodl
 
 clean:
 	rm -rf $(VENV) build *.egg-info
