@@ -20,6 +20,8 @@ TASKS: dict[str, str] = {
 _EXPORTS = {
     # the training loop and result writers (_runner.py)
     "train": "_runner",
+    "evaluate": "_runner",
+    "print_table": "_runner",
     "TrainResult": "_runner",
     "write_results": "_runner",
     "plot_curves": "_runner",

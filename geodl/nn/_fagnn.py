@@ -1,0 +1,146 @@
+"""FA-GNN: a frame-averaged message-passing network for n-body dynamics (Puny et al., ICLR 2022).
+
+The backbone is a plain (Gilmer-style) message-passing GNN with no symmetry of its own. Frame
+averaging makes it E(3)-equivariant, and, as in the paper's n-body model, the frames are recomputed
+between layers from the network's own latent vectors:
+
+1. PCA frames of the positions (:func:`geodl.nn.frames`, group E(3): 8 frames per system).
+   Positions (centred) and velocities are expressed in every frame; node features are these 6
+   numbers per frame, edges carry ``q_i q_j`` and ``|x_i − x_j|²``.
+2. Each layer runs the GNN in every frame at once (the frame axis is a batch axis).
+3. Between layers the width-``H`` latent of every node is read as ``H/3`` vectors in frame
+   coordinates, mapped back to world coordinates and averaged over the frames (an equivariant set
+   of vectors), then re-expressed in the PCA frames of those latent vectors (group O(3): they are
+   translation invariant already).
+4. The decoder's 3-vector per frame is mapped back, averaged, and the positions' centroid added.
+
+Every step is equivariant, so the output positions are E(3)- and permutation-equivariant for every
+input whose frames are well defined (see the degeneracy policy of :func:`geodl.nn.frames`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from geodl._checks import check_choice
+from geodl.nn._backbones import _ACTS, _mlp, check_dynamics_inputs, full_graph_edges
+from geodl.nn._frame_averaging import frames
+from geodl.ops import scatter
+
+__all__ = ["FAGNN"]
+
+
+class _GCL(nn.Module):
+    """Message passing with a residual node update; tensors carry a frame axis: (N, F, H)."""
+
+    def __init__(self, hidden: int, edge_dim: int, act: str):
+        super().__init__()
+        self.edge_mlp = _mlp([2 * hidden + edge_dim, hidden, hidden], act, last_act=True)
+        self.node_mlp = _mlp([2 * hidden, hidden, hidden], act, last_act=False)
+
+    def forward(self, h, edge_index, edge_attr):
+        row, col = edge_index
+        e = edge_attr[:, None, :].expand(-1, h.shape[1], -1)
+        m = self.edge_mlp(torch.cat([h[row], h[col], e], -1))
+        agg = scatter(m, row, 0, dim_size=h.shape[0])
+        return h + self.node_mlp(torch.cat([h, agg], -1))
+
+
+def _to_frames(v: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """World vectors v (N, K, 3) -> frame coordinates (N, F, K, 3); rot (N, F, 3, 3), axes as columns."""
+    return torch.einsum("nkj,nfji->nfki", v, rot)
+
+
+def _from_frames(y: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """Frame coordinates y (N, F, K, 3) -> world vectors averaged over the frames (N, K, 3)."""
+    return torch.einsum("nfkj,nfij->nki", y, rot) / rot.shape[1]
+
+
+class FAGNN(nn.Module):
+    """Frame-averaged GNN with latent re-framing between layers; predicts positions (N, 3).
+
+    Parameters
+    ----------
+    hidden_channels : int
+        Latent width, a multiple of 3 (read as ``hidden_channels / 3`` vectors between layers;
+        60 in the paper).
+    num_layers : int
+        Message-passing layers (4 in the paper).
+    act : str
+        "silu" (paper), "relu", "tanh" or "gelu".
+    degeneracy : str
+        Policy of :func:`geodl.nn.frames` for near-tied eigenvalues, for the input and the latent
+        frames: "warn" (default), "raise", "flag" or "augment".
+    gap_tol : float
+        Relative eigengap below which a frame counts as degenerate.
+    residual : bool
+        Predict the displacement and add the input positions (as EGNN's coordinate updates do)
+        instead of the positions themselves (the paper's decoder). Both are E(3)-equivariant.
+
+    Forward
+    -------
+    Same call as :class:`~geodl.nn.EGNN`: ``forward(pos, vel, charges, batch=None)`` -> (N, 3).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geodl.nn import FAGNN
+    >>> _ = torch.manual_seed(0)
+    >>> net = FAGNN(hidden_channels=12, num_layers=2)
+    >>> pos, vel = torch.randn(10, 3), torch.randn(10, 3)
+    >>> q = torch.tensor([1.0, -1.0] * 5)
+    >>> net(pos, vel, q, torch.arange(2).repeat_interleave(5)).shape
+    torch.Size([10, 3])
+    """
+
+    def __init__(self, hidden_channels: int = 60, num_layers: int = 4, *, act: str = "silu",
+                 degeneracy: str = "warn", gap_tol: float = 1e-4, residual: bool = False):
+        super().__init__()
+        if not isinstance(hidden_channels, int) or isinstance(hidden_channels, bool) \
+                or hidden_channels < 3 or hidden_channels % 3:
+            raise ValueError(f"hidden_channels: expected a positive multiple of 3, got {hidden_channels!r}")
+        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
+            raise ValueError(f"num_layers: expected a positive int, got {num_layers!r}")
+        check_choice("act", act, tuple(_ACTS))
+        check_choice("degeneracy", degeneracy, ("warn", "raise", "flag", "augment"))
+        if not (isinstance(gap_tol, (int, float)) and gap_tol >= 0):
+            raise ValueError(f"gap_tol: expected a non-negative number, got {gap_tol!r}")
+        self.hidden_channels, self.degeneracy, self.gap_tol = hidden_channels, degeneracy, gap_tol
+        self.residual = bool(residual)
+        self.embedding = nn.Linear(6, hidden_channels)
+        self.layers = nn.ModuleList(_GCL(hidden_channels, 2, act) for _ in range(num_layers))
+        self.decoder = _mlp([hidden_channels, hidden_channels, 3], act, last_act=False)
+
+    def extra_repr(self) -> str:
+        return f"degeneracy={self.degeneracy!r}, gap_tol={self.gap_tol:g}, residual={self.residual}"
+
+    def _frames(self, pts, batch, group, num_graphs):
+        return frames(pts, batch, group, num_graphs=num_graphs, degeneracy=self.degeneracy,
+                      gap_tol=self.gap_tol)
+
+    def forward(self, pos, vel, charges, batch=None):
+        charges, batch = check_dynamics_inputs(pos, vel, charges, batch)
+        num_graphs = int(batch.max()) + 1
+        edge_index = full_graph_edges(batch, num_graphs)
+        row, col = edge_index
+        edge_attr = torch.cat([charges[row] * charges[col],
+                               (pos[row] - pos[col]).pow(2).sum(-1, keepdim=True)], -1)
+
+        fr = self._frames(pos, batch, "E3", num_graphs)
+        centroid = fr.centroid[batch]  # (N, 3)
+        rot = fr.rotations[batch]  # (N, F, 3, 3)
+        inputs = _to_frames(torch.stack([pos - centroid, vel], 1), rot)  # (N, F, 2, 3)
+        h = self.embedding(inputs.flatten(2))  # (N, F, H)
+        k = self.hidden_channels // 3
+        n = pos.shape[0]
+        for i, layer in enumerate(self.layers):
+            h = layer(h, edge_index, edge_attr)
+            if i < len(self.layers) - 1:
+                # latent vectors back to world coordinates, then into their own PCA frames
+                latent = _from_frames(h.unflatten(-1, (k, 3)), rot)  # (N, K, 3), equivariant
+                fr_l = self._frames(latent.reshape(n * k, 3), batch.repeat_interleave(k), "O3", num_graphs)
+                rot = fr_l.rotations[batch]
+                h = _to_frames(latent, rot).flatten(2)
+        out = _from_frames(self.decoder(h)[:, :, None, :], rot)[:, 0]
+        return out + (pos if self.residual else centroid)

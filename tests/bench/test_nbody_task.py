@@ -1,0 +1,72 @@
+"""``geodl bench nbody``: both models in one run, table, results files, resume, registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from geodl.bench import TASKS, run_task
+from geodl.bench.tasks import nbody
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    monkeypatch.setattr(nbody, "QUICK", {"sizes": (20, 10, 10), "epochs": 2, "eval_every": 1})
+    monkeypatch.setattr(nbody, "MODELS", {"FA-GNN": ({"hidden_channels": 6, "num_layers": 2}, 1e-3),
+                                          "EGNN": ({"hidden_channels": 8, "num_layers": 2}, 5e-4)})
+
+
+def _argv(tmp_path, *extra):
+    return ["--quick", "--data-root", str(tmp_path / "data"), "--run-dir", str(tmp_path / "runs"),
+            "--out", str(tmp_path / "res" / "nbody.json"), "--batch-size", "10", "--no-progress", *extra]
+
+
+def test_quick_run_trains_both_models_and_writes_results(tmp_path, tiny, capsys):
+    assert run_task("nbody", _argv(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert "FA-GNN" in out and "EGNN" in out and "0.0057 †" in out and "0.0071 †" in out
+    doc = json.loads((tmp_path / "res" / "nbody.json").read_text())
+    rows = {r["model"]: r for r in doc["rows"]}
+    assert set(rows) == {"FA-GNN", "EGNN"}
+    for r in rows.values():
+        assert r["epochs"] == 2 and r["test_mse"] > 0 and r["params"] > 0
+        assert r["best_epoch"] in (1, 2)
+    assert rows["FA-GNN"]["published_test_mse"] == 0.0057
+    assert doc["seed"] == 0 and doc["environment"]["seeds"] == 0 and doc["data"]["sizes"] == [20, 10, 10]
+    assert len(doc["histories"]["EGNN"]) == 2
+    assert (tmp_path / "res" / "nbody.csv").read_text().startswith("model,test_mse")
+    assert (tmp_path / "res" / "nbody.png").read_bytes()[:4] == b"\x89PNG"
+
+    # the same command again resumes from the finished checkpoints and reports the same numbers
+    assert run_task("nbody", _argv(tmp_path)) == 0
+    again = {r["model"]: r for r in json.loads((tmp_path / "res" / "nbody.json").read_text())["rows"]}
+    for name in rows:
+        assert again[name]["resumed_from"] == 2
+        assert again[name]["test_mse"] == pytest.approx(rows[name]["test_mse"], rel=1e-6)
+
+
+def test_step_is_the_position_mse():
+    torch.manual_seed(0)
+    loc, vel = torch.randn(2, 5, 3), torch.randn(2, 5, 3)
+    charges, target = torch.ones(2, 5, 1), torch.randn(2, 5, 3)
+
+    def predict_input(pos, v, q, batch):
+        assert batch.tolist() == [0] * 5 + [1] * 5
+        return pos
+
+    loss, logs = nbody.step(predict_input, (loc, vel, charges, target))
+    assert float(loss) == pytest.approx(float(((loc - target) ** 2).mean()))
+    assert logs["mse"] == pytest.approx(float(loss))
+
+
+def test_registry_and_arguments(tmp_path, tiny):
+    assert TASKS["nbody"] == "geodl.bench.tasks.nbody:main"
+    with pytest.raises(SystemExit) as exc:
+        run_task("nbody", ["--help"])
+    assert exc.value.code == 0
+    with pytest.raises(SystemExit, match="models"):
+        run_task("nbody", _argv(tmp_path, "--models", "SchNet"))
+    with pytest.raises(ValueError, match="name"):
+        nbody.build_model("SchNet")
