@@ -47,6 +47,19 @@ def _tools(device):
     def geodl_fn(lmax, x):
         return spherical_harmonics(lmax, x)
 
+    def geodl_small_pages_fn(lmax, x):
+        # the same function with its output on 4 KiB pages (GEODL_DISABLE_HUGEPAGES=1): shows how
+        # much of the forward's lead comes from the page faults of a fresh output tensor
+        old = os.environ.get("GEODL_DISABLE_HUGEPAGES")
+        os.environ["GEODL_DISABLE_HUGEPAGES"] = "1"
+        try:
+            return spherical_harmonics(lmax, x)
+        finally:
+            if old is None:
+                del os.environ["GEODL_DISABLE_HUGEPAGES"]
+            else:
+                os.environ["GEODL_DISABLE_HUGEPAGES"] = old
+
     def sphericart_fn(lmax, x):
         if lmax not in cache:
             cache[lmax] = sct.SphericalHarmonics(lmax)
@@ -58,7 +71,10 @@ def _tools(device):
         # e3nn's polar axis is y: evaluating it at (y, z, x) gives the real basis at (x, y, z)
         return o3.spherical_harmonics(list(range(lmax + 1)), x[:, [1, 2, 0]], normalize=True)
 
-    return {"geodl": geodl_fn, "sphericart-torch": sphericart_fn, "e3nn": e3nn_fn}
+    tools = {"geodl": geodl_fn, "sphericart-torch": sphericart_fn, "e3nn": e3nn_fn}
+    if device.type == "cpu":
+        tools["geodl-4k-pages"] = geodl_small_pages_fn
+    return tools
 
 
 def _points(n, dtype, device, seed=0):
@@ -267,7 +283,14 @@ def main(argv=None) -> int:
 
         write_results(out, {"benchmark": "spherical harmonics", "threads": torch.get_num_threads(),
                             "repeats": args.repeats, "dtype": "float32 (timing)",
-                            "accuracy_bound": "1e-4*sqrt((2l+1)/(4pi)) per degree vs scipy sph_harm_y"}, rows)
+                            "accuracy_bound": "1e-4*sqrt((2l+1)/(4pi)) per degree vs scipy sph_harm_y",
+                            "notes": "geodl's CPU output is column-major and, on Linux, backed by 2 MiB pages "
+                                     "(madvise MADV_HUGEPAGE); geodl-4k-pages is the same call with "
+                                     "GEODL_DISABLE_HUGEPAGES=1, the other tools allocate 4 KiB pages "
+                                     "(torch's THP_MEM_ALLOC_ENABLE=1 would give them 2 MiB pages too). Forward "
+                                     "times depend on whether a tool's fresh output reuses freed heap memory or "
+                                     "page-faults in new memory (glibc), which varies with the interleaving; "
+                                     "geodl vs geodl-4k-pages and repeated runs show the spread"}, rows)
     except ImportError:  # runner not available: plain JSON
         out.write_text(json.dumps({"rows": rows}, indent=2, default=str))
     print(f"wrote {out}")

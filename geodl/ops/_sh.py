@@ -5,7 +5,8 @@ stops at l = 11/12 (generated polynomials) and sphericart-torch's float32 output
 degree ~19 (see ``/work/shared/BENCHMARKS.md``). The route here is the stable one of NUMERICS.md:
 fully normalised associated Legendre functions P̄_l^m carried directly by three-term recursions
 with O(1) coefficients (no factorial ratios, no expanded polynomials) and cos mφ, sin mφ from the
-rotation recurrence on (x, y)/ρ.
+rotation recurrence on (x, y)/ρ (autograd reference) or, in the fast forward, the recursion run on
+the harmonics themselves from the sectoral seeds (x + iy)^l.
 
 The public function validates its input, converts lon/lat or raw vectors to unit vectors in
 differentiable torch, and calls the op ``geodl::sh_real`` (``torch.library.custom_op``), whose
@@ -17,11 +18,16 @@ size (chunks of the points).
 from __future__ import annotations
 
 import math
+import os
+import sys
 from functools import lru_cache
 
 import torch
 
-from geodl._checks import check_choice, check_tensor
+from geodl._checks import check_choice, check_finite, check_tensor
+
+# Public ops of this module that have a Triton kernel on CUDA (read by _backends.available_backends).
+TRITON_OPS = ("spherical_harmonics",)
 
 __all__ = ["spherical_harmonics"]
 
@@ -103,69 +109,129 @@ def _sh_real_reference(xyz: torch.Tensor, lmax: int) -> torch.Tensor:
 
 
 @lru_cache(maxsize=64)
-def _symmetric_tables(lmax: int, dtype: torch.dtype, device: str):
-    """a_lm, b_lm as columns over the symmetric order layout m = -(l-2)..(l-2) (|m| used)."""
-    a_all, b_all = _coefficients(lmax)
-    a_sym, b_sym = [None] * (lmax + 1), [None] * (lmax + 1)
-    for l in range(2, lmax + 1):
-        a = torch.tensor(a_all[l], dtype=torch.float64)
-        b = torch.tensor(b_all[l], dtype=torch.float64)
-        a_sym[l] = torch.cat([a.flip(0), a[1:]]).to(dtype=dtype, device=device)[:, None]
-        b_sym[l] = torch.cat([b.flip(0), b[1:]]).to(dtype=dtype, device=device)[:, None]
-    return a_sym, b_sym
+def _forward_tables(lmax: int, dtype: torch.dtype, device: str):
+    """Tables of :func:`_sh_real_forward`, built in float64 and cast once.
+
+    ``a[l]`` ``(2l-1, 1)``: a_lm over m = -(l-1)..(l-1) (|m| used; a_l,l-1 = √(2l+1), the step
+    P̄_l^{l-1} = √(2l+1) z P̄_{l-1}^{l-1}); ``ab[l]`` ``(2l-3, 1)``: a_lm·b_lm over m = -(l-2)..(l-2);
+    ``ratio``: c_1, then c_l / c_{l-1} (floats), of the sectoral harmonics Y_l^{±l} = c_l·(Re, Im)(x + iy)^l.
+    """
+    a, ab = [None] * (lmax + 1), [None] * (lmax + 1)
+    for l in range(1, lmax + 1):
+        a_l = [math.sqrt((4.0 * l * l - 1.0) / (l * l - m * m)) for m in range(l)]
+        b_l = [math.sqrt(((l - 1.0) ** 2 - m * m) / (4.0 * (l - 1.0) ** 2 - 1.0)) for m in range(l - 1)]
+        a[l] = torch.tensor(a_l[:0:-1] + a_l, dtype=torch.float64)[:, None]
+        ab[l] = torch.tensor([a_l[abs(m)] * b_l[abs(m)] for m in range(2 - l, l - 1)], dtype=torch.float64)[:, None]
+    # P̄_l^l = √((2l+1)/(2l)) ρ P̄_{l-1}^{l-1} from P̄_0^0 = 1/√(4π); the √2 of the real basis (m ≠ 0)
+    ratio = [math.sqrt(3.0 / (4.0 * math.pi))] + [math.sqrt((2.0 * l + 1.0) / (2.0 * l)) for l in range(2, lmax + 1)]
+    cast = dict(dtype=dtype, device=device)
+    return ([t if t is None else t.to(**cast) for t in a], [t if t is None else t.to(**cast) for t in ab], ratio)
+
+
+_HUGE_PAGE = 1 << 21
+_MADV_HUGEPAGE = 14
+
+
+@lru_cache(maxsize=1)
+def _madvise():
+    """libc ``madvise`` where transparent huge pages are granted on request (Linux, THP mode
+    ``madvise``), else None (``always`` gives them anyway, ``never`` refuses them)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as fh:
+            if "[madvise]" not in fh.read():
+                return None
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def _empty_output(rows: int, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``torch.empty((rows, n))``; on the CPU, large buffers are backed by 2 MiB pages.
+
+    A fresh multi-MB output is mapped on first touch one 4 KiB page at a time, and those page
+    faults cost more than the whole recursion (about 2/3 of the time at lmax 10, 100k points,
+    for every library that returns a new tensor). ``madvise(MADV_HUGEPAGE)`` on the 2 MiB-aligned
+    part of the tensor's own memory, before it is touched, cuts them 512-fold; torch does the same
+    for every allocation under ``THP_MEM_ALLOC_ENABLE=1``. A refusal only leaves 4 KiB pages.
+    ``GEODL_DISABLE_HUGEPAGES=1`` turns it off.
+    """
+    out = torch.empty(rows, n, dtype=dtype, device=device)
+    nbytes = out.numel() * out.element_size()
+    if device.type != "cpu" or nbytes < 4 * _HUGE_PAGE:
+        return out
+    if os.environ.get("GEODL_DISABLE_HUGEPAGES", "") not in ("", "0"):
+        return out
+    madvise = _madvise()
+    if madvise is not None:
+        start = -(-out.data_ptr() // _HUGE_PAGE) * _HUGE_PAGE
+        end = (out.data_ptr() + nbytes) // _HUGE_PAGE * _HUGE_PAGE
+        madvise(start, end - start, _MADV_HUGEPAGE)
+    return out
 
 
 def _sh_real_forward(xyz: torch.Tensor, lmax: int) -> torch.Tensor:
     """The same values as :func:`_sh_real_reference`, faster, not differentiable (forward only).
 
-    Carries the P̄ of a degree in the *output's* order layout, ``[P̄_l^l … P̄_l^1, P̄_l^0, P̄_l^1 …
-    P̄_l^l]`` (rows, points last), so degree l's output block is one product with a contiguous
-    slice of the table ``[√2 sin lmax·φ … √2 sin φ, 1, √2 cos φ … √2 cos lmax·φ]``, written
-    straight into the (N, K) result; all steps run in preallocated buffers (about 2× fewer
-    memory passes than the autograd-friendly reference).
+    Returns the transposed view of a ``((lmax+1)², N)`` buffer: a valid ``(N, K)`` tensor in
+    column-major layout (``is_contiguous()`` is False). Writing the result point-major costs about
+    a third of the time (strided stores), and every step here is a dense row operation instead.
+
+    The recursion runs on the harmonics themselves, not on P̄: Y_l^{±m} = P̄_l^m·T_{±m} with T
+    independent of l, so the degree recursion P̄_l^m = a_lm (z P̄_{l-1}^m - b_lm P̄_{l-2}^m) holds
+    for Y_l^{±m} row by row; degree l's block (rows l²+1 … l²+2l-1, m = -(l-1)..(l-1)) is three
+    in-place passes over the previous two blocks of the output. The sectoral seeds Y_l^{±l} are
+    c_l·(Re, Im)(x + iy)^l by the rotation recurrence on (x, y) (same error growth as the cos/sin
+    recurrence of the reference, and no division by ρ, so the poles need no clamp).
     """
     n, dtype, device = xyz.shape[0], xyz.dtype, xyz.device
-    xt = xyz.t().contiguous()
-    x, y, z = xt[0:1], xt[1:2], xt[2:3]
-    rho = torch.sqrt(torch.clamp(x * x + y * y, min=torch.finfo(dtype).tiny))
-    c1, s1 = x / rho, y / rho
-    trig = torch.empty(2 * lmax + 1, n, dtype=dtype, device=device)
-    trig[lmax] = 1.0
-    if lmax:
-        torch.mul(c1, math.sqrt(2.0), out=trig[lmax + 1 : lmax + 2])
-        torch.mul(s1, math.sqrt(2.0), out=trig[lmax - 1 : lmax])
-    for m in range(2, lmax + 1):
-        c, s = trig[lmax + m - 1 : lmax + m], trig[lmax - m + 1 : lmax - m + 2]
-        torch.sub(c * c1, s * s1, out=trig[lmax + m : lmax + m + 1])
-        torch.add(s * c1, c * s1, out=trig[lmax - m : lmax - m + 1])
-    a_sym, b_sym = _symmetric_tables(lmax, dtype, str(device))
-    out = torch.empty(n, (lmax + 1) ** 2, dtype=dtype, device=device)
-    bufs = [torch.empty(2 * lmax + 1, n, dtype=dtype, device=device) for _ in range(3)]
-    prev2, prev1 = None, torch.full((1, n), 1.0 / math.sqrt(4.0 * math.pi), dtype=dtype, device=device)
-    out[:, 0] = prev1[0]
+    out = _empty_output((lmax + 1) ** 2, n, dtype, device)
+    out[0] = 1.0 / math.sqrt(4.0 * math.pi)
+    if lmax == 0 or n == 0:
+        return out.t()
+    a, ab, ratio = _forward_tables(lmax, dtype, str(device))
+    xt = torch.stack(xyz.unbind(1))  # (3, N); 3× faster than .t().contiguous()
+    x, y = xt[0], xt[1]
+    # sectoral seeds straight into their output rows l²+2l (cos) and l² (sin), no temporaries
+    torch.mul(x, ratio[0], out=out[3])
+    torch.mul(y, ratio[0], out=out[1])
+    for l in range(2, lmax + 1):
+        cp, sp, cc, ss = out[l * l - 1], out[(l - 1) ** 2], out[l * l + 2 * l], out[l * l]
+        torch.mul(cp, x, out=cc)
+        cc.addcmul_(sp, y, value=-1.0).mul_(ratio[l - 1])
+        torch.mul(sp, x, out=ss)
+        ss.addcmul_(cp, y).mul_(ratio[l - 1])
+    z = xt[2:3]
     for l in range(1, lmax + 1):
-        p = bufs[l % 3][: 2 * l + 1]
-        first = prev1[0:1]  # P̄_{l-1}^{l-1}
-        c_diag, c_next = math.sqrt((2.0 * l + 1.0) / (2.0 * l)), math.sqrt(2.0 * l + 1.0)
-        torch.mul(first, rho, out=p[0:1]).mul_(c_diag)  # m = ±l
-        p[-1:].copy_(p[0:1])
-        torch.mul(first, z, out=p[1:2]).mul_(c_next)  # m = ±(l-1)
-        p[-2:-1].copy_(p[1:2])
-        if l >= 2:  # |m| ≤ l-2: three-term recursion in degree
-            inner = p[2:-2]
-            torch.mul(prev1[1:-1], z, out=inner)
-            inner.addcmul_(b_sym[l], prev2, value=-1.0).mul_(a_sym[l])
-        torch.mul(p.t(), trig[lmax - l : lmax + l + 1].t(), out=out[:, l * l : (l + 1) ** 2])
-        prev2, prev1 = prev1, p
-    return out
+        cur = out[l * l + 1 : (l + 1) ** 2 - 1]
+        torch.mul(out[(l - 1) ** 2 : l * l], a[l], out=cur)
+        cur.mul_(z)
+        if l >= 2:
+            cur[1:-1].addcmul_(ab[l], out[(l - 2) ** 2 : (l - 1) ** 2], value=-1.0)
+    return out.t()
+
+
+def _triton_path(xyz: torch.Tensor) -> bool:
+    """Whether the forward runs the Triton kernel (CUDA with Triton): row-major output there,
+    column-major (the transposed view of :func:`_sh_real_forward`) everywhere else."""
+    if not xyz.is_cuda:
+        return False
+    from geodl.ops._triton_sh import triton_available
+
+    return triton_available()
 
 
 def _sh_real_device(xyz: torch.Tensor, lmax: int) -> torch.Tensor:
-    if xyz.is_cuda:
-        from geodl.ops._triton_sh import sh_real_triton, triton_available
+    if _triton_path(xyz):
+        from geodl.ops._triton_sh import sh_real_triton
 
-        if triton_available():
-            return sh_real_triton(xyz, lmax)
+        return sh_real_triton(xyz, lmax)
     return _sh_real_forward(xyz, lmax)
 
 
@@ -176,7 +242,10 @@ def _sh_real_op(xyz: torch.Tensor, lmax: int) -> torch.Tensor:
 
 @_sh_real_op.register_fake
 def _(xyz, lmax):
-    return xyz.new_empty((xyz.shape[0], (lmax + 1) ** 2))
+    k = (lmax + 1) ** 2
+    if _triton_path(xyz):
+        return xyz.new_empty((xyz.shape[0], k))
+    return xyz.new_empty((k, xyz.shape[0])).t()  # same strides as the real output
 
 
 def _setup_context(ctx, inputs, output):
@@ -296,7 +365,11 @@ def spherical_harmonics(
     -------
     Tensor, shape (..., (lmax+1)²)
         Same dtype and device as ``points`` (complex dtype for ``"complex"``). Differentiable;
-        the backward recomputes the forward from the inputs.
+        the backward recomputes the forward from the inputs. For the real and e3nn conventions
+        (except on CUDA with Triton) the result is column-major: the transposed view of a
+        ``((lmax+1)², N)`` buffer, so ``y.is_contiguous()`` is False (``y.view`` across the last
+        dimension fails; ``reshape``, indexing, ``nn.Linear`` work as usual). Call
+        ``.contiguous()`` where a row-major copy is needed.
 
     Raises
     ------
@@ -323,9 +396,13 @@ def spherical_harmonics(
     width = 2 if input == "lonlat" else 3
     # value checks are data-dependent branches: skipped while torch.compile traces
     values = not torch.compiler.is_compiling()
-    check_tensor("points", points, shape=(..., width), floating=True, finite=values)
+    check_tensor("points", points, shape=(..., width), floating=True)
     if points.is_complex():
         raise TypeError("points: expected a real floating-point tensor")
+    # a NaN/inf makes the sum non-finite: one reduction instead of an isfinite mask (≈5% of the
+    # forward at lmax 10); only a non-finite sum (or an overflowing one) takes the full check
+    if values and not bool(torch.isfinite(points.sum())):
+        check_finite("points", points)
     lead = points.shape[:-1]
     flat = points.reshape(-1, width)
     if input == "xyz" and not normalize:

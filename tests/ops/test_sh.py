@@ -214,8 +214,21 @@ def test_fast_forward_equals_autograd_reference():
     from geodl.ops._sh import _sh_real_forward, _sh_real_reference
 
     x = _points(30, torch.float64)
-    torch.testing.assert_close(_sh_real_forward(x, 30), _sh_real_reference(x, 30), atol=1e-13, rtol=0)
+    y = _sh_real_forward(x, 30)
+    torch.testing.assert_close(y, _sh_real_reference(x, 30), atol=1e-13, rtol=0)
+    assert y.t().is_contiguous()  # column-major on the CPU, as documented
     assert _sh_real_forward(x[:0], 3).shape == (0, 16)
+
+
+def test_large_output_on_huge_pages_matches_reference(monkeypatch):
+    """Outputs ≥ 8 MiB take the madvise(MADV_HUGEPAGE) path; values are those of the reference."""
+    from geodl.ops._sh import _sh_real_forward, _sh_real_reference
+
+    x = _points(1400, torch.float32)
+    y = _sh_real_forward(x, 40)  # 1408 x 1681 float32: 9.5 MB
+    torch.testing.assert_close(y, _sh_real_reference(x, 40), atol=1e-4, rtol=0)  # float32, |Y_40| ≤ 1.8
+    monkeypatch.setenv("GEODL_DISABLE_HUGEPAGES", "1")
+    assert torch.equal(_sh_real_forward(x, 40), y)
 
 
 def test_chunked_backward_matches_unchunked_and_double_backward():
