@@ -5,7 +5,13 @@ requires one of them). The search is exact brute force over *blocks*: graphs are
 packed into padded ``(graphs, queries, candidates)`` blocks of at most ``chunk_size`` pairwise
 distances, so work is the sum over graphs of n_g^2, memory is O(chunk_size + N k), and points of
 different graphs are never paired. Squared distances are accumulated coordinate by coordinate
-(``sum_j (x_j - y_j)^2`` in order j = 0, 1, ...); ties are broken by the point index.
+(``sum_j (x_j - y_j)^2`` in order j = 0, 1, ...); ties are broken by the point index. For speed,
+each block is first screened with the matrix-multiply form ``|x|^2 + |y|^2 - 2 x.y`` (one batched
+``bmm``, as ``torch.cdist`` does) widened by a proven bound on its rounding error; only the few
+surviving pairs are measured with the exact formula, so results equal plain brute force (see the
+note above ``_roundoff``). ``knn_graph`` and ``radius_graph`` are ``torch.library`` custom ops
+(``geodl::knn_graph``, ``geodl::radius_graph``) with a dynamic edge count, so they trace under
+``torch.compile(fullgraph=True)``.
 
 Edge convention as in PyG (``flow="source_to_target"``): ``edge_index[0]`` is the neighbour
 (source), ``edge_index[1]`` the query point (target). Edges are ordered by target, then by
@@ -15,14 +21,20 @@ Edge convention as in PyG (``flow="source_to_target"``): ``edge_index[0]`` is th
 from __future__ import annotations
 
 import math
+import os
+from typing import Optional
 
 import torch
 
 from geodl._checks import check_index, check_tensor
 
+# Public ops of this module that have a Triton kernel on CUDA (read by _backends.available_backends).
+TRITON_OPS = ("knn_graph",)
+
 __all__ = ["knn_graph", "radius_graph", "farthest_point_sampling"]
 
 _DEFAULT_CHUNK = 1 << 22  # pairwise distances per block (16 MiB in float32)
+_GROUP = 16  # block widths are multiples of this (largest kNN screening group)
 
 
 def _check_pos_batch(pos, batch):
@@ -48,23 +60,27 @@ def _check_pos_batch(pos, batch):
     return pos, perm, ptr
 
 
-def _sqdist(q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """Squared distances (G, r, m) between queries (G, r, d) and candidates (G, m, d)."""
-    qT, cT = q.transpose(1, 2).contiguous(), c.transpose(1, 2).contiguous()  # contiguous coordinates
+def _sqdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared distances between ``a`` and ``b`` (coordinates along dim 0, other dims broadcast).
+
+    Accumulated as documented, ``sum_j (a_j - b_j)^2`` in order j = 0, 1, ..., with no fused
+    multiply-add: every exact distance in this module goes through here.
+    """
     D = None
-    for j in range(q.shape[-1]):
-        t = qT[:, j, :, None] - cT[:, j, None, :]
-        t = t.mul_(t)  # in place, and no fused multiply-add: the same rounding as sum_j (x_j - y_j)^2
+    for j in range(a.shape[0]):
+        t = a[j] - b[j]
+        t = t.mul_(t)
         D = t if D is None else D.add_(t)
     return D
 
 
-def _blocks(pos, ptr, chunk_size, loop):
-    """Yield (query ids (G, r), candidate ids (G, m), query row exists (G, r), D (G, r, m)).
+def _blocks(pos, ptr, chunk_size):
+    """Yield (query ids (G, r), candidate ids (G, m), in_graph (G, m), first query slot s0, padded).
 
     Graphs are packed greedily while (graphs x largest size^2) <= chunk_size; a graph too big for
-    that alone is split into groups of query rows. Ids index the sorted ``pos``; padded slots repeat
-    a valid id. ``D`` holds squared distances, inf for padded candidates and (without ``loop``) self.
+    that alone is split into groups of query rows. Ids index the sorted ``pos``; ``m`` is the largest
+    graph size rounded up to a multiple of ``_GROUP`` (so the kNN groups divide it), and padded slots repeat a
+    valid id and are marked False in ``in_graph`` (``padded`` says whether any is).
     """
     sizes = [b - a for a, b in zip(ptr[:-1], ptr[1:])]
     dev = pos.device
@@ -75,64 +91,146 @@ def _blocks(pos, ptr, chunk_size, loop):
         while g1 < len(sizes) and (g1 + 1 - g0) * max(m, sizes[g1]) ** 2 <= chunk_size:
             m = max(m, sizes[g1])
             g1 += 1
+        n_rows, m = m, -(-m // _GROUP) * _GROUP
         start = torch.tensor(ptr[g0:g1], device=dev)
         n = torch.tensor(sizes[g0:g1], device=dev)
         slot = torch.arange(m, device=dev)
         in_graph = slot < n[:, None]  # (G, m)
         padded = bool(min(sizes[g0:g1]) < m)
         cand = start[:, None] + torch.minimum(slot, n[:, None] - 1)
-        rows = max(1, min(m, chunk_size // max(1, (g1 - g0) * m)))
-        for s0 in range(0, m, rows):
-            query = cand[:, s0:s0 + rows]
-            r = query.shape[1]
-            D = _sqdist(pos[query], pos[cand])
-            if padded:
-                D.masked_fill_(~in_graph[:, None, :], torch.inf)
-            if not loop:
-                D.diagonal(offset=s0, dim1=1, dim2=2).fill_(torch.inf)  # self pairs
-            yield query, cand, in_graph[:, s0:s0 + r], D
+        rows = max(1, min(n_rows, chunk_size // max(1, (g1 - g0) * m)))
+        for s0 in range(0, n_rows, rows):
+            yield cand[:, s0:s0 + rows], cand, in_graph, s0, padded
         g0 = g1
 
 
-def _knn_select(D, k):
-    """Slots (G, r, kk) of the k smallest finite entries per row of D, ordered by (value, slot); values.
+# Screening by the matrix-multiply form of the distance (as torch.cdist does), made exact.
+# Within a graph the points are centred (c = x - mean) and scored by s(q, c) = |c|^2 - 2 q.c, which is
+# |q - c|^2 - |q|^2: the same order along a query's row, computed by one batched matrix multiply.
+# With R = max |c| in the graph and unit roundoff u, the computed score differs from the exact
+# distance (minus |q|^2) by at most about (d + 3) u (2R)^2 (gamma_(d+1) bounds on the dot products
+# and norms); centring in floating point moves distances by at most 2 u (2R)^2, and the documented
+# exact formula ``_sqdist`` is within (d + 3) u (2R)^2 of the true distance. So
+# |score - (exact - |q|^2)| <= MARGIN with MARGIN = (4 d + 24) u (2R)^2, a factor two over the sum.
+# kNN: if at least k scores of a row are <= t, the k-th smallest exact distance is at most
+# t + MARGIN (+|q|^2), so every point in the answer (ties included) has score <= t + 2 MARGIN. Those
+# candidates (about k per row) are re-measured with ``_sqdist`` and selected exactly. As t we take
+# the k-th smallest of the minima over ``m / B`` groups of B slots (each minimum is a distinct entry,
+# so at least k scores are <= t); groups are strided (slots c, c + m/B, ...) so that their minima
+# are one fast elementwise reduction rather than a reduction over the innermost dimension.
+# Radius: every pair with exact distance <= r^2 has score <= r^2 - |q|^2 + MARGIN.
+# Scores are computed in float32 (float64 for float64 input) after scaling each graph by a power of
+# two (exact, so no overflow); r^2 is scaled alike, and its rounding (u r^2, relevant only while
+# r^2 <~ (2R)^2) fits in the slack of MARGIN.
 
-    Missing entries (rows with fewer than k finite values) have value inf.
-    """
-    m = D.shape[-1]
+def _roundoff(work: torch.Tensor) -> float:
+    """Unit roundoff of the screening's matrix multiply."""
+    if work.dtype == torch.float64:
+        return 2.0 ** -53
+    if work.device.type != "cpu" and torch.get_float32_matmul_precision() != "highest":
+        return 2.0 ** -8  # TF32 ("high") or bfloat16 passes ("medium") on accelerators
+    return 2.0 ** -24
+
+
+def _prepare(pos, cand, in_graph, padded):
+    """Per group of graphs: centred, scaled candidates with their squared norms (G, m, d + 1), the
+    margin (G, 1), and the square (G, 1) of the per-graph scale (a power of two)."""
+    X = pos[cand]
+    if X.dtype != torch.float64:
+        X = X.float()
+    top = X.abs().amax((1, 2))
+    scale = torch.ldexp(torch.ones_like(top), -torch.frexp(top).exponent)
+    X = X * scale[:, None, None]
+    if padded:
+        w = in_graph[..., None].to(X.dtype)
+        X = (X - (X * w).sum(1, keepdim=True) / w.sum(1, keepdim=True)) * w
+    else:
+        X = X - X.mean(1, keepdim=True)
+    n2 = (X * X).sum(-1, keepdim=True)  # (G, m, 1)
+    margin = (4 * pos.shape[1] + 24) * _roundoff(X) * 4 * n2.amax(1)
+    return torch.cat([X, n2], -1), margin, (scale * scale)[:, None]
+
+
+def _scores(Xn, s0, r):
+    """Scores (G, r, m) of the queries in slots [s0, s0 + r) against all candidates; |q|^2 (G, r)."""
+    Q = Xn[:, s0:s0 + r]
+    S = torch.bmm(torch.cat([Q[..., :-1] * -2, torch.ones_like(Q[..., :1])], -1), Xn.transpose(1, 2))
+    return S, Q[..., -1]
+
+
+def _sort_pairs(s, t, D, row, j, m, nrow, rank=False):
+    """Order pairs by (row, D, slot j); with ``rank``, also each pair's position within its row."""
+    if D.element_size() <= 4 and nrow * m < 2 ** 30:  # one sort of packed int64 keys (row, D, j)
+        bits = D.view(torch.int32 if D.element_size() == 4 else torch.int16).long()  # D >= 0: monotone
+        o = torch.sort(((row << 32 | bits) << max(1, (m - 1).bit_length())) | j).indices
+    else:
+        o = torch.sort(j, stable=True).indices
+        o = o[torch.sort(D[o], stable=True).indices]
+        o = o[torch.sort(row[o], stable=True).indices]
+    s, t, D, row = s[o], t[o], D[o], row[o]
+    if not rank:
+        return s, t, D, None
+    counts = torch.bincount(row, minlength=nrow)
+    return s, t, D, torch.arange(row.numel(), device=row.device) - (torch.cumsum(counts, 0) - counts)[row]
+
+
+def _knn_block(pos, prep, query, cand, in_graph, s0, padded, k, loop, r2):
+    """Edges (source, target) of a block's queries to their k nearest, ordered by (target, D, source)."""
+    G, r = query.shape
+    Xn, margin, scale2 = prep
+    S, qn = _scores(Xn, s0, r)
+    m = S.shape[-1]
+    if padded:
+        S.masked_fill_(~in_graph[:, None, :], torch.inf)
+    if not loop:
+        S.diagonal(offset=s0, dim1=1, dim2=2).fill_(torch.inf)  # self pairs
+    if r2 is not None:
+        S.masked_fill_(S > (r2 * scale2 - qn + margin)[..., None], torch.inf)
     kk = min(k, m)
-    vals, idx = torch.topk(D, min(kk + 1, m), dim=-1, largest=False, sorted=True)
-    kth = vals[..., kk - 1:kk]
-    # The (k+1)-th smallest equals the k-th: a tie at the boundary, where topk's pick is unspecified.
-    tie = (vals[..., kk] == kth[..., 0]) if kk < m else torch.zeros_like(kth[..., 0], dtype=torch.bool)
-    vals, idx = vals[..., :kk], idx[..., :kk]
-    if bool(tie.any()):
-        Dt, kt = D[tie], kth[tie]
-        less = Dt < kt
-        eq = (Dt == kt) & torch.isfinite(Dt)
-        take = less | (eq & (torch.cumsum(eq, -1) <= kk - less.sum(-1, keepdim=True)))
-        slot = torch.arange(m, device=D.device)
-        it = torch.sort(torch.where(take, slot, m), -1).values[:, :kk]  # taken slots first, then m
-        vt = torch.where(it < m, Dt.gather(-1, it.clamp_max(m - 1)), torch.inf)
-        idx[tie], vals[tie] = it.clamp_max(m - 1), vt
-    if kk > 1 and (bool(tie.any()) or bool((vals[..., 1:] == vals[..., :-1]).any())):
-        # equal values inside the selection: order them by slot (topk's order among equals is unspecified)
-        o = torch.sort(idx, -1).indices
-        idx, vals = idx.gather(-1, o), vals.gather(-1, o)
-        o = torch.sort(vals, dim=-1, stable=True).indices
-        idx, vals = idx.gather(-1, o), vals.gather(-1, o)
-    return idx, vals
+    B = 1 << max(0, min(_GROUP, m // (4 * kk)).bit_length() - 1)  # power of two <= 16: divides m
+    M = S.view(G, r, B, m // B).amin(2) if B > 1 else S
+    big = torch.finfo(S.dtype).max
+    if M.shape[-1] > kk:  # else (or with fewer than k finite scores) every finite score is taken
+        tau = torch.topk(M, kk, dim=-1, largest=False, sorted=True).values[..., kk - 1]
+        tau = torch.where(torch.isinf(tau), big, tau + 2 * margin)
+    else:
+        tau = S.new_full((G, r), big)
+    g, i, j = (S <= tau[..., None]).nonzero(as_tuple=True)
+    if padded:
+        ok = in_graph[g, s0 + i]
+        g, i, j = g[ok], i[ok], j[ok]
+    s, t = cand[g, j], query[g, i]
+    D = _sqdist(pos[s].T, pos[t].T)
+    if r2 is not None:
+        ok = D <= r2
+        s, t, D, g, i, j = s[ok], t[ok], D[ok], g[ok], i[ok], j[ok]
+    s, t, _, rank = _sort_pairs(s, t, D, g * r + i, j, m, G * r, rank=True)
+    keep = rank < k
+    return s[keep], t[keep]
 
 
-def _finish(src, dst, perm, dist=None):
-    """Map back to the caller's indices and order edges by (target, distance, source)."""
+def _radius_block(pos, prep, query, cand, in_graph, s0, padded, r2, loop):
+    """Edges (source, target) within r of a block's queries, ordered by (target, D, source); D."""
+    G, r = query.shape
+    Xn, margin, scale2 = prep
+    S, qn = _scores(Xn, s0, r)
+    g, i, j = (S <= (r2 * scale2 - qn + margin)[..., None]).nonzero(as_tuple=True)
+    ok = None if loop else j != s0 + i
+    if padded:
+        ok = in_graph[g, j] & in_graph[g, s0 + i] if ok is None else ok & in_graph[g, j] & in_graph[g, s0 + i]
+    if ok is not None:
+        g, i, j = g[ok], i[ok], j[ok]
+    s, t = cand[g, j], query[g, i]
+    D = _sqdist(pos[s].T, pos[t].T)
+    ok = D <= r2
+    return _sort_pairs(s[ok], t[ok], D[ok], (g * r + i)[ok], j[ok], S.shape[-1], G * r)[:2]
+
+
+def _finish(src, dst, perm):
+    """Map back to the caller's indices, keeping edges ordered by (target, distance, source)."""
     src, dst = torch.cat(src), torch.cat(dst)
     if perm is not None:  # order within a graph is unchanged by the stable sort of ``batch``
         src, dst = perm[src], perm[dst]
-    if dist is not None:  # sources of one query are in index order: sort by distance first
-        o = torch.sort(torch.cat(dist), stable=True).indices
-        src, dst = src[o], dst[o]
-    if perm is not None or dist is not None:
         o = torch.sort(dst, stable=True).indices
         src, dst = src[o], dst[o]
     return torch.stack([src, dst])
@@ -146,17 +244,76 @@ def _check_chunk(chunk_size):
     return chunk_size
 
 
-def _knn_edges(pos, batch, k, loop, chunk_size, r2=None):
+def _edges(pos, batch, chunk_size, block, *args):
     pos_s, perm, ptr = _check_pos_batch(pos, batch)
-    src, dst = [torch.empty(0, dtype=torch.long, device=pos.device)], [torch.empty(0, dtype=torch.long, device=pos.device)]
-    for query, cand, row_ok, D in _blocks(pos_s, ptr, chunk_size, loop):
-        if r2 is not None:
-            D = D.masked_fill_(D > r2, torch.inf)
-        idx, vals = _knn_select(D, k)
-        ok = torch.isfinite(vals) & row_ok[..., None]
-        src.append(cand.gather(1, idx.flatten(1)).view(idx.shape)[ok])
-        dst.append(query[..., None].expand(idx.shape)[ok])
+    empty = torch.empty(0, dtype=torch.long, device=pos.device)
+    src, dst = [empty], [empty]
+    prep, last = None, None
+    for query, cand, in_graph, s0, padded in _blocks(pos_s, ptr, chunk_size):
+        if cand is not last:  # row blocks of one group of graphs share the prepared candidates
+            prep, last = _prepare(pos_s, cand, in_graph, padded), cand
+        s, t = block(pos_s, prep, query, cand, in_graph, s0, padded, *args)
+        src.append(s)
+        dst.append(t)
     return _finish(src, dst, perm)
+
+
+_TRITON_MAX_K = 64  # = _triton_knn.MAX_K (not imported here: that would import triton)
+
+
+def _use_triton(pos: torch.Tensor, k: int) -> bool:
+    """The Triton kernel serves float32 CUDA input with k <= 64 (GEODL_DISABLE_TRITON=1 turns it off)."""
+    if not pos.is_cuda or pos.dtype != torch.float32 or k > _TRITON_MAX_K:
+        return False
+    if os.environ.get("GEODL_DISABLE_TRITON", "") not in ("", "0"):
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _knn_triton_edges(pos, batch, k, loop, r2):
+    from geodl.ops._triton_knn import knn_triton
+
+    pos_s, perm, ptr = _check_pos_batch(pos, batch)
+    bounds = torch.tensor(ptr, dtype=torch.int32, device=pos.device)
+    graph = torch.repeat_interleave(torch.arange(len(ptr) - 1, device=pos.device), bounds.diff())
+    s, t = knn_triton(pos_s.contiguous(), bounds[graph], bounds[graph + 1], k, loop, r2)
+    return _finish([s], [t], perm)
+
+
+# Registered ops (``torch.compile(fullgraph=True)`` traces through them; the edge count is a dynamic
+# size). Integer outputs: no autograd. Argument checks that read data run inside, at run time.
+@torch.library.custom_op("geodl::knn_graph", mutates_args=())
+def _knn_op(pos: torch.Tensor, batch: Optional[torch.Tensor], k: int, loop: bool, chunk_size: int,
+            r2: Optional[float]) -> torch.Tensor:
+    if _use_triton(pos, k):
+        return _knn_triton_edges(pos, batch, k, loop, r2)
+    return _edges(pos, batch, chunk_size, _knn_block, k, loop, r2)
+
+
+@torch.library.custom_op("geodl::radius_graph", mutates_args=())
+def _radius_op(pos: torch.Tensor, batch: Optional[torch.Tensor], r2: float, loop: bool, chunk_size: int) -> torch.Tensor:
+    return _edges(pos, batch, chunk_size, _radius_block, r2, loop)
+
+
+@_knn_op.register_fake
+def _(pos, batch, k, loop, chunk_size, r2):
+    return pos.new_empty((2, torch.library.get_ctx().new_dynamic_size()), dtype=torch.long)
+
+
+@_radius_op.register_fake
+def _(pos, batch, r2, loop, chunk_size):
+    return pos.new_empty((2, torch.library.get_ctx().new_dynamic_size()), dtype=torch.long)
+
+
+def _check_types(pos, batch):
+    """Type checks the op schema would otherwise report in its own words."""
+    check_tensor("pos", pos)
+    if batch is not None:
+        check_tensor("batch", batch)
 
 
 def knn_graph(pos: torch.Tensor, k: int, batch: torch.Tensor | None = None, loop: bool = False, *, chunk_size: int | None = None) -> torch.Tensor:
@@ -165,7 +322,9 @@ def knn_graph(pos: torch.Tensor, k: int, batch: torch.Tensor | None = None, loop
     Each point gets edges from its ``k`` nearest points of the same graph (Euclidean distance; ties
     broken by the lower index); a graph with fewer than ``k + 1`` points (``k`` with ``loop``) gives
     all of its other points. The search is chunked: at most ``chunk_size`` pairwise distances live at
-    once, so memory is O(chunk_size + N k), never O(N^2). Host syncs: the graph sizes are read once.
+    once, so memory is O(chunk_size + N k), never O(N^2). Host syncs: the graph sizes are read once,
+    and each block's count of screened pairs (``nonzero``). Squared distances must not overflow the
+    dtype (|coordinates| below about 1e19 in float32).
 
     Parameters
     ----------
@@ -196,7 +355,8 @@ def knn_graph(pos: torch.Tensor, k: int, batch: torch.Tensor | None = None, loop
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k: expected a positive int, got {k!r}")
-    return _knn_edges(pos, batch, k, loop, _check_chunk(chunk_size))
+    _check_types(pos, batch)
+    return _knn_op(pos, batch, k, loop, _check_chunk(chunk_size), None)
 
 
 def radius_graph(pos: torch.Tensor, r: float, batch: torch.Tensor | None = None, loop: bool = False, max_num_neighbors: int | None = None, *, chunk_size: int | None = None) -> torch.Tensor:
@@ -239,19 +399,11 @@ def radius_graph(pos: torch.Tensor, r: float, batch: torch.Tensor | None = None,
     if max_num_neighbors is not None and (isinstance(max_num_neighbors, bool) or not isinstance(max_num_neighbors, int) or max_num_neighbors < 1):
         raise ValueError(f"max_num_neighbors: expected None or a positive int, got {max_num_neighbors!r}")
     chunk_size = _check_chunk(chunk_size)
+    _check_types(pos, batch)
     r2 = float(r) * float(r)
     if max_num_neighbors is not None:
-        return _knn_edges(pos, batch, max_num_neighbors, loop, chunk_size, r2)
-    pos_s, perm, ptr = _check_pos_batch(pos, batch)
-    src, dst, dist = [], [], []
-    for query, cand, row_ok, D in _blocks(pos_s, ptr, chunk_size, loop):
-        g, i, j = ((D <= r2) & row_ok[..., None]).nonzero(as_tuple=True)  # inf never passes
-        src.append(cand[g, j])
-        dst.append(query[g, i])
-        dist.append(D[g, i, j])
-    if not src:
-        return torch.empty((2, 0), dtype=torch.long, device=pos.device)
-    return _finish(src, dst, perm, dist)
+        return _knn_op(pos, batch, max_num_neighbors, loop, chunk_size, r2)
+    return _radius_op(pos, batch, r2, loop, chunk_size)
 
 
 def farthest_point_sampling(pos: torch.Tensor, ratio: float | None = None, batch: torch.Tensor | None = None, random_start: bool = False, generator: torch.Generator | None = None, *, num: int | None = None) -> torch.Tensor:
@@ -323,12 +475,7 @@ def farthest_point_sampling(pos: torch.Tensor, ratio: float | None = None, batch
         out[:, step] = cur
         if step + 1 == steps:
             break
-        c = posT[:, cur][:, graph]
-        d = None
-        for j in range(posT.shape[0]):
-            t = posT[j] - c[j]
-            t = t.mul_(t)
-            d = t if d is None else d.add_(t)
+        d = _sqdist(posT, posT[:, cur][:, graph])
         mind = torch.minimum(mind, d).index_fill_(0, cur, -torch.inf)  # never re-pick (duplicates)
         best = mind.new_empty(G).scatter_reduce(0, graph, mind, "amax", include_self=False)
         cand = torch.where(mind == best[graph], idx, N)

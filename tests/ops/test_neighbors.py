@@ -160,3 +160,80 @@ def test_bad_input():
         farthest_point_sampling(pos, 1.5)
     with pytest.raises(ValueError, match="chunk_size"):
         knn_graph(pos, 2, chunk_size=0)
+
+
+def _near_ties(seed, n_graphs=2, n=300, scale=1.0, dtype=torch.float32):
+    """Jittered grid points: many distances closer than the rounding of ||x||^2 + ||y||^2 - 2 x.y."""
+    gen = torch.Generator().manual_seed(seed)
+    grid = torch.randint(0, 6, (n_graphs * n, 3), generator=gen).to(torch.float64)
+    jitter = 1e-4 if dtype == torch.float32 else 1e-12
+    pos = (grid + jitter * torch.randn(grid.shape, generator=gen, dtype=torch.float64)).to(dtype) * scale
+    return pos, torch.arange(n_graphs).repeat_interleave(n)
+
+
+@pytest.mark.parametrize("scale,dtype", [(1.0, torch.float32), (1e15, torch.float32), (1e-15, torch.float32),
+                                         (1.0, torch.float64), (1e150, torch.float64)])
+def test_screening_is_exact_on_near_ties(scale, dtype):
+    """The matrix-multiply screening (groups of up to 16 slots) never drops or reorders a neighbour."""
+    pos, batch = _near_ties(7, scale=scale, dtype=dtype)
+    for k in (1, 16):
+        assert torch.equal(knn_graph(pos, k, batch), _brute(pos, batch, False, k=k))
+    r = 1.0 * scale  # grid distance 1, jittered: pairs on both sides of the sphere
+    ref = _brute(pos, batch, False, r=r)
+    assert torch.equal(radius_graph(pos, r, batch), ref)
+    assert torch.equal(radius_graph(pos, r, batch, max_num_neighbors=5), _brute(pos, batch, False, k=5, r=r))
+
+
+def test_bfloat16_and_duplicates():
+    pos, batch = _cloud(8, grid=True)  # grid: duplicated points (distance 0) and many ties
+    pos = pos.to(torch.bfloat16)
+    assert torch.equal(knn_graph(pos, 6, batch), _brute(pos, batch, False, k=6))
+    assert torch.equal(radius_graph(pos, 1.5, batch, loop=True), _brute(pos, batch, True, r=1.5))
+
+
+def test_compile_fullgraph():
+    def f(pos, batch):
+        return knn_graph(pos, 3, batch), radius_graph(pos, 0.8, batch), radius_graph(pos, 0.8, batch, max_num_neighbors=2)
+
+    pos, batch = _cloud(9)
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    for got, want in zip(compiled(pos, batch), f(pos, batch)):
+        assert torch.equal(got, want)
+
+
+# The Triton kNN kernel through Triton's interpreter; TRITON_INTERPRET must be set before triton is
+# imported, hence a fresh interpreter.
+_TRITON_SCRIPT = """
+import sys, torch
+from geodl.ops._neighbors import _knn_triton_edges
+cases = torch.load(sys.argv[1])
+torch.save([_knn_triton_edges(pos, batch, k, loop, r2) for pos, batch, k, loop, r2 in cases], sys.argv[2])
+"""
+
+
+def test_triton_knn_interpreted(tmp_path):
+    pytest.importorskip("triton")
+    import os
+    import subprocess
+    import sys
+
+    cases = []  # k = 9 exceeds four of the five graph sizes; the grid gives ties and duplicates
+    for seed, grid, k, loop, r2 in ((0, False, 9, False, None), (1, True, 3, True, 1.0)):
+        pos, batch = _cloud(seed, grid)
+        cases.append((pos.float(), batch, k, loop, r2))
+    src, dst = tmp_path / "in.pt", tmp_path / "out.pt"
+    torch.save(cases, src)
+    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", _TRITON_SCRIPT, str(src), str(dst)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for (pos, batch, k, loop, r2), got in zip(cases, torch.load(dst)):
+        r = None if r2 is None else math.sqrt(r2)
+        assert torch.equal(got, _brute(pos, batch, loop, k=k, r=r)), (k, loop, r2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_triton_knn_cuda():
+    pos, batch = _near_ties(7)
+    for k in (1, 16, 64):
+        assert torch.equal(knn_graph(pos.cuda(), k, batch.cuda()).cpu(), _brute(pos, batch, False, k=k))
