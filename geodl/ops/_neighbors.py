@@ -11,7 +11,10 @@ each block is first screened with the matrix-multiply form ``|x|^2 + |y|^2 - 2 x
 surviving pairs are measured with the exact formula, so results equal plain brute force (see the
 note above ``_roundoff``). ``knn_graph`` and ``radius_graph`` are ``torch.library`` custom ops
 (``geodl::knn_graph``, ``geodl::radius_graph``) with a dynamic edge count, so they trace under
-``torch.compile(fullgraph=True)``.
+``torch.compile(fullgraph=True)``; so is ``farthest_point_sampling`` (``geodl::farthest_point_sampling``,
+a dynamic sample count unless there is one graph). On CUDA, ``knn_graph`` (float32, k <= 64) and
+``farthest_point_sampling`` (float32/float64) run Triton kernels (``_triton_knn.py``,
+``_triton_fps.py``) with identical results; ``GEODL_DISABLE_TRITON=1`` turns them off.
 
 Edge convention as in PyG (``flow="source_to_target"``): ``edge_index[0]`` is the neighbour
 (source), ``edge_index[1]`` the query point (target). Edges are ordered by target, then by
@@ -29,7 +32,7 @@ import torch
 from geodl._checks import check_index, check_tensor
 
 # Public ops of this module that have a Triton kernel on CUDA (read by _backends.available_backends).
-TRITON_OPS = ("knn_graph",)
+TRITON_OPS = ("knn_graph", "farthest_point_sampling")
 
 __all__ = ["knn_graph", "radius_graph", "farthest_point_sampling"]
 
@@ -261,17 +264,20 @@ def _edges(pos, batch, chunk_size, block, *args):
 _TRITON_MAX_K = 64  # = _triton_knn.MAX_K (not imported here: that would import triton)
 
 
-def _use_triton(pos: torch.Tensor, k: int) -> bool:
-    """The Triton kernel serves float32 CUDA input with k <= 64 (GEODL_DISABLE_TRITON=1 turns it off)."""
-    if not pos.is_cuda or pos.dtype != torch.float32 or k > _TRITON_MAX_K:
-        return False
-    if os.environ.get("GEODL_DISABLE_TRITON", "") not in ("", "0"):
+def _triton_enabled(pos: torch.Tensor) -> bool:
+    """CUDA input, triton importable, and not turned off by GEODL_DISABLE_TRITON=1."""
+    if not pos.is_cuda or os.environ.get("GEODL_DISABLE_TRITON", "") not in ("", "0"):
         return False
     try:
         import triton  # noqa: F401
     except ImportError:
         return False
     return True
+
+
+def _use_triton(pos: torch.Tensor, k: int) -> bool:
+    """The Triton kernel serves float32 CUDA input with k <= 64 (GEODL_DISABLE_TRITON=1 turns it off)."""
+    return pos.dtype == torch.float32 and k <= _TRITON_MAX_K and _triton_enabled(pos)
 
 
 def _knn_triton_edges(pos, batch, k, loop, r2):
@@ -406,6 +412,68 @@ def radius_graph(pos: torch.Tensor, r: float, batch: torch.Tensor | None = None,
     return _radius_op(pos, batch, r2, loop, chunk_size)
 
 
+def _fps_torch(pos_s, ptr, take, first):
+    """Plain-torch FPS, all graphs side by side (steps = the largest sample count)."""
+    N, dev = pos_s.shape[0], pos_s.device
+    start = torch.tensor(ptr[:-1], device=dev)
+    n = torch.tensor(ptr[1:], device=dev) - start
+    G = n.numel()
+    steps = max(take)
+    graph = torch.repeat_interleave(torch.arange(G, device=dev), n)
+    cur = first
+    idx = torch.arange(N, device=dev)
+    posT = pos_s.T.contiguous()  # (d, N)
+    out = torch.empty((G, steps), dtype=torch.long, device=dev)
+    mind = torch.full((N,), torch.inf, dtype=pos_s.dtype, device=dev)
+    for step in range(steps):
+        out[:, step] = cur
+        if step + 1 == steps:
+            break
+        d = _sqdist(posT, posT[:, cur][:, graph])
+        mind = torch.minimum(mind, d).index_fill_(0, cur, -torch.inf)  # never re-pick (duplicates)
+        best = mind.new_empty(G).scatter_reduce(0, graph, mind, "amax", include_self=False)
+        cand = torch.where(mind == best[graph], idx, N)
+        cur = torch.full((G,), N, dtype=torch.long, device=dev).scatter_reduce(0, graph, cand, "amin")
+    keep = torch.arange(steps, device=dev) < torch.tensor(take, device=dev)[:, None]
+    return out[keep]
+
+
+def _fps_index(pos, batch, ratio, num, u, use_triton, tile=None):
+    """Sample indices into ``pos``; the Triton kernel (``tile``: its tiled path, for tests) or torch."""
+    pos_s, perm, ptr = _check_pos_batch(pos, batch)
+    if pos_s.shape[0] == 0:
+        return torch.empty(0, dtype=torch.long, device=pos.device)
+    sizes = [b - a for a, b in zip(ptr[:-1], ptr[1:])]
+    take = [math.ceil(ratio * n) if ratio is not None else min(num, n) for n in sizes]
+    start = torch.tensor(ptr[:-1], device=pos.device)
+    first = start
+    if u is not None:  # the uniform at each graph's first (sorted) slot picks its start
+        n = torch.tensor(sizes, device=pos.device)
+        first = start + torch.minimum((u[start] * n).long(), n - 1)
+    if use_triton:
+        from geodl.ops._triton_fps import fps_triton
+
+        out = fps_triton(pos_s.contiguous(), ptr, take, first, tile)
+    else:
+        out = _fps_torch(pos_s, ptr, take, first)
+    return out if perm is None else perm[out]
+
+
+@torch.library.custom_op("geodl::farthest_point_sampling", mutates_args=())
+def _fps_op(pos: torch.Tensor, batch: Optional[torch.Tensor], ratio: Optional[float], num: Optional[int],
+            u: Optional[torch.Tensor]) -> torch.Tensor:
+    use = pos.dtype in (torch.float32, torch.float64) and _triton_enabled(pos)
+    return _fps_index(pos, batch, ratio, num, u, use)
+
+
+@_fps_op.register_fake
+def _(pos, batch, ratio, num, u):
+    N = pos.shape[0]
+    if batch is None and isinstance(N, int):  # one graph of known size: the count is known
+        return pos.new_empty(min(num, N) if ratio is None else math.ceil(ratio * N), dtype=torch.long)
+    return pos.new_empty(torch.library.get_ctx().new_dynamic_size(), dtype=torch.long)
+
+
 def farthest_point_sampling(pos: torch.Tensor, ratio: float | None = None, batch: torch.Tensor | None = None, random_start: bool = False, generator: torch.Generator | None = None, *, num: int | None = None) -> torch.Tensor:
     r"""Farthest-point sampling per graph, vectorised over graphs, in pure torch.
 
@@ -413,8 +481,11 @@ def farthest_point_sampling(pos: torch.Tensor, ratio: float | None = None, batch
     ``random_start`` (drawn from ``generator``), then repeatedly adds the point whose squared
     distance to the chosen set is largest (ties: lowest index; a chosen point is never chosen again,
     so duplicates are taken only once the distinct points are exhausted). Each graph with n points gives
-    ``ceil(ratio * n)`` samples, or ``min(num, n)``. Time O(N * samples per graph), memory O(N);
-    graphs run side by side, so the number of steps is the largest sample count.
+    ``ceil(ratio * n)`` samples, or ``min(num, n)``. Time O(N * samples per graph), memory O(N).
+    On the CPU (and CUDA float16/bfloat16) graphs run side by side in plain torch, so the number of
+    steps is the largest sample count; on CUDA float32/float64 a Triton kernel runs one program per
+    graph, with identical indices. A custom op (``geodl::farthest_point_sampling``), so it traces
+    under ``torch.compile(fullgraph=True)``. Host syncs: the graph sizes are read once.
 
     Parameters
     ----------
@@ -424,7 +495,8 @@ def farthest_point_sampling(pos: torch.Tensor, ratio: float | None = None, batch
     batch : LongTensor, shape (N,), optional
         Graph id of each point (need not be sorted).
     random_start : bool
-        Random first point per graph instead of the first one.
+        Random first point per graph instead of the first one (one uniform per point is drawn, on
+        the CPU unless ``generator`` lives elsewhere, so a seed gives the same start on any device).
     generator : torch.Generator, optional
         Source of randomness for ``random_start``.
     num : int, optional
@@ -449,37 +521,10 @@ def farthest_point_sampling(pos: torch.Tensor, ratio: float | None = None, batch
         raise ValueError(f"ratio: expected a number in (0, 1], got {ratio!r}")
     if num is not None and (isinstance(num, bool) or not isinstance(num, int) or num < 1):
         raise ValueError(f"num: expected a positive int, got {num!r}")
-    pos_s, perm, ptr = _check_pos_batch(pos, batch)
-    N, dev = pos_s.shape[0], pos.device
-    if N == 0:
-        return torch.empty(0, dtype=torch.long, device=dev)
-    start = torch.tensor(ptr[:-1], device=dev)
-    n = torch.tensor(ptr[1:], device=dev) - start
-    G = n.numel()
-    if ratio is not None:
-        n_take = [math.ceil(ratio * (b - a)) for a, b in zip(ptr[:-1], ptr[1:])]
-    else:
-        n_take = [min(num, b - a) for a, b in zip(ptr[:-1], ptr[1:])]
-    steps = max(n_take)
-    graph = torch.repeat_interleave(torch.arange(G, device=dev), n)
-    if random_start:
-        u = torch.rand(G, generator=generator, device="cpu" if generator is None else generator.device)
-        cur = start + torch.minimum((u.to(dev) * n).long(), n - 1)
-    else:
-        cur = start
-    idx = torch.arange(N, device=dev)
-    posT = pos_s.T.contiguous()  # (d, N)
-    out = torch.empty((G, steps), dtype=torch.long, device=dev)
-    mind = torch.full((N,), torch.inf, dtype=pos_s.dtype, device=dev)
-    for step in range(steps):
-        out[:, step] = cur
-        if step + 1 == steps:
-            break
-        d = _sqdist(posT, posT[:, cur][:, graph])
-        mind = torch.minimum(mind, d).index_fill_(0, cur, -torch.inf)  # never re-pick (duplicates)
-        best = mind.new_empty(G).scatter_reduce(0, graph, mind, "amax", include_self=False)
-        cand = torch.where(mind == best[graph], idx, N)
-        cur = torch.full((G,), N, dtype=torch.long, device=dev).scatter_reduce(0, graph, cand, "amin")
-    keep = torch.arange(steps, device=dev) < torch.tensor(n_take, device=dev)[:, None]
-    out = out[keep]
-    return out if perm is None else perm[out]
+    _check_types(pos, batch)
+    u = None
+    if random_start:  # one uniform per point, drawn here (a generator cannot enter the op); on the CPU
+        # by default, so a seed gives the same start on every device
+        u = torch.rand(pos.shape[0], generator=generator, device="cpu" if generator is None else generator.device)
+        u = u.to(pos.device)
+    return _fps_op(pos, batch, None if ratio is None else float(ratio), num, u)

@@ -201,33 +201,33 @@ def test_compile_fullgraph():
         assert torch.equal(got, want)
 
 
-# The Triton kNN kernel through Triton's interpreter; TRITON_INTERPRET must be set before triton is
-# imported, hence a fresh interpreter.
-_TRITON_SCRIPT = """
-import sys, torch
-from geodl.ops._neighbors import _knn_triton_edges
-cases = torch.load(sys.argv[1])
-torch.save([_knn_triton_edges(pos, batch, k, loop, r2) for pos, batch, k, loop, r2 in cases], sys.argv[2])
-"""
-
-
-def test_triton_knn_interpreted(tmp_path):
+def _interpreted(tmp_path, call, cases):
+    """``geodl.ops._neighbors.<call>(*case)`` for each case, run by Triton's interpreter in a fresh
+    process (TRITON_INTERPRET must be set before triton is imported)."""
     pytest.importorskip("triton")
     import os
     import subprocess
     import sys
 
+    script = ("import sys, torch\n"
+              f"from geodl.ops._neighbors import {call} as f\n"
+              "torch.save([f(*c) for c in torch.load(sys.argv[1])], sys.argv[2])\n")
+    src, dst = tmp_path / "in.pt", tmp_path / "out.pt"
+    torch.save(cases, src)
+    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", script, str(src), str(dst)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return torch.load(dst)
+
+
+def test_triton_knn_interpreted(tmp_path):
     cases = []  # k = 9 exceeds four of the five graph sizes; the grid gives ties and duplicates
     for seed, grid, k, loop, r2 in ((0, False, 9, False, None), (1, True, 3, True, 1.0)):
         pos, batch = _cloud(seed, grid)
         cases.append((pos.float(), batch, k, loop, r2))
-    src, dst = tmp_path / "in.pt", tmp_path / "out.pt"
-    torch.save(cases, src)
-    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", _TRITON_SCRIPT, str(src), str(dst)], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    for (pos, batch, k, loop, r2), got in zip(cases, torch.load(dst)):
+    outs = _interpreted(tmp_path, "_knn_triton_edges", cases)
+    for (pos, batch, k, loop, r2), got in zip(cases, outs):
         r = None if r2 is None else math.sqrt(r2)
         assert torch.equal(got, _brute(pos, batch, loop, k=k, r=r)), (k, loop, r2)
 
@@ -237,3 +237,49 @@ def test_triton_knn_cuda():
     pos, batch = _near_ties(7)
     for k in (1, 16, 64):
         assert torch.equal(knn_graph(pos.cuda(), k, batch.cuda()).cpu(), _brute(pos, batch, False, k=k))
+
+
+def test_fps_compile_fullgraph():
+    """The custom op traces: a dynamic sample count with ``batch``, a static one without."""
+    def f(pos, batch):
+        a = farthest_point_sampling(pos, 0.5, batch)
+        b = farthest_point_sampling(pos, num=7)
+        return a, b, pos[a].sum(0) + pos[b].sum(0)
+
+    pos, batch = _cloud(10)
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    for got, want in zip(compiled(pos, batch), f(pos, batch)):
+        assert torch.equal(got, want)
+
+
+# The Triton FPS kernel through the interpreter, both its one-tile path and (tile=16, so the 30-point
+# graph spans two tiles) its tiled path, against the plain-torch path of the same function.
+def test_triton_fps_interpreted(tmp_path):
+    from geodl.ops._neighbors import _fps_index
+
+    cases = []  # grid: ties and duplicates; u: random starts
+    for seed, grid, dtype, ratio, num, rand, tile in ((0, True, torch.float32, 0.5, None, False, None),
+                                                      (1, True, torch.float32, None, 20, True, 16),
+                                                      (2, False, torch.float64, 1.0, None, True, 16),
+                                                      (3, False, torch.float32, None, 6, False, None)):
+        pos, batch = _cloud(seed, grid)
+        u = torch.rand(pos.shape[0], generator=torch.Generator().manual_seed(seed)) if rand else None
+        cases.append((pos.to(dtype), batch, ratio, num, u, True, tile))
+    outs = _interpreted(tmp_path, "_fps_index", cases)
+    for (pos, batch, ratio, num, u, _, tile), got in zip(cases, outs):
+        assert torch.equal(got, _fps_index(pos, batch, ratio, num, u, False)), (ratio, num, tile)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_triton_fps_cuda():
+    """Kernel on CUDA equals the CPU torch path: one-tile (graphs <= 4096) and tiled (5000 points)."""
+    gen = torch.Generator().manual_seed(11)
+    for sizes in ([4096, 300, 1], [5000, 700, 2]):
+        batch = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+        pos = torch.randint(0, 20, (batch.numel(), 3), generator=gen).float()  # ties and duplicates
+        for dtype in (torch.float32, torch.float64):
+            p = pos.to(dtype)
+            want = farthest_point_sampling(p, 0.25, batch, random_start=True, generator=torch.Generator().manual_seed(1))
+            got = farthest_point_sampling(p.cuda(), 0.25, batch.cuda(), random_start=True,
+                                          generator=torch.Generator().manual_seed(1))
+            assert torch.equal(got.cpu(), want)
