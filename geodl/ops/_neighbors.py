@@ -12,9 +12,10 @@ surviving pairs are measured with the exact formula, so results equal plain brut
 note above ``_roundoff``). ``knn_graph`` and ``radius_graph`` are ``torch.library`` custom ops
 (``geodl::knn_graph``, ``geodl::radius_graph``) with a dynamic edge count, so they trace under
 ``torch.compile(fullgraph=True)``; so is ``farthest_point_sampling`` (``geodl::farthest_point_sampling``,
-a dynamic sample count unless there is one graph). On CUDA, ``knn_graph`` (float32, k <= 64) and
-``farthest_point_sampling`` (float32/float64) run Triton kernels (``_triton_knn.py``,
-``_triton_fps.py``) with identical results; ``GEODL_DISABLE_TRITON=1`` turns them off.
+a dynamic sample count unless there is one graph). On CUDA, ``knn_graph`` (float32, k <= 64), ``radius_graph``
+(float32/float64, no ``max_num_neighbors``) and ``farthest_point_sampling`` (float32/float64) run
+Triton kernels (``_triton_knn.py``, ``_triton_radius.py``, ``_triton_fps.py``) with identical
+results; ``GEODL_DISABLE_TRITON=1`` turns them off.
 
 Edge convention as in PyG (``flow="source_to_target"``): ``edge_index[0]`` is the neighbour
 (source), ``edge_index[1]`` the query point (target). Edges are ordered by target, then by
@@ -32,7 +33,7 @@ import torch
 from geodl._checks import check_index, check_tensor
 
 # Public ops of this module that have a Triton kernel on CUDA (read by _backends.available_backends).
-TRITON_OPS = ("knn_graph", "farthest_point_sampling")
+TRITON_OPS = ("knn_graph", "radius_graph", "farthest_point_sampling")
 
 __all__ = ["knn_graph", "radius_graph", "farthest_point_sampling"]
 
@@ -280,13 +281,33 @@ def _use_triton(pos: torch.Tensor, k: int) -> bool:
     return pos.dtype == torch.float32 and k <= _TRITON_MAX_K and _triton_enabled(pos)
 
 
+def _point_bounds(ptr, device):
+    """int32 (start, end) of each (graph-sorted) point's graph, for the Triton kernels."""
+    bounds = torch.tensor(ptr, dtype=torch.int32, device=device)
+    graph = torch.repeat_interleave(torch.arange(len(ptr) - 1, device=device), bounds.diff())
+    return bounds[graph], bounds[graph + 1]
+
+
 def _knn_triton_edges(pos, batch, k, loop, r2):
     from geodl.ops._triton_knn import knn_triton
 
     pos_s, perm, ptr = _check_pos_batch(pos, batch)
-    bounds = torch.tensor(ptr, dtype=torch.int32, device=pos.device)
-    graph = torch.repeat_interleave(torch.arange(len(ptr) - 1, device=pos.device), bounds.diff())
-    s, t = knn_triton(pos_s.contiguous(), bounds[graph], bounds[graph + 1], k, loop, r2)
+    s, t = knn_triton(pos_s.contiguous(), *_point_bounds(ptr, pos.device), k, loop, r2)
+    return _finish([s], [t], perm)
+
+
+def _radius_triton_edges(pos, batch, r2, loop):
+    """Radius edges by the Triton kernel, ordered by the plain-torch path's own sort."""
+    pos_s, perm, ptr = _check_pos_batch(pos, batch)
+    N = pos_s.shape[0]
+    if N == 0:
+        return torch.empty((2, 0), dtype=torch.long, device=pos.device)
+    from geodl.ops._triton_radius import radius_triton
+
+    start, end = _point_bounds(ptr, pos.device)
+    s, t, D = radius_triton(pos_s.contiguous(), start, end, r2, loop)
+    m = max(b - a for a, b in zip(ptr[:-1], ptr[1:]))  # largest graph: slots s - start[t] are < m
+    s, t = _sort_pairs(s, t, D, t, s - start[t], m, N)[:2]
     return _finish([s], [t], perm)
 
 
@@ -302,6 +323,8 @@ def _knn_op(pos: torch.Tensor, batch: Optional[torch.Tensor], k: int, loop: bool
 
 @torch.library.custom_op("geodl::radius_graph", mutates_args=())
 def _radius_op(pos: torch.Tensor, batch: Optional[torch.Tensor], r2: float, loop: bool, chunk_size: int) -> torch.Tensor:
+    if pos.dtype in (torch.float32, torch.float64) and _triton_enabled(pos):
+        return _radius_triton_edges(pos, batch, r2, loop)
     return _edges(pos, batch, chunk_size, _radius_block, r2, loop)
 
 
@@ -371,7 +394,10 @@ def radius_graph(pos: torch.Tensor, r: float, batch: torch.Tensor | None = None,
     The test is on squared distances, ``sum_j (x_j - y_j)^2 <= r^2``. With ``max_num_neighbors``,
     each point keeps only its nearest ``max_num_neighbors`` neighbours in the ball (ties by index),
     a deterministic choice -- unlike torch-cluster, which keeps the first found, and unlike PyG's
-    default of 32, the default here is no limit. Memory O(chunk_size + E).
+    default of 32, the default here is no limit. Memory O(chunk_size + E). On CUDA float32/float64
+    input without ``max_num_neighbors``, a Triton kernel (``_triton_radius.py``) counts, then writes,
+    the pairs in the ball, with identical edges and order (``GEODL_DISABLE_TRITON=1`` turns it off);
+    host syncs: the graph sizes and the edge count.
 
     Parameters
     ----------

@@ -239,6 +239,48 @@ def test_triton_knn_cuda():
         assert torch.equal(knn_graph(pos.cuda(), k, batch.cuda()).cpu(), _brute(pos, batch, False, k=k))
 
 
+# The Triton radius kernel through the interpreter, against the plain-torch path and brute force:
+# several graphs with an unsorted batch, grid ties and duplicates, loop on and off, float32/float64,
+# r^2 that rounds up onto the grid distance 1 in float32, graphs wider than one candidate tile (64),
+# and an empty result.
+def test_triton_radius_interpreted(tmp_path):
+    from geodl.ops._neighbors import _edges, _radius_block
+
+    cases = []
+    for seed, grid, dtype, r, loop in ((2, False, torch.float32, 0.8, False),
+                                       (2, True, torch.float64, 1.0, True),
+                                       (1, True, torch.float32, math.sqrt(1 - 1e-9), False),
+                                       (3, False, torch.float32, 1e-9, False)):
+        pos, batch = _cloud(seed, grid)
+        cases.append((pos.to(dtype), batch, r * r, loop))
+    pos, batch = _near_ties(7, n=100)
+    cases.append((pos, batch.flip(0), 1.0, True))
+    outs = _interpreted(tmp_path, "_radius_triton_edges", cases)
+    for (pos, batch, r2, loop), got in zip(cases, outs):
+        want = _edges(pos, batch, 1 << 22, _radius_block, r2, loop)
+        assert torch.equal(got, want), (pos.dtype, r2, loop)
+        assert torch.equal(got, _brute(pos, batch, loop, r=math.sqrt(r2))), (pos.dtype, r2, loop)
+    assert outs[3].shape == (2, 0) and outs[4].shape[1] > 100
+    pos, (src, dst) = cases[2][0], outs[2]  # r^2 < 1, but rounded to float32 it is 1: the sphere counts
+    assert bool((((pos[src] - pos[dst]) ** 2).sum(1) == 1).any())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_triton_radius_cuda():
+    """radius_graph on CUDA (the Triton kernel) equals the CPU torch path, also with max_num_neighbors."""
+    pos, batch = _near_ties(7)
+    perm = torch.randperm(batch.numel(), generator=torch.Generator().manual_seed(0))
+    pos, batch = pos[perm], batch[perm]  # unsorted batch
+    for dtype in (torch.float32, torch.float64):
+        p = pos.to(dtype)
+        for loop in (False, True):
+            for cap in (None, 5):
+                want = radius_graph(p, 1.0, batch, loop, max_num_neighbors=cap)
+                got = radius_graph(p.cuda(), 1.0, batch.cuda(), loop, max_num_neighbors=cap)
+                assert torch.equal(got.cpu(), want), (dtype, loop, cap)
+    assert radius_graph(pos.cuda(), 1e-9, batch.cuda()).shape == (2, 0)
+
+
 def test_fps_compile_fullgraph():
     """The custom op traces: a dynamic sample count with ``batch``, a static one without."""
     def f(pos, batch):

@@ -1,0 +1,98 @@
+"""Triton kernel for :func:`geodl.ops.radius_graph` (used on CUDA; tested on CPU with ``TRITON_INTERPRET=1``).
+
+Two passes over the graph-sorted cloud, each program handling ``_BLOCK_Q`` queries and streaming the
+candidates of their graphs in tiles of ``_BLOCK_C`` points. Pass 1 counts, per query, the candidates
+with squared distance <= r^2; an exclusive cumulative sum of the counts gives each query's first
+output slot; pass 2 recomputes the distances and writes (source, distance) of every pair in the ball
+at those slots, in ascending source order. Distances use the documented exact formula,
+``sum_j (x_j - y_j)^2`` in coordinate order, compiled without fused multiply-add, and are compared
+with r^2 rounded to the input dtype (as torch compares a tensor with a Python float), so the pairs
+and distances equal the plain-torch ones bit for bit; ``_neighbors.py`` then orders them by
+(target, distance, source) with the plain-torch path's own sort. float32 and float64. Importing
+this module imports triton, so ``_neighbors.py`` imports it lazily.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["radius_triton", "pair_tile"]
+
+_BLOCK_Q = 32
+_BLOCK_C = 64
+
+
+@triton.jit
+def pair_tile(pos_ptr, q, qmask, s, e, c0, N, r2, D: tl.constexpr, BLOCK_Q: tl.constexpr,
+              BLOCK_C: tl.constexpr, LOOP: tl.constexpr):
+    """Candidates ``c`` = c0 + [0, BLOCK_C) of the BLOCK_Q queries ``q`` (graph bounds [s, e)): the exact
+    squared distances (BLOCK_Q, BLOCK_C) and which pairs are in the graph, within r2, and (unless LOOP) not
+    self pairs. Shared kernel building block (compile with ``enable_fp_fusion=False``)."""
+    c = c0 + tl.arange(0, BLOCK_C)
+    d = tl.zeros((BLOCK_Q, BLOCK_C), pos_ptr.dtype.element_ty)
+    for j in tl.static_range(D):
+        qj = tl.load(pos_ptr + q * D + j, mask=qmask, other=0.0)
+        cj = tl.load(pos_ptr + c * D + j, mask=c < N, other=0.0)
+        t = qj[:, None] - cj[None, :]
+        d = d + t * t  # 0 + t*t is exact: the same sum as the reference
+    ok = (c[None, :] >= s[:, None]) & (c[None, :] < e[:, None]) & (d <= r2)
+    if not LOOP:
+        ok = ok & (c[None, :] != q[:, None])
+    return c, d, ok
+
+
+@triton.jit
+def _radius_kernel(pos_ptr, start_ptr, end_ptr, r2_ptr, count_ptr, off_ptr, src_ptr, dist_ptr, N,
+                   D: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr, LOOP: tl.constexpr,
+                   WRITE: tl.constexpr):
+    """Pass 1 (``WRITE`` False): in-ball counts per query. Pass 2: (source, distance) at the offsets."""
+    q = tl.program_id(0) * BLOCK_Q + tl.arange(0, BLOCK_Q)
+    qmask = q < N
+    s = tl.load(start_ptr + q, mask=qmask, other=0)
+    e = tl.load(end_ptr + q, mask=qmask, other=0)
+    lo = tl.min(tl.where(qmask, s, N), 0)
+    hi = tl.max(e, 0)
+    r2 = tl.load(r2_ptr)
+    if WRITE:
+        slot = tl.load(off_ptr + q, mask=qmask, other=0)  # int64: next output slot of each query
+    else:
+        count = tl.zeros((BLOCK_Q,), tl.int32)
+    for c0 in range(lo, hi, BLOCK_C):
+        c, d, ok = pair_tile(pos_ptr, q, qmask, s, e, c0, N, r2, D, BLOCK_Q, BLOCK_C, LOOP)
+        n = ok.to(tl.int32)
+        if WRITE:
+            at = slot[:, None] + (tl.cumsum(n, 1) - n).to(tl.int64)  # exclusive scan along the tile
+            tl.store(src_ptr + at, c[None, :].to(tl.int64) + tl.zeros_like(at), mask=ok)
+            tl.store(dist_ptr + at, d, mask=ok)
+            slot += tl.sum(n, 1).to(tl.int64)
+        else:
+            count += tl.sum(n, 1)
+    if not WRITE:
+        tl.store(count_ptr + q, count, mask=qmask)
+
+
+def radius_triton(pos: torch.Tensor, start: torch.Tensor, end: torch.Tensor, r2: float, loop: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pairs (source, target, squared distance) with distance^2 <= r2 within ``[start, end)``.
+
+    ``pos`` (N, d) float32/float64, contiguous, N >= 1; ``start``/``end`` (N,) int32 graph bounds of
+    each point (graph-sorted ids). Pairs come grouped by target (ascending), each group in ascending
+    source order. One host sync: the total pair count.
+    """
+    N, d = pos.shape
+    dev = pos.device
+    r2_t = torch.tensor([r2], dtype=pos.dtype, device=dev)  # rounded as torch rounds ``D <= r2``
+    count = torch.empty(N, dtype=torch.int32, device=dev)
+    grid = (triton.cdiv(N, _BLOCK_Q),)
+    meta = dict(D=d, BLOCK_Q=_BLOCK_Q, BLOCK_C=_BLOCK_C, LOOP=loop, enable_fp_fusion=False)
+    _radius_kernel[grid](pos, start, end, r2_t, count, count, count, pos, N, WRITE=False, **meta)
+    ends = torch.cumsum(count, 0)  # int64
+    E = int(ends[-1])
+    src = torch.empty(E, dtype=torch.int64, device=dev)
+    dist = torch.empty(E, dtype=pos.dtype, device=dev)
+    if E:
+        _radius_kernel[grid](pos, start, end, r2_t, count, ends - count, src, dist, N, WRITE=True, **meta)
+    dst = torch.repeat_interleave(torch.arange(N, device=dev), count.long(), output_size=E)
+    return src, dst, dist
