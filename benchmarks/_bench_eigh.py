@@ -24,31 +24,15 @@ import argparse
 import json
 import statistics
 import sys
-import time
+from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import median_time, sample  # noqa: E402
+
 GOAL_EIGH_CUDA = 2000.0  # M matrices/s at B = 1M, float32, one H100 (issue 3)
-
-
-def _timer(device: str, repeats: int):
-    def sync():
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    def once(fn) -> float:
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        return time.perf_counter() - t0
-
-    def run(fn) -> float:
-        fn()  # warm-up (and compilation of Triton kernels)
-        return statistics.median(once(fn) for _ in range(repeats))
-
-    run.repeats, run.once = repeats, once
-    return run
 
 
 def _residual(A, w, V, n_sample=20_000) -> float:
@@ -68,7 +52,7 @@ def eigh_rows(device: str, quick: bool):
 
     rows = []
     sizes = [10_000, 100_000] if quick else [10_000, 1_000_000]
-    run = _timer(device, 3 if quick else 5)
+    repeats = 3 if quick else 5
     gen = torch.Generator(device=device).manual_seed(0)
     for dtype in (torch.float32, torch.float64):
         for B in sizes:
@@ -76,7 +60,7 @@ def eigh_rows(device: str, quick: bool):
             A = X + X.mT
             del X
             w, V, _ = eigh3x3(A, validate=False)
-            t = run(lambda: eigh3x3(A, validate=False))
+            t = median_time(lambda: eigh3x3(A, validate=False), device, repeats)
             row = {"op": "eigh3x3", "size": B, "dtype": str(dtype).replace("torch.", ""), "unit": "M matrices/s",
                    "geodl": round(B / t / 1e6, 3), "peer_name": "torch.linalg.eigh", "residual": _residual(A, w, V)}
             del w, V
@@ -84,7 +68,7 @@ def eigh_rows(device: str, quick: bool):
                 w_t, V_t = torch.linalg.eigh(A)
                 row["peer_residual"] = _residual(A, w_t, V_t)
                 del w_t, V_t
-                t_p = _timer(device, 1 if B > 100_000 else 3)(lambda: torch.linalg.eigh(A))
+                t_p = median_time(lambda: torch.linalg.eigh(A), device, 1 if B > 100_000 else 3)
                 row["peer"] = round(B / t_p / 1e6, 3)
                 row["ratio"] = round(t_p / t, 3)
             except Exception as exc:  # torch's cuSOLVER path fails above 65,536 matrices
@@ -140,18 +124,15 @@ def _neighbor_setup(device, G, n):
     return pos, torch.arange(G, device=device).repeat_interleave(n)
 
 
-def _paired(run, ours, peer):
+def _paired(device, repeats, ours, peer):
     """Median times of ``ours`` and ``peer`` timed alternately (a load change hits both alike), and the
     median over rounds of peer time / our time."""
-    ours(), peer()  # warm-up (and compilation of Triton kernels)
-    t_o, t_p = [], []
-    for _ in range(run.repeats):
-        t_o.append(run.once(ours))
-        t_p.append(run.once(peer))
+    s = sample({"ours": ours, "peer": peer}, device, repeats)
+    t_o, t_p = s["ours"]["wall"], s["peer"]["wall"]
     return statistics.median(t_o), statistics.median(t_p), statistics.median(p / o for o, p in zip(t_o, t_p))
 
 
-def _graph_rows(device, G, n, k, r, run):
+def _graph_rows(device, G, n, k, r, repeats):
     """knn_graph and radius_graph on G graphs of n uniform points in the unit cube."""
     from geodl.ops import knn_graph, radius_graph
 
@@ -165,7 +146,7 @@ def _graph_rows(device, G, n, k, r, run):
         ("radius_graph", lambda: radius_graph(pos, r, batch), lambda: _dense_radius(pos_g, r),
          lambda f: f(pos, r, batch, max_num_neighbors=n)),
     ):
-        t, t_d, ratio = _paired(run, ours, dense)
+        t, t_d, ratio = _paired(device, repeats, ours, dense)
         e = ours()
         mine = _sets_from_edges(e.cpu(), N)
         d = dense()
@@ -186,7 +167,7 @@ def _graph_rows(device, G, n, k, r, run):
         if fn is None:
             row.update(peer=None, ratio=None, peer_error=why)
         else:
-            t_p = run(lambda: pyg_call(fn))
+            t_p = median_time(lambda: pyg_call(fn), device, repeats)
             row.update(peer=round(N / t_p / 1e6, 3), ratio=round(t_p / t, 3))
         rows.append(row)
     return rows
@@ -200,24 +181,23 @@ def neighbor_rows(device: str, quick: bool, repeats: int = 3):
     """
     from geodl.ops import farthest_point_sampling
 
-    run = _timer(device, repeats)
     G, n, k = (4, 512, 16) if quick else (16, 1024, 16)
     if device == "cuda" and not quick:
         G = 64
-    rows = _graph_rows(device, G, n, k, 0.1, run)
+    rows = _graph_rows(device, G, n, k, 0.1, repeats)
     if not quick:
-        rows += _graph_rows(device, 1, 8192, k, 0.05, run)
+        rows += _graph_rows(device, 1, 8192, k, 0.05, repeats)
 
     pos, batch = _neighbor_setup(device, G, n)
     ratio_fps = 0.25
-    t = run(lambda: farthest_point_sampling(pos, ratio_fps, batch))
+    t = median_time(lambda: farthest_point_sampling(pos, ratio_fps, batch), device, repeats)
     row = {"op": "farthest_point_sampling", "size": f"{G} graphs x {n} points, ratio {ratio_fps}", "dtype": "float32",
            "unit": "M points/s", "geodl": round(G * n / t / 1e6, 3), "peer_name": "torch_geometric.nn.fps"}
     fn, why = _pyg("fps")
     if fn is None:
         row.update(peer=None, ratio=None, peer_error=why)
     else:
-        t_p = run(lambda: fn(pos, batch, ratio_fps, random_start=False))
+        t_p = median_time(lambda: fn(pos, batch, ratio_fps, random_start=False), device, repeats)
         row.update(peer=round(G * n / t_p / 1e6, 3), ratio=round(t_p / t, 3))
     rows.append(row)
     return rows

@@ -20,28 +20,22 @@ import json
 import os
 import platform
 import statistics
-import time
+import sys
 from pathlib import Path
 
 import torch
 
-from geodl.nn import FrameAveraging, PointNet, frames
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import wall_times  # noqa: E402
+
+from geodl.nn import FrameAveraging, PointNet, frames  # noqa: E402
 
 GOAL = 0.05
 
 
 def _time(fn, device: str, repeats: int, warmup: int = 2) -> dict:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
+    times = wall_times(fn, device, repeats, warmup)
     return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats}
 
 

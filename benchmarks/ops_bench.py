@@ -20,12 +20,15 @@ import json
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # _timing, _bench_eigh
+
+from _timing import sample  # noqa: E402
+
 CPU_ALLOWANCE = 0.9  # "no slower than torch" on a noisy shared CPU: geodl time <= torch time / 0.9
 
 
@@ -42,29 +45,11 @@ def sizes(device: str, quick: bool) -> dict:
 
 
 def measure(device: str, fns: dict, repeats: int, warmup: int) -> dict:
-    """Median wall and process-CPU seconds of each closure in ``fns``.
-
-    The closures run round-robin (A, B, C, A, B, C, ...) so that drifting load on a shared machine
-    hits every implementation alike.
+    """Median wall and process-CPU seconds of each closure in ``fns``, timed round-robin
+    (``_timing.sample``) so that drifting load on a shared machine hits every implementation alike.
     """
-    def sync():
-        if device == "cuda":
-            torch.cuda.synchronize()
-
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    wall = {k: [] for k in fns}
-    cpu = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            sync()
-            t0, c0 = time.perf_counter(), time.process_time()
-            fn()
-            sync()
-            wall[k].append(time.perf_counter() - t0)
-            cpu[k].append(time.process_time() - c0)
-    return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
+    times = sample(fns, device, repeats, warmup)
+    return {k: (statistics.median(t["wall"]), statistics.median(t["cpu"])) for k, t in times.items()}
 
 
 def _no_grad(fn, src):
@@ -214,7 +199,6 @@ def main(argv=None) -> int:
 
     eigh_rows, eigh_error = [], None
     if not args.no_eigh and (HERE / "_bench_eigh.py").exists():
-        sys.path.insert(0, str(HERE))
         try:
             import _bench_eigh
 

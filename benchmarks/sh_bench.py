@@ -26,13 +26,16 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _timing import wall_times  # noqa: E402
+
 E3NN_MAX_L = 12
 
 
@@ -82,23 +85,6 @@ def _points(n, dtype, device, seed=0):
     x = torch.randn(n, 3, generator=g, dtype=torch.float64)
     x = x / x.norm(dim=1, keepdim=True)
     return x.to(device=device, dtype=dtype)
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _time(fn, device, repeats):
-    fn()  # warm-up (and compile/JIT)
-    _sync(device)
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        _sync(device)
-        out.append(time.perf_counter() - t)
-    return out
 
 
 def _scipy_real(x64: np.ndarray, lmax: int) -> np.ndarray:
@@ -229,7 +215,7 @@ def main(argv=None) -> int:
                     continue
                 try:
                     with torch.no_grad():
-                        fwd[name] += _time(lambda: fn(lmax, x), device, 1)
+                        fwd[name] += wall_times(lambda: fn(lmax, x), device, 1)
                     xg = x.detach().clone().requires_grad_(True)
                     g = None
 
@@ -240,7 +226,7 @@ def main(argv=None) -> int:
                             g = torch.ones_like(y)
                         y.backward(g)
 
-                    fb[name] += _time(fwd_bwd, device, 1)
+                    fb[name] += wall_times(fwd_bwd, device, 1)
                 except Exception as e:  # noqa: BLE001 - record what the peer does
                     failed[name] = f"{type(e).__name__}: {str(e)[:160]}"
                     if device.type == "cuda":

@@ -36,33 +36,40 @@ _INPUTS = ("xyz", "lonlat")
 
 
 @lru_cache(maxsize=64)
-def _coefficients(lmax: int) -> tuple[list, list]:
-    """Recursion coefficients a_lm, b_lm (float64 lists, one list per degree l ≥ 2, m < l-1)."""
-    a_all, b_all = [], []
-    for l in range(lmax + 1):
-        ms = range(max(l - 1, 0))
-        a_all.append([math.sqrt((4.0 * l * l - 1.0) / (l * l - m * m)) for m in ms])
-        b_all.append([math.sqrt(((l - 1.0) ** 2 - m * m) / (4.0 * (l - 1.0) ** 2 - 1.0)) for m in ms])
-    return a_all, b_all
+def _coefficient_grid(lmax: int):
+    """Recursion coefficients as a float64 numpy array ``(2, lmax+1, lmax+1)``: ``[0, l, m]`` =
+    a_lm = √((4l²-1)/(l²-m²)), ``[1, l, m]`` = b_lm = √(((l-1)²-m²)/(4(l-1)²-1)) for m < l-1
+    (0 elsewhere), in Python float math (correctly rounded; torch's vectorised sqrt/div on the CPU
+    can differ by an ulp). Cached as numpy, never as a tensor: see :func:`_tables`."""
+    import numpy as np
+
+    grid = np.zeros((2, lmax + 1, lmax + 1))
+    for l in range(2, lmax + 1):
+        for m in range(l - 1):
+            grid[0, l, m] = math.sqrt((4.0 * l * l - 1.0) / (l * l - m * m))
+            grid[1, l, m] = math.sqrt(((l - 1.0) ** 2 - m * m) / (4.0 * (l - 1.0) ** 2 - 1.0))
+    return grid
 
 
-@lru_cache(maxsize=64)
-def _tables(lmax: int, dtype: torch.dtype, device: str):
+def _tables(lmax: int, like: torch.Tensor):
     """Coefficient columns a_l, b_l ``(l-1, 1)`` per degree and the gather indices of the assembly.
+
+    Made afresh on each call from ``like`` (its dtype and device), never cached as tensors: the
+    reference runs in the backward, which ``torch.compile`` / aot_autograd trace with fake tensors,
+    and a cached real tensor cannot enter such a trace (``torch.tensor`` of the cached numpy grid
+    becomes a graph constant there). One copy of the grid per call, viewed per degree.
 
     Output column ``l²+l+m`` is ``P̄_l^|m|`` (row ``l(l+1)/2 + |m|`` of the stacked P̄) times
     trigonometric row 0 (m = 0: 1), ``m`` (m > 0: √2 cos mφ) or ``lmax + |m|`` (m < 0: √2 sin |m|φ).
     """
-    a_all, b_all = _coefficients(lmax)
-    a = [torch.tensor(v, dtype=torch.float64).to(dtype=dtype, device=device)[:, None] for v in a_all]
-    b = [torch.tensor(v, dtype=torch.float64).to(dtype=dtype, device=device)[:, None] for v in b_all]
-    pidx, tidx = [], []
-    for l in range(lmax + 1):
-        for m in range(-l, l + 1):
-            pidx.append(l * (l + 1) // 2 + abs(m))
-            tidx.append(0 if m == 0 else (m if m > 0 else lmax - m))
-    pidx = torch.tensor(pidx, device=device)
-    tidx = torch.tensor(tidx, device=device)
+    grid = torch.tensor(_coefficient_grid(lmax), dtype=torch.float64, device=like.device).to(like.dtype)
+    a = [grid[0, l, : max(l - 1, 0), None] for l in range(lmax + 1)]
+    b = [grid[1, l, : max(l - 1, 0), None] for l in range(lmax + 1)]
+    col = torch.arange((lmax + 1) ** 2, device=like.device)
+    lc = torch.sqrt(col.to(torch.float64) + 0.5).floor().long()  # l = ⌊√k⌋; the 0.5 absorbs rounding
+    mc = col - lc * lc - lc
+    pidx = lc * (lc + 1) // 2 + mc.abs()
+    tidx = torch.where(mc >= 0, mc, lmax - mc)  # m = 0 -> row 0
     return a, b, pidx, tidx
 
 
@@ -73,7 +80,7 @@ def _sh_real_reference(xyz: torch.Tensor, lmax: int) -> torch.Tensor:
     the orders m and the points, points last (contiguous) so every step is a dense row operation;
     the (N, K) output is gathered at the end from the stacked P̄ rows and the cos/sin rows.
     """
-    dtype, device = xyz.dtype, xyz.device
+    dtype = xyz.dtype
     xt = xyz.t()
     x, y, z = xt[0:1], xt[1:2], xt[2:3]  # (1, N) each
     # ρ² clamped at the smallest normal number: at the poles c1 = s1 = 0, every m > 0 term is
@@ -90,7 +97,7 @@ def _sh_real_reference(xyz: torch.Tensor, lmax: int) -> torch.Tensor:
         cos_m.append(c * c1 - s * s1)
         sin_m.append(s * c1 + c * s1)
     trig = torch.cat([torch.ones_like(x)] + cos_m[:lmax] + sin_m[:lmax], dim=0)  # (2 lmax + 1, N)
-    a, b, pidx, tidx = _tables(lmax, dtype, str(device))
+    a, b, pidx, tidx = _tables(lmax, xyz)
     rows = [torch.full_like(z, 1.0 / math.sqrt(4.0 * math.pi))]
     p_prev2 = None
     p_prev1 = rows[0]
