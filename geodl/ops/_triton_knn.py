@@ -18,6 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
+from geodl.ops._triton_tiles import pair_tile
+
 __all__ = ["knn_triton", "MAX_K"]
 
 MAX_K = 64  # larger k: the plain-torch path (the sorted tile would not fit in registers)
@@ -36,16 +38,7 @@ def _knn_kernel(pos_ptr, start_ptr, end_ptr, out_ptr, N, r2,
     hi = tl.max(e, 0)
     best = tl.full((BLOCK_Q, KP), 0x7FFFFFFFFFFFFFFF, tl.int64)
     for c0 in range(lo, hi, KP):
-        c = c0 + tl.arange(0, KP)
-        d = tl.zeros((BLOCK_Q, KP), tl.float32)
-        for j in tl.static_range(D):
-            qj = tl.load(pos_ptr + q * D + j, mask=qmask, other=0.0)
-            cj = tl.load(pos_ptr + c * D + j, mask=c < N, other=0.0)
-            t = qj[:, None] - cj[None, :]
-            d = d + t * t  # 0 + t*t is exact: the same sum as the reference
-        ok = (c[None, :] >= s[:, None]) & (c[None, :] < e[:, None]) & (d <= r2)
-        if not LOOP:
-            ok = ok & (c[None, :] != q[:, None])
+        c, d, ok = pair_tile(pos_ptr, q, qmask, s, e, c0, N, r2, D, BLOCK_Q, KP, LOOP)
         key = (d.to(tl.int32, bitcast=True).to(tl.int64) << 32) | c[None, :].to(tl.int64)
         key = tl.where(ok, key, 0x7FFFFFFFFFFFFFFF)
         best = tl.sort(tl.minimum(best, tl.sort(key, dim=1, descending=True)), dim=1)
