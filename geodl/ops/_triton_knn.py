@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from geodl.ops._triton_tiles import pair_tile
+from geodl.ops._triton_tiles import pair_tile, query_block
 
 __all__ = ["knn_triton", "MAX_K"]
 
@@ -30,12 +30,7 @@ _NONE = 0x7FFFFFFFFFFFFFFF  # key of an empty slot (int64 max)
 @triton.jit
 def _knn_kernel(pos_ptr, start_ptr, end_ptr, out_ptr, N, r2,
                 D: tl.constexpr, KP: tl.constexpr, BLOCK_Q: tl.constexpr, LOOP: tl.constexpr):
-    q = tl.program_id(0) * BLOCK_Q + tl.arange(0, BLOCK_Q)
-    qmask = q < N
-    s = tl.load(start_ptr + q, mask=qmask, other=0)
-    e = tl.load(end_ptr + q, mask=qmask, other=0)
-    lo = tl.min(tl.where(qmask, s, N), 0)
-    hi = tl.max(e, 0)
+    q, qmask, s, e, lo, hi = query_block(start_ptr, end_ptr, N, BLOCK_Q)
     best = tl.full((BLOCK_Q, KP), 0x7FFFFFFFFFFFFFFF, tl.int64)
     for c0 in range(lo, hi, KP):
         c, d, ok = pair_tile(pos_ptr, q, qmask, s, e, c0, N, r2, D, BLOCK_Q, KP, LOOP)

@@ -18,7 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
-from geodl.ops._triton_tiles import pair_tile
+from geodl.ops._triton_tiles import pair_tile, query_block
 
 __all__ = ["radius_triton"]
 
@@ -31,12 +31,7 @@ def _radius_kernel(pos_ptr, start_ptr, end_ptr, r2_ptr, count_ptr, off_ptr, src_
                    D: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr, LOOP: tl.constexpr,
                    WRITE: tl.constexpr):
     """Pass 1 (``WRITE`` False): in-ball counts per query. Pass 2: (source, distance) at the offsets."""
-    q = tl.program_id(0) * BLOCK_Q + tl.arange(0, BLOCK_Q)
-    qmask = q < N
-    s = tl.load(start_ptr + q, mask=qmask, other=0)
-    e = tl.load(end_ptr + q, mask=qmask, other=0)
-    lo = tl.min(tl.where(qmask, s, N), 0)
-    hi = tl.max(e, 0)
+    q, qmask, s, e, lo, hi = query_block(start_ptr, end_ptr, N, BLOCK_Q)
     r2 = tl.load(r2_ptr)
     if WRITE:
         slot = tl.load(off_ptr + q, mask=qmask, other=0)  # int64: next output slot of each query

@@ -6,7 +6,21 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-__all__ = ["pair_tile"]
+__all__ = ["pair_tile", "query_block"]
+
+
+
+@triton.jit
+def query_block(start_ptr, end_ptr, N, BLOCK_Q: tl.constexpr):
+    """This program's BLOCK_Q query ids ``q`` (graph-sorted), their mask, their graphs' candidate bounds
+    ``[s, e)``, and the union ``[lo, hi)`` of those bounds to stream candidates over."""
+    q = tl.program_id(0) * BLOCK_Q + tl.arange(0, BLOCK_Q)
+    qmask = q < N
+    s = tl.load(start_ptr + q, mask=qmask, other=0)
+    e = tl.load(end_ptr + q, mask=qmask, other=0)
+    lo = tl.min(tl.where(qmask, s, N), 0)
+    hi = tl.max(e, 0)
+    return q, qmask, s, e, lo, hi
 
 
 @triton.jit
