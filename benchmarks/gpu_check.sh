@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# One GPU session for geodl.ops (issue 3): the CUDA tests, then the ops benchmark on CUDA.
-#   bash benchmarks/gpu_check.sh            # writes benchmarks/results/ops_cuda.json
-#   OUT=/some/dir bash benchmarks/gpu_check.sh   # writes $OUT/ops_cuda.json and the test logs there
-# Runs from any directory; uses .venv when present; fits one 600 s device call (300 s tests + 280 s
-# bench). Exit status: non-zero if the tests or the benchmark failed.
+# One GPU session for geodl: the CUDA tests, then the spherical-harmonics benchmark (issue 5) and
+# the ops benchmark (issue 3) on CUDA, each against its peers in the same run.
+#   bash benchmarks/gpu_check.sh                  # writes benchmarks/results/{sh,ops}_cuda.json
+#   OUT=/some/dir bash benchmarks/gpu_check.sh    # writes the JSON and the logs under $OUT
+# Runs from any directory; uses .venv when present. Sized to end well inside one 600 s device call
+# (at most 180 + 160 + 130 s; about half of that in practice). Exit status: non-zero if a step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ -f .venv/bin/activate ] && source .venv/bin/activate
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 DEST="${OUT:-benchmarks/results}"
 mkdir -p "$DEST"
 status=0
@@ -15,19 +17,30 @@ python - <<'PY' | tee "$DEST/gpu_env.txt"
 import torch
 print("torch", torch.__version__, "cuda", torch.version.cuda, "device",
       torch.cuda.get_device_name() if torch.cuda.is_available() else "NONE")
-try:
-    import triton
-    print("triton", triton.__version__)
-except ImportError as exc:
-    print("triton missing:", exc)
+for name in ("triton", "e3nn", "torch_geometric", "sphericart.torch", "roma"):
+    try:
+        mod = __import__(name, fromlist=["_"])
+        print(name, getattr(mod, "__version__", "?"))
+    except Exception as exc:  # noqa: BLE001
+        print(name, "missing:", exc)
 PY
 python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || { echo "no CUDA device"; exit 2; }
+# the tests need geodl's pytest plugin (an entry point): install geodl without dependencies when the
+# environment runs it from a plain checkout (e.g. a bare GPU image with PYTHONPATH set)
+python -c "import importlib.metadata as md, sys; sys.exit(0 if any(e.name == 'geodl' for e in md.entry_points(group='pytest11')) else 1)" \
+    || { python -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target /tmp/geodl_site . \
+         && export PYTHONPATH="/tmp/geodl_site:$PYTHONPATH"; }
 
-# CUDA tests of the ops (the cuda-marked modules; CPU tests are the normal suite's job)
-timeout 300 python -m pytest -q -rs -p no:cacheprovider tests/ops -m cuda \
-    --junitxml="$DEST/ops_cuda_tests.xml" 2>&1 | tee "$DEST/ops_cuda_tests.txt" || status=1
+# 1. spherical harmonics vs sphericart-torch and e3nn, 1M points at lmax 10/20/40; each tool in its
+#    own process (sphericart's lmax-40 backward has crashed the CUDA context before)
+timeout 180 python benchmarks/sh_bench.py --device cuda --child-timeout 80 --out "$DEST/sh_cuda.json" 2>&1 \
+    | tee "$DEST/sh_cuda_bench.txt" || status=1
 
-# benchmark at the BENCHMARKS.md sizes (ratios against torch and PyG measured in the same run)
-timeout 280 python benchmarks/ops_bench.py --device cuda --out "$DEST/ops_cuda.json" 2>&1 \
+# 2. every cuda-marked test (Triton kernels compiled for the real device, CUDA inductor, plugin)
+timeout 160 python -m pytest -q -rs -p no:cacheprovider tests/ops tests/testing/test_plugin.py -m cuda 2>&1 \
+    | tee "$DEST/cuda_tests.txt" || status=1
+
+# 3. scatter/segment/gather/eigh at the BENCHMARKS.md sizes vs torch and PyG
+timeout 130 python benchmarks/ops_bench.py --device cuda --out "$DEST/ops_cuda.json" 2>&1 \
     | tee "$DEST/ops_cuda_bench.txt" || status=1
 exit $status

@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -183,17 +184,106 @@ def cuda_backward_peak(fn, lmax, x) -> int:
     return torch.cuda.max_memory_allocated() - before
 
 
+def _measure(tools, lmax: int, n: int, device, repeats: int, no_rss: bool) -> list[dict]:
+    """Rows (one per tool) of one lmax: timings, memory, accuracy. A tool that raises is recorded
+    with its error; what it measured before (its forward times, say) is kept."""
+    k = (lmax + 1) ** 2
+    x = _points(n, torch.float32, device)
+    acc = accuracy(tools, lmax, device)
+    fwd = {t: [] for t in tools}
+    fb = {t: [] for t in tools}
+    failed = {}
+    for _ in range(repeats):  # interleaved: each round times every tool once
+        for name, fn in tools.items():
+            if name in failed:
+                continue
+            try:
+                with torch.no_grad():
+                    fwd[name] += wall_times(lambda: fn(lmax, x), device, 1)
+                xg = x.detach().clone().requires_grad_(True)
+                g = None
+
+                def fwd_bwd():
+                    nonlocal g
+                    y = fn(lmax, xg)
+                    if g is None:
+                        g = torch.ones_like(y)
+                    y.backward(g)
+
+                fb[name] += wall_times(fwd_bwd, device, 1)
+            except Exception as e:  # noqa: BLE001 - record what the peer does
+                failed[name] = f"{type(e).__name__}: {str(e)[:160]}"
+    rows = []
+    for name, fn in tools.items():
+        row = {"lmax": lmax, "points": n, "tool": name, "device": str(device)}
+        if fwd[name]:
+            tf = statistics.median(fwd[name])
+            row.update({"forward_ms": round(tf * 1e3, 4), "forward_throughput": n * k / tf})
+        if fb[name]:
+            tb = statistics.median(fb[name])
+            row.update({"forward_backward_ms": round(tb * 1e3, 4), "forward_backward_throughput": n * k / tb})
+        if name in failed or not fwd[name]:
+            row["error"] = failed.get(name, "not run")
+        else:
+            saved, out_bytes = _saved_bytes(fn, lmax, x[: min(n, 20000)])
+            row["saved_for_backward_over_output"] = round(saved / out_bytes, 3)
+            if device.type == "cuda":
+                row["backward_peak_over_output"] = round(cuda_backward_peak(fn, lmax, x) / (n * k * 4), 3)
+            elif not no_rss:
+                rss = cpu_peak_rss(name, lmax, n)
+                # the peak includes y and its gradient buffer (2 outputs) as a floor for every tool
+                row["fwd_bwd_peak_rss_over_output"] = None if rss is None else round(rss / (n * k * 4), 3)
+        for dt in ("float32", "float64"):
+            a = acc.get(f"{name}/{dt}", {})
+            row[f"max_err_{dt}"] = a.get("max_abs_error", a.get("error"))
+            row[f"first_bad_degree_{dt}"] = a.get("first_bad_degree")
+        rows.append(row)
+    return rows
+
+
+def _isolated(tool: str, lmaxes, counts, args) -> list[dict]:
+    """One tool in a child process (CUDA): an illegal memory access poisons the CUDA context for
+    the rest of its process, so a peer's crash must not take the other tools' numbers with it.
+    The child appends each lmax's row to a JSON-lines file as soon as it is measured."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("r", suffix=".jsonl") as fh:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--device", args.device, "--tools", tool,
+               "--lmax", ",".join(map(str, lmaxes)), "--points", ",".join(map(str, counts)),
+               "--repeats", str(args.repeats), "--rows-jsonl", fh.name, "--no-rss"]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.child_timeout)
+            tail = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+            code = r.returncode
+        except subprocess.TimeoutExpired:
+            tail, code = f"timed out after {args.child_timeout} s", -1
+        rows = [json.loads(line) for line in fh.read().splitlines() if line.strip()]
+    done = {row["lmax"] for row in rows}
+    for lmax, n in zip(lmaxes, counts):
+        if lmax not in done:  # the child died at this lmax (or before it)
+            rows.append({"lmax": lmax, "points": n, "tool": tool, "device": args.device,
+                         "error": f"process died (exit {code}): {tail[:200]}"})
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--lmax", default="10,20,40")
     p.add_argument("--points", default=None,
                    help="comma list of point counts per lmax (default CPU 100000,25000,6000; CUDA 1000000 each)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=None, help="timing rounds (default CPU 5, CUDA 20)")
+    p.add_argument("--tools", default=None, help="comma list of tools (default all); with --device cuda and "
+                   "no --tools, each tool runs in its own process")
+    p.add_argument("--isolate", action="store_true", help="one process per tool (always on with CUDA)")
+    p.add_argument("--child-timeout", type=int, default=240, help="seconds per tool process on CUDA")
+    p.add_argument("--rows-jsonl", default=None, help=argparse.SUPPRESS)  # child -> parent rows
     p.add_argument("--out", default=None)
     p.add_argument("--no-rss", action="store_true", help="skip the CPU peak-memory subprocesses")
     args = p.parse_args(argv)
     device = torch.device(args.device)
+    if args.repeats is None:
+        args.repeats = 20 if device.type == "cuda" else 5
     lmaxes = [int(v) for v in args.lmax.split(",")]
     if args.points:
         counts = [int(v) for v in args.points.split(",")]
@@ -201,61 +291,34 @@ def main(argv=None) -> int:
         counts = [1_000_000] * len(lmaxes) if device.type == "cuda" else [100_000, 25_000, 6_000][: len(lmaxes)]
     counts += [counts[-1]] * (len(lmaxes) - len(counts))
     tools = _tools(device)
+    if args.tools:
+        unknown = set(args.tools.split(",")) - set(tools)
+        if unknown:
+            p.error(f"--tools: unknown {sorted(unknown)}; expected some of {sorted(tools)}")
+        tools = {k: v for k, v in tools.items() if k in args.tools.split(",")}
     rows = []
-    for lmax, n in zip(lmaxes, counts):
-        k = (lmax + 1) ** 2
-        x = _points(n, torch.float32, device)
-        acc = accuracy(tools, lmax, device)
-        fwd = {t: [] for t in tools}
-        fb = {t: [] for t in tools}
-        failed = {}
-        for _ in range(args.repeats):  # interleaved: each round times every tool once
-            for name, fn in tools.items():
-                if name in failed:
-                    continue
-                try:
-                    with torch.no_grad():
-                        fwd[name] += wall_times(lambda: fn(lmax, x), device, 1)
-                    xg = x.detach().clone().requires_grad_(True)
-                    g = None
-
-                    def fwd_bwd():
-                        nonlocal g
-                        y = fn(lmax, xg)
-                        if g is None:
-                            g = torch.ones_like(y)
-                        y.backward(g)
-
-                    fb[name] += wall_times(fwd_bwd, device, 1)
-                except Exception as e:  # noqa: BLE001 - record what the peer does
-                    failed[name] = f"{type(e).__name__}: {str(e)[:160]}"
-                    if device.type == "cuda":
-                        break  # a CUDA fault poisons the context; stop timing at this lmax
-        for name, fn in tools.items():
-            row = {"lmax": lmax, "points": n, "tool": name, "device": str(device)}
-            if name in failed or not fwd[name]:
-                row["error"] = failed.get(name, "not run")
-            else:
-                tf, tb = statistics.median(fwd[name]), statistics.median(fb[name])
-                row.update({"forward_ms": round(tf * 1e3, 3), "forward_backward_ms": round(tb * 1e3, 3),
-                            "forward_throughput": n * k / tf, "forward_backward_throughput": n * k / tb})
-                saved, out_bytes = _saved_bytes(fn, lmax, x[: min(n, 20000)])
-                row["saved_for_backward_over_output"] = round(saved / out_bytes, 3)
-                if device.type == "cuda":
-                    row["backward_peak_over_output"] = round(cuda_backward_peak(fn, lmax, x) / (n * k * 4), 3)
-                elif not args.no_rss:
-                    rss = cpu_peak_rss(name, lmax, n)
-                    # the peak includes y and its gradient buffer (2 outputs) as a floor for every tool
-                    row["fwd_bwd_peak_rss_over_output"] = None if rss is None else round(rss / (n * k * 4), 3)
-            for dt in ("float32", "float64"):
-                a = acc.get(f"{name}/{dt}", {})
-                row[f"max_err_{dt}"] = a.get("max_abs_error", a.get("error"))
-                row[f"first_bad_degree_{dt}"] = a.get("first_bad_degree")
-            rows.append(row)
-        ref = next(r for r in rows if r["lmax"] == lmax and r["tool"] == "geodl")
+    if (device.type == "cuda" or args.isolate) and not args.tools:
+        for name in tools:
+            print(f"[{name}] own process", flush=True)
+            rows += _isolated(name, lmaxes, counts, args)
+    else:
+        for lmax, n in zip(lmaxes, counts):
+            new = _measure(tools, lmax, n, device, args.repeats, args.no_rss)
+            rows += new
+            if args.rows_jsonl:
+                with open(args.rows_jsonl, "a") as fh:
+                    fh.writelines(json.dumps(r, default=str) + "\n" for r in new)
+        if args.rows_jsonl:
+            return 0
+    rows.sort(key=lambda r: (lmaxes.index(r["lmax"]), list(tools).index(r["tool"])))
+    for lmax in lmaxes:
+        ref = next((r for r in rows if r["lmax"] == lmax and r["tool"] == "geodl"), {})
         for r in rows:
-            if r["lmax"] == lmax and "forward_ms" in r and "forward_ms" in ref:
+            if r["lmax"] != lmax:
+                continue
+            if "forward_ms" in r and "forward_ms" in ref:
                 r["forward_speed_vs_geodl"] = round(ref["forward_ms"] / r["forward_ms"], 3)
+            if "forward_backward_ms" in r and "forward_backward_ms" in ref:
                 r["fwd_bwd_speed_vs_geodl"] = round(ref["forward_backward_ms"] / r["forward_backward_ms"], 3)
     cols = ["lmax", "points", "tool", "forward_ms", "forward_backward_ms", "max_err_float32", "first_bad_degree_float32",
             "max_err_float64", "saved_for_backward_over_output", "fwd_bwd_peak_rss_over_output",
@@ -268,6 +331,9 @@ def main(argv=None) -> int:
         from geodl.bench import write_results
 
         write_results(out, {"benchmark": "spherical harmonics", "threads": torch.get_num_threads(),
+                            "device_name": (torch.cuda.get_device_name() if device.type == "cuda"
+                                            else platform.processor() or platform.machine()),
+                            "torch": torch.__version__,
                             "repeats": args.repeats, "dtype": "float32 (timing)",
                             "accuracy_bound": "1e-4*sqrt((2l+1)/(4pi)) per degree vs scipy sph_harm_y",
                             "notes": "geodl's CPU output is column-major and, on Linux, backed by 2 MiB pages "

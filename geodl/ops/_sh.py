@@ -12,7 +12,9 @@ The public function validates its input, converts lon/lat or raw vectors to unit
 differentiable torch, and calls the op ``geodl::sh_real`` (``torch.library.custom_op``), whose
 backward recomputes the forward under autograd from the saved *inputs only*, so the memory held
 between forward and backward is O(N·3), and the backward's transient memory about one output's
-size (chunks of the points).
+size (chunks of the points). On CUDA the forward and the first-order backward are Triton kernels
+(:mod:`geodl.ops._triton_sh`); the backward kernel differentiates the same polynomial extension
+in one pass over the incoming gradient, and double backward uses the recomputation.
 """
 
 from __future__ import annotations
@@ -225,8 +227,8 @@ def _sh_real_forward(xyz: torch.Tensor, lmax: int) -> torch.Tensor:
 
 
 def _triton_path(xyz: torch.Tensor) -> bool:
-    """Whether the forward runs the Triton kernel (CUDA with Triton): row-major output there,
-    column-major (the transposed view of :func:`_sh_real_forward`) everywhere else."""
+    """Whether the forward runs the Triton kernel (CUDA with Triton). Both paths return the
+    column-major ``(N, K)`` view of a ``(K, N)`` buffer."""
     if not xyz.is_cuda:
         return False
     from geodl.ops._triton_sh import triton_available
@@ -250,9 +252,7 @@ def _sh_real_op(xyz: torch.Tensor, lmax: int) -> torch.Tensor:
 @_sh_real_op.register_fake
 def _(xyz, lmax):
     k = (lmax + 1) ** 2
-    if _triton_path(xyz):
-        return xyz.new_empty((xyz.shape[0], k))
-    return xyz.new_empty((k, xyz.shape[0])).t()  # same strides as the real output
+    return xyz.new_empty((k, xyz.shape[0])).t()  # same strides as the real output (both paths)
 
 
 def _setup_context(ctx, inputs, output):
@@ -284,6 +284,11 @@ def _recompute_grad(xyz: torch.Tensor, lmax: int, grad: torch.Tensor) -> torch.T
 
 def _backward(ctx, grad):
     (xyz,) = ctx.saved_tensors
+    if _triton_path(xyz) and not torch.is_grad_enabled():
+        # CUDA, first-order: one Triton pass over grad (double backward needs the recomputation)
+        from geodl.ops._triton_sh import sh_real_backward_triton
+
+        return sh_real_backward_triton(xyz, grad, ctx.lmax), None
     return _recompute_grad(xyz, ctx.lmax, grad.contiguous()), None
 
 
@@ -372,8 +377,8 @@ def spherical_harmonics(
     -------
     Tensor, shape (..., (lmax+1)²)
         Same dtype and device as ``points`` (complex dtype for ``"complex"``). Differentiable;
-        the backward recomputes the forward from the inputs. For the real and e3nn conventions
-        (except on CUDA with Triton) the result is column-major: the transposed view of a
+        the backward recomputes the forward from the inputs (on CUDA: a Triton kernel). For the
+        real and e3nn conventions the result is column-major: the transposed view of a
         ``((lmax+1)², N)`` buffer, so ``y.is_contiguous()`` is False (``y.view`` across the last
         dimension fails; ``reshape``, indexing, ``nn.Linear`` work as usual). Call
         ``.contiguous()`` where a row-major copy is needed.

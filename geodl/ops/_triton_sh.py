@@ -2,7 +2,10 @@
 
 One program handles a block of points; the order m is the outer loop and the degree l the inner
 loop, so every quantity of the recursion is a loop-carried register per point (P̄_m^m, the two
-previous P̄_l^m, cos mφ and sin mφ) and nothing of size (lmax+1)² is held on chip. Recursion
+previous P̄_l^m, cos mφ and sin mφ) and nothing of size (lmax+1)² is held on chip. The output is
+a ``(K, N)`` buffer returned as its transposed ``(N, K)`` view (column-major, as on the CPU), so
+each store of a harmonic for a block of points is one contiguous, coalesced write; a row-major
+``(N, K)`` output would make every store a strided scatter of 4-byte words. Recursion
 coefficients come from small host-built tables in the working dtype (built in float64). On the
 CPU the kernel runs under ``TRITON_INTERPRET=1`` (tests).
 """
@@ -15,7 +18,7 @@ from functools import lru_cache
 
 import torch
 
-__all__ = ["sh_real_triton", "triton_available"]
+__all__ = ["sh_real_backward_triton", "sh_real_triton", "triton_available"]
 
 
 def triton_available() -> bool:
@@ -45,7 +48,7 @@ def _kernel():
         rho_safe = tl.where(pos, rho, 1.0)
         c1 = tl.where(pos, x / rho_safe, 1.0)
         s1 = tl.where(pos, y / rho_safe, 0.0)
-        row = out_ptr + offs.to(tl.int64) * k
+        col_base = out_ptr + offs  # harmonic c of point i lives at c * n + i
         pmm = tl.zeros_like(x) + tl.load(d_ptr)  # d[0] holds 1/sqrt(4 pi)
         cm = tl.zeros_like(x) + 1.0
         sm = tl.zeros_like(x)
@@ -68,14 +71,102 @@ def _kernel():
                     p = tl.load(a_ptr + idx) * (z * p1 - tl.load(b_ptr + idx) * p2)
                     p2 = p1
                     p1 = p
-                col = l * l + l
+                col = tl.cast(l * l + l, tl.int64)  # c * n overflows int32 past 2^31
                 if m == 0:
-                    tl.store(row + col, p, mask=mask)
+                    tl.store(col_base + col * n, p, mask=mask)
                 else:
-                    tl.store(row + col + m, sqrt2 * p * cm, mask=mask)
-                    tl.store(row + col - m, sqrt2 * p * sm, mask=mask)
+                    tl.store(col_base + (col + m) * n, sqrt2 * p * cm, mask=mask)
+                    tl.store(col_base + (col - m) * n, sqrt2 * p * sm, mask=mask)
 
     return sh_kernel
+
+
+@lru_cache(maxsize=None)
+def _backward_kernel():
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def sh_backward_kernel(xyz_ptr, g_ptr, gxyz_ptr, a_ptr, b_ptr, d_ptr, e_ptr, n, lmax, stride_gn, stride_gk,
+                           BLOCK: tl.constexpr):
+        # As a function on R^3 the forward is the polynomial √2·Q_lm(z)·Re/Im (x+iy)^m (Q_mm is the
+        # constant Π d, ρ^m cos mφ = Re (x+iy)^m), which is what autograd through the reference
+        # differentiates. So, per order m: ∂/∂x (A_m, B_m) = m (A_{m-1}, B_{m-1}),
+        # ∂/∂y (A_m, B_m) = m (-B_{m-1}, A_{m-1}), and ∂/∂z runs the derivative of the degree
+        # recursion, Q'_lm = a (Q_{l-1} + z Q'_{l-1} - b Q'_{l-2}), beside it. The l-sums
+        # Σ g·Q and Σ g·Q' are formed first and multiplied by A, B once per m.
+        pid = tl.program_id(0)
+        offs = pid * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        x = tl.load(xyz_ptr + offs * 3 + 0, mask=mask, other=0.0)
+        y = tl.load(xyz_ptr + offs * 3 + 1, mask=mask, other=0.0)
+        z = tl.load(xyz_ptr + offs * 3 + 2, mask=mask, other=1.0)
+        g_base = g_ptr + offs.to(tl.int64) * stride_gn
+        sqrt2 = tl.load(e_ptr + lmax + 1)
+        am = tl.zeros_like(x) + 1.0  # A_m = Re (x+iy)^m
+        bm = tl.zeros_like(x)  # B_m = Im (x+iy)^m
+        a_prev = tl.zeros_like(x)
+        b_prev = tl.zeros_like(x)
+        cmm = tl.zeros_like(x) + tl.load(d_ptr)  # Q_mm
+        gx = tl.zeros_like(x)
+        gy = tl.zeros_like(x)
+        gz = tl.zeros_like(x)
+        for m in range(0, lmax + 1):
+            if m > 0:
+                a_prev = am
+                b_prev = bm
+                am = a_prev * x - b_prev * y
+                bm = a_prev * y + b_prev * x
+                cmm = cmm * tl.load(d_ptr + m)
+            em = tl.load(e_ptr + m)
+            q2 = cmm
+            dq2 = tl.zeros_like(x)
+            q1 = em * z * cmm
+            dq1 = em * cmm
+            sq_c = tl.zeros_like(x)
+            sq_s = tl.zeros_like(x)
+            sd_c = tl.zeros_like(x)
+            sd_s = tl.zeros_like(x)
+            for l in range(m, lmax + 1):
+                if l == m:
+                    q = q2
+                    dq = dq2
+                elif l == m + 1:
+                    q = q1
+                    dq = dq1
+                else:
+                    idx = l * (lmax + 1) + m
+                    al = tl.load(a_ptr + idx)
+                    bl = tl.load(b_ptr + idx)
+                    q = al * (z * q1 - bl * q2)
+                    dq = al * (q1 + z * dq1 - bl * dq2)
+                    q2 = q1
+                    dq2 = dq1
+                    q1 = q
+                    dq1 = dq
+                col = tl.cast(l * l + l, tl.int64)
+                if m == 0:
+                    g0 = tl.load(g_base + col * stride_gk, mask=mask, other=0.0)
+                    sd_c += g0 * dq
+                else:
+                    gc = tl.load(g_base + (col + m) * stride_gk, mask=mask, other=0.0)
+                    gs = tl.load(g_base + (col - m) * stride_gk, mask=mask, other=0.0)
+                    sq_c += gc * q
+                    sq_s += gs * q
+                    sd_c += gc * dq
+                    sd_s += gs * dq
+            if m == 0:
+                gz += sd_c
+            else:
+                gz += sqrt2 * (am * sd_c + bm * sd_s)
+                mf = sqrt2 * m
+                gx += mf * (a_prev * sq_c + b_prev * sq_s)
+                gy += mf * (a_prev * sq_s - b_prev * sq_c)
+        tl.store(gxyz_ptr + offs * 3 + 0, gx, mask=mask)
+        tl.store(gxyz_ptr + offs * 3 + 1, gy, mask=mask)
+        tl.store(gxyz_ptr + offs * 3 + 2, gz, mask=mask)
+
+    return sh_backward_kernel
 
 
 @lru_cache(maxsize=32)
@@ -91,8 +182,10 @@ def _tables(lmax: int, dtype: torch.dtype, device: str):
     return tuple(t.to(dtype=dtype, device=device) for t in (a, b, d, e))
 
 
-def sh_real_triton(xyz: torch.Tensor, lmax: int, block: int = 128) -> torch.Tensor:
+def sh_real_triton(xyz: torch.Tensor, lmax: int, block: int = 128, num_warps: int = 2) -> torch.Tensor:
     """Real SH (ordering l²+l+m) of unit vectors ``(N, 3)`` by the Triton kernel; not differentiable.
+
+    Returns ``(N, (lmax+1)²)``, column-major (the transposed view of a ``(K, N)`` buffer).
 
     Examples
     --------
@@ -109,10 +202,46 @@ def sh_real_triton(xyz: torch.Tensor, lmax: int, block: int = 128) -> torch.Tens
         raise ValueError("xyz: the Triton kernel needs a CUDA tensor (or TRITON_INTERPRET=1)")
     xyz = xyz.contiguous()
     n, k = xyz.shape[0], (lmax + 1) ** 2
-    out = torch.empty((n, k), dtype=xyz.dtype, device=xyz.device)
+    out = torch.empty((k, n), dtype=xyz.dtype, device=xyz.device)
+    if n == 0:
+        return out.t()
+    a, b, d, e = _tables(lmax, xyz.dtype, str(xyz.device))
+    grid = (triton.cdiv(n, block),)
+    _kernel()[grid](xyz, out, a, b, d, e, n, lmax, k, BLOCK=block, num_warps=num_warps)
+    return out.t()
+
+
+def sh_real_backward_triton(xyz: torch.Tensor, grad: torch.Tensor, lmax: int, block: int = 128,
+                            num_warps: int = 4) -> torch.Tensor:
+    """Gradient ``(N, 3)`` of ``(grad * sh_real(xyz)).sum()`` with respect to ``xyz`` (Triton).
+
+    One pass over ``grad`` ``(N, (lmax+1)²)`` (any strides; coalesced when column-major, as
+    the forward's output and a ``ones_like`` of it are), nothing else of size N·K read or written.
+    Not differentiable itself: double backward goes through the autograd recomputation.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geodl.ops._triton_sh import sh_real_backward_triton
+    >>> if torch.cuda.is_available():
+    ...     x = torch.tensor([[0.0, 0.6, 0.8]], device="cuda")
+    ...     gx = sh_real_backward_triton(x, torch.ones(1, 16, device="cuda"), 3)
+    """
+    import triton
+
+    if not (xyz.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+        raise ValueError("xyz: the Triton kernel needs a CUDA tensor (or TRITON_INTERPRET=1)")
+    k = (lmax + 1) ** 2
+    if grad.shape != (xyz.shape[0], k):
+        raise ValueError(f"grad: expected shape {(xyz.shape[0], k)}, got {tuple(grad.shape)}")
+    xyz = xyz.contiguous()
+    grad = grad.to(xyz.dtype)
+    out = torch.empty_like(xyz)
+    n = xyz.shape[0]
     if n == 0:
         return out
     a, b, d, e = _tables(lmax, xyz.dtype, str(xyz.device))
     grid = (triton.cdiv(n, block),)
-    _kernel()[grid](xyz, out, a, b, d, e, n, lmax, k, BLOCK=block)
+    _backward_kernel()[grid](xyz, grad, out, a, b, d, e, n, lmax, grad.stride(0), grad.stride(1),
+                             BLOCK=block, num_warps=num_warps)
     return out

@@ -232,6 +232,7 @@ def test_triton_knn_interpreted(tmp_path):
         assert torch.equal(got, _brute(pos, batch, loop, k=k, r=r)), (k, loop, r2)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_triton_knn_cuda():
     pos, batch = _near_ties(7)
@@ -265,6 +266,7 @@ def test_triton_radius_interpreted(tmp_path):
     assert bool((((pos[src] - pos[dst]) ** 2).sum(1) == 1).any())
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_triton_radius_cuda():
     """radius_graph on CUDA (the Triton kernel) equals the CPU torch path, also with max_num_neighbors."""
@@ -312,6 +314,7 @@ def test_triton_fps_interpreted(tmp_path):
         assert torch.equal(got, _fps_index(pos, batch, ratio, num, u, False)), (ratio, num, tile)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_triton_fps_cuda():
     """Kernel on CUDA equals the CPU torch path: one-tile (graphs <= 4096) and tiled (5000 points)."""
