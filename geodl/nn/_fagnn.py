@@ -10,8 +10,10 @@ between layers from the network's own latent vectors:
 2. Each layer runs the GNN in every frame at once (the frame axis is a batch axis).
 3. Between layers the width-``H`` latent of every node is read as ``H/3`` vectors in frame
    coordinates, mapped back to world coordinates and averaged over the frames (an equivariant set
-   of vectors), then re-expressed in the PCA frames of those latent vectors (group O(3): they are
-   translation invariant already).
+   of vectors), then re-expressed in the PCA frames of those latent vectors: about the origin
+   (``latent_frames="origin"``, group O(3): they are translation invariant already, so nothing is
+   discarded) or, as the reference code of the paper does, about their per-system mean, which is
+   subtracted (``latent_frames="centered"``, group E(3)).
 4. The decoder's 3-vector per frame is mapped back, averaged, and the positions' centroid added.
 
 Every step is equivariant, so the output positions are E(3)- and permutation-equivariant for every
@@ -77,6 +79,10 @@ class FAGNN(nn.Module):
     residual : bool
         Predict the displacement and add the input positions (as EGNN's coordinate updates do)
         instead of the positions themselves (the paper's decoder). Both are E(3)-equivariant.
+    latent_frames : str
+        "origin" (default): PCA frames of the latent vectors about the origin, vectors kept as
+        they are. "centered": the per-system mean of the latent vectors is subtracted and the
+        frames are those of the centred vectors (the paper's reference code). Both equivariant.
 
     Forward
     -------
@@ -95,7 +101,8 @@ class FAGNN(nn.Module):
     """
 
     def __init__(self, hidden_channels: int = 60, num_layers: int = 4, *, act: str = "silu",
-                 degeneracy: str = "warn", gap_tol: float = 1e-4, residual: bool = False):
+                 degeneracy: str = "warn", gap_tol: float = 1e-4, residual: bool = False,
+                 latent_frames: str = "origin"):
         super().__init__()
         if not isinstance(hidden_channels, int) or isinstance(hidden_channels, bool) \
                 or hidden_channels < 3 or hidden_channels % 3:
@@ -104,16 +111,19 @@ class FAGNN(nn.Module):
             raise ValueError(f"num_layers: expected a positive int, got {num_layers!r}")
         check_choice("act", act, tuple(_ACTS))
         check_choice("degeneracy", degeneracy, ("warn", "raise", "flag", "augment"))
+        check_choice("latent_frames", latent_frames, ("origin", "centered"))
         if not (isinstance(gap_tol, (int, float)) and gap_tol >= 0):
             raise ValueError(f"gap_tol: expected a non-negative number, got {gap_tol!r}")
         self.hidden_channels, self.degeneracy, self.gap_tol = hidden_channels, degeneracy, gap_tol
         self.residual = bool(residual)
+        self.latent_frames = latent_frames
         self.embedding = nn.Linear(6, hidden_channels)
         self.layers = nn.ModuleList(_GCL(hidden_channels, 2, act) for _ in range(num_layers))
         self.decoder = _mlp([hidden_channels, hidden_channels, 3], act, last_act=False)
 
     def extra_repr(self) -> str:
-        return f"degeneracy={self.degeneracy!r}, gap_tol={self.gap_tol:g}, residual={self.residual}"
+        return (f"degeneracy={self.degeneracy!r}, gap_tol={self.gap_tol:g}, residual={self.residual}, "
+                f"latent_frames={self.latent_frames!r}")
 
     def _frames(self, pts, batch, group, num_graphs):
         return frames(pts, batch, group, num_graphs=num_graphs, degeneracy=self.degeneracy,
@@ -139,8 +149,12 @@ class FAGNN(nn.Module):
             if i < len(self.layers) - 1:
                 # latent vectors back to world coordinates, then into their own PCA frames
                 latent = _from_frames(h.unflatten(-1, (k, 3)), rot)  # (N, K, 3), equivariant
-                fr_l = self._frames(latent.reshape(n * k, 3), batch.repeat_interleave(k), "O3", num_graphs)
+                centered = self.latent_frames == "centered"
+                fr_l = self._frames(latent.reshape(n * k, 3), batch.repeat_interleave(k),
+                                    "E3" if centered else "O3", num_graphs)
                 rot = fr_l.rotations[batch]
+                if centered:
+                    latent = latent - fr_l.centroid[batch][:, None, :]
                 h = _to_frames(latent, rot).flatten(2)
         out = _from_frames(self.decoder(h)[:, :, None, :], rot)[:, 0]
         return out + (pos if self.residual else centroid)

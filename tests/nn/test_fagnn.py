@@ -14,6 +14,7 @@ KINDS = ("node:points", "node:vectors", "perm")
 MODELS = {
     "fagnn": lambda: FAGNN(hidden_channels=12, num_layers=3),
     "fagnn_residual": lambda: FAGNN(hidden_channels=12, num_layers=2, residual=True),
+    "fagnn_centered": lambda: FAGNN(hidden_channels=12, num_layers=3, latent_frames="centered"),
     "egnn": lambda: EGNN(hidden_channels=16, num_layers=3),
 }
 
@@ -128,7 +129,20 @@ def test_bad_constructor_arguments():
         FAGNN(num_layers=0)
     with pytest.raises(ValueError, match="degeneracy"):
         FAGNN(degeneracy="ignore")
+    with pytest.raises(ValueError, match="latent_frames"):
+        FAGNN(latent_frames="mean")
     with pytest.raises(ValueError, match="act"):
         EGNN(act="sigmoid")
     with pytest.raises(ValueError, match="hidden_channels"):
         EGNN(hidden_channels=0)
+
+
+def test_latent_frame_choices_differ():
+    """The two latent-frame conventions are different functions (the centred one discards the
+    latent mean), so the option is not a no-op."""
+    pos, vel, q = _system()
+    torch.manual_seed(0)
+    a = FAGNN(hidden_channels=12, num_layers=2).double()
+    b = FAGNN(hidden_channels=12, num_layers=2, latent_frames="centered").double()
+    b.load_state_dict(a.state_dict())
+    assert not torch.allclose(a(pos, vel, q), b(pos, vel, q))

@@ -61,7 +61,9 @@ def step(model: torch.nn.Module, batch) -> tuple[torch.Tensor, dict[str, float]]
 
 
 def _overrides(name: str, args) -> dict:
-    return {"residual": args.fagnn_output == "residual"} if name == "FA-GNN" else {}
+    if name != "FA-GNN":
+        return {}
+    return {"residual": args.fagnn_output == "residual", "latent_frames": args.fagnn_latent}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {list(MODELS)}")
     p.add_argument("--fagnn-output", choices=["residual", "direct"], default="residual",
                    help="FA-GNN predicts the displacement (residual, default) or the positions (direct, as in the paper)")
+    p.add_argument("--fagnn-latent", choices=["origin", "centered"], default="origin",
+                   help="FA-GNN's latent frames about the origin (default) or about the latent mean, "
+                        "subtracted (centered, as the paper's reference code)")
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
@@ -114,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(args.seed)
         model = build_model(name, **_overrides(name, args))
         params = sum(p.numel() for p in model.parameters())
-        variant = f"_{args.fagnn_output}" if name == "FA-GNN" else ""
+        variant = ""
+        if name == "FA-GNN":
+            variant = f"_{args.fagnn_output}" + ("_centered" if args.fagnn_latent == "centered" else "")
         run_dir = Path(args.run_dir) / tag / f"{name.lower()}{variant}_seed{args.seed}_e{epochs}"
         t1 = time.perf_counter()
         res = train(model, step, splits["train"], splits["val"], epochs=epochs,
@@ -143,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                "eval_every": eval_every, "batch_size": args.batch_size, "weight_decay": 1e-12,
                "lr_schedule": "cosine", "lr": {m: MODELS[m][1] for m in names},
                "models": {m: {**MODELS[m][0], **_overrides(m, args)} for m in names},
-               "fagnn_output": args.fagnn_output,
+               "fagnn_output": args.fagnn_output, "fagnn_latent": args.fagnn_latent,
                "data": {"sizes": list(sizes), "generator": "geodl.data.generate_nbody (EGNN protocol)",
                         "seed": args.seed},
                "published_test_mse": PUBLISHED,
