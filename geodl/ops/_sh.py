@@ -9,12 +9,12 @@ rotation recurrence on (x, y)/ρ (autograd reference) or, in the fast forward, t
 the harmonics themselves from the sectoral seeds (x + iy)^l.
 
 The public function validates its input, converts lon/lat or raw vectors to unit vectors in
-differentiable torch, and calls the op ``geodl::sh_real`` (``torch.library.custom_op``), whose
-backward recomputes the forward under autograd from the saved *inputs only*, so the memory held
-between forward and backward is O(N·3), and the backward's transient memory about one output's
-size (chunks of the points). On CUDA the forward and the first-order backward are Triton kernels
-(:mod:`geodl.ops._triton_sh`); the backward kernel differentiates the same polynomial extension
-in one pass over the incoming gradient, and double backward uses the recomputation.
+differentiable torch, and calls the op ``geodl::sh_real`` (``torch.library.custom_op``), which
+saves the *inputs only*, so the memory held between forward and backward is O(N·3). The
+first-order backward is closed-form (:func:`_sh_real_backward_analytic`; on CUDA the Triton kernel
+of :mod:`geodl.ops._triton_sh`, which also computes the forward): one pass over the incoming
+gradient with O(lmax·N) extra memory. Double backward recomputes the forward under autograd (its
+transient memory about one output's size: chunks of the points).
 """
 
 from __future__ import annotations
@@ -261,6 +261,79 @@ def _setup_context(ctx, inputs, output):
     ctx.lmax = lmax
 
 
+_F32_BACKWARD_LMAX = 100  # float32 inputs above this degree get a float64 backward (see _backward)
+
+
+def _sh_real_backward_analytic(xyz: torch.Tensor, grad: torch.Tensor, lmax: int) -> torch.Tensor:
+    """First-order gradient ``(N, 3)`` of ``(grad * sh_real(xyz)).sum()`` in plain torch, no autograd.
+
+    The torch twin of the CUDA kernel :func:`geodl.ops._triton_sh.sh_real_backward_triton`: as a
+    function on R³ the real harmonic is √2·Q_lm(z)·Re/Im (x+iy)^m (Q_mm a constant, ρ^m cos mφ =
+    Re (x+iy)^m), which is what autograd through :func:`_sh_real_reference` differentiates. So
+    ∂/∂x (A_m, B_m) = m (A_{m-1}, B_{m-1}), ∂/∂y (A_m, B_m) = m (−B_{m-1}, A_{m-1}), and ∂/∂z runs
+    the derivative of the degree recursion, Q'_lm = a (Q_{l-1} + z Q'_{l-1} − b Q'_{l-2}), beside it.
+    The recursion runs over degrees with all orders as rows (points last), the l-sums Σ g·Q and
+    Σ g·Q' per order are accumulated first and combined with A, B once at the end. Memory
+    O(lmax·N); about 3× the forward's time instead of the recomputation's ~25×. Tables are made
+    per call (see :func:`_tables`), so it traces under ``torch.compile`` too.
+    """
+    n, dtype, device = xyz.shape[0], xyz.dtype, xyz.device
+    if lmax == 0 or n == 0:
+        return torch.zeros_like(xyz)
+    gt = grad.t()  # (K, N): row views per harmonic (free for the usual column-major grad)
+    rowwise = gt.stride(-1) == 1  # else copy one degree's rows at a time: O((2l+1)·N) extra, not O(K·N)
+    xt = torch.stack(xyz.unbind(1))
+    z = xt[2:3]  # (1, N)
+    a, b, _, _ = _tables(lmax, xyz)
+    consts = torch.tensor([1.0 / math.sqrt(4.0 * math.pi)] + [math.sqrt((2.0 * m + 1.0) / (2.0 * m))
+                                                              for m in range(1, lmax + 1)],
+                          dtype=torch.float64, device=device).cumprod(0).to(dtype)  # Q_mm
+    e = torch.tensor([math.sqrt(2.0 * m + 3.0) for m in range(lmax)], dtype=torch.float64,
+                     device=device).to(dtype)  # Q_{m+1,m} = e_m z Q_mm
+    # A_m + i B_m = (x + iy)^m, rows m = 0..lmax, written in place (no per-order temporaries)
+    A = torch.empty(lmax + 1, n, dtype=dtype, device=device)
+    B = torch.empty(lmax + 1, n, dtype=dtype, device=device)
+    A[0], B[0] = 1.0, 0.0
+    for k in range(1, lmax + 1):
+        torch.mul(A[k - 1], xt[0], out=A[k])
+        A[k].addcmul_(B[k - 1], xt[1], value=-1.0)
+        torch.mul(A[k - 1], xt[1], out=B[k])
+        B[k].addcmul_(B[k - 1], xt[0])
+    sqc, sqs, sdc, sds = (torch.zeros(lmax + 1, n, dtype=dtype, device=device) for _ in range(4))
+    q_prev2 = q_prev1 = dq_prev2 = dq_prev1 = None
+    for l in range(0, lmax + 1):
+        if l == 0:
+            q = consts[:1, None].expand(1, n)
+            dq = torch.zeros(1, n, dtype=dtype, device=device)
+        else:
+            parts_q, parts_dq = [], []
+            if l >= 2:
+                parts_q.append(a[l] * torch.addcmul(z * q_prev1[: l - 1], b[l], q_prev2[: l - 1], value=-1.0))
+                parts_dq.append(a[l] * (q_prev1[: l - 1] + z * dq_prev1[: l - 1] - b[l] * dq_prev2[: l - 1]))
+            parts_q.append(e[l - 1] * consts[l - 1] * z)  # m = l-1
+            parts_dq.append((e[l - 1] * consts[l - 1]).expand(1, n))
+            parts_q.append(consts[l].expand(1, n))  # m = l
+            parts_dq.append(torch.zeros(1, n, dtype=dtype, device=device))
+            q, dq = torch.cat(parts_q), torch.cat(parts_dq)  # (l + 1, N)
+        blk = gt[l * l : (l + 1) * (l + 1)]
+        if not rowwise:
+            blk = blk.contiguous()
+        gc = blk[l:]  # m = 0..l (cos; m = 0 the zonal one), columns l²+l+m
+        sqc[: l + 1].addcmul_(gc, q)
+        sdc[: l + 1].addcmul_(gc, dq)
+        if l >= 1:
+            gs = blk[:l].flip(0)  # m = 1..l (sin), columns l²+l−m
+            sqs[1 : l + 1].addcmul_(gs, q[1:])
+            sds[1 : l + 1].addcmul_(gs, dq[1:])
+        q_prev2, q_prev1, dq_prev2, dq_prev1 = q_prev1, q, dq_prev1, dq
+    sqrt2 = math.sqrt(2.0)
+    m = torch.arange(1, lmax + 1, device=device, dtype=dtype)[:, None] * sqrt2
+    gz = sdc[0] + sqrt2 * (A[1:] * sdc[1:] + B[1:] * sds[1:]).sum(0)
+    gx = (m * (A[:-1] * sqc[1:] + B[:-1] * sqs[1:])).sum(0)
+    gy = (m * (A[:-1] * sqs[1:] - B[:-1] * sqc[1:])).sum(0)
+    return torch.stack([gx, gy, gz], 1)
+
+
 def _recompute_grad(xyz: torch.Tensor, lmax: int, grad: torch.Tensor) -> torch.Tensor:
     """Backward by recomputation: rebuild the forward graph from the saved input and pull back.
 
@@ -284,11 +357,18 @@ def _recompute_grad(xyz: torch.Tensor, lmax: int, grad: torch.Tensor) -> torch.T
 
 def _backward(ctx, grad):
     (xyz,) = ctx.saved_tensors
-    if _triton_path(xyz) and not torch.is_grad_enabled():
-        # CUDA, first-order: one Triton pass over grad (double backward needs the recomputation)
-        from geodl.ops._triton_sh import sh_real_backward_triton
+    if not torch.is_grad_enabled():  # first order; double backward needs the recomputation
+        # The closed form carries Q_lm = P̄_lm / ρ^m, which outgrows float32 past degree ~150
+        # (1e40 by lmax 200): above the documented float32 range (lmax 100) it runs in float64.
+        wide = xyz.dtype == torch.float32 and ctx.lmax > _F32_BACKWARD_LMAX
+        xx, gg = (xyz.double(), grad.double()) if wide else (xyz, grad)
+        if _triton_path(xx):  # CUDA: one Triton pass over grad
+            from geodl.ops._triton_sh import sh_real_backward_triton
 
-        return sh_real_backward_triton(xyz, grad, ctx.lmax), None
+            out = sh_real_backward_triton(xx, gg, ctx.lmax)
+        else:
+            out = _sh_real_backward_analytic(xx, gg, ctx.lmax)
+        return out.to(xyz.dtype), None
     return _recompute_grad(xyz, ctx.lmax, grad.contiguous()), None
 
 
@@ -377,7 +457,7 @@ def spherical_harmonics(
     -------
     Tensor, shape (..., (lmax+1)²)
         Same dtype and device as ``points`` (complex dtype for ``"complex"``). Differentiable;
-        the backward recomputes the forward from the inputs (on CUDA: a Triton kernel). For the
+        the backward is closed-form from the saved inputs (on CUDA: a Triton kernel). For the
         real and e3nn conventions the result is column-major: the transposed view of a
         ``((lmax+1)², N)`` buffer, so ``y.is_contiguous()`` is False (``y.view`` across the last
         dimension fails; ``reshape``, indexing, ``nn.Linear`` work as usual). Call
