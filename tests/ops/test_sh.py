@@ -1,13 +1,12 @@
 """Spherical harmonics: accuracy to high degree, conventions, gradients, bad input."""
 
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+
+from _triton_interp import run_interpreted  # tests/ops helper (pytest puts this folder on sys.path)
 
 from geodl.ops import spherical_harmonics
 
@@ -186,9 +185,7 @@ def test_triton_kernel_interpreted():
         "assert sh_real_triton(torch.zeros(0, 3), 3).shape == (0, 16)\n"
         "print('ok')\n"
     )
-    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+    run_interpreted(code)
 
 
 def test_triton_backward_kernel_interpreted():
@@ -215,9 +212,7 @@ def test_triton_backward_kernel_interpreted():
         "            assert err < tol, (dt, lmax, err)\n"
         "print('ok')\n"
     )
-    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+    run_interpreted(code)
 
 
 @pytest.mark.cuda
