@@ -1,6 +1,6 @@
 """Argument validation shared by every subpackage.
 
-Errors name the argument and say what was expected (DESIGN.md, conventions). These helpers never
+Errors name the argument and say what was expected (see docs/architecture.md, conventions). These helpers never
 force a host sync on CUDA unless the caller asks for value checks (``finite=True`` on a CUDA
 tensor does sync; hot paths pass ``finite=False`` there).
 """
@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-__all__ = ["check_tensor", "check_choice", "check_finite", "check_index"]
+__all__ = ["check_tensor", "check_choice", "check_finite", "check_index", "check_int", "check_positive_int", "check_number"]
 
 
 def _shape_str(shape: Sequence) -> str:
@@ -94,3 +94,63 @@ def check_index(name: str, index: torch.Tensor, size: int | None = None) -> torc
         if lo < 0 or hi >= size:
             raise ValueError(f"{name}: values must lie in [0, {size}), got range [{lo}, {hi}]")
     return index
+
+
+def check_int(name: str, value, *, min: int | None = None, max: int | None = None) -> int:
+    """Raise unless ``value`` is a Python int (not bool) in ``[min, max]``; return it.
+
+    ``TypeError`` for a non-integer (including ``bool`` and floats), ``ValueError`` out of range.
+    Integral 0-d integer tensors and numpy integers are accepted and returned as ``int``.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected an int, got a bool ({value!r})")
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point() \
+            and not value.is_complex() and value.dtype != torch.bool:
+        value = int(value)
+    elif not isinstance(value, int):
+        try:
+            import numpy as np
+
+            if isinstance(value, np.integer):
+                value = int(value)
+        except ImportError:  # numpy is a hard dependency; this only guards odd environments
+            pass
+    if not isinstance(value, int):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__} ({value!r})")
+    if (min is not None and value < min) or (max is not None and value > max):
+        lo = "-inf" if min is None else str(min)
+        hi = "inf" if max is None else str(max)
+        what = {(1, None): "a positive int", (0, None): "a non-negative int"}.get((min, max), f"an int in [{lo}, {hi}]")
+        raise ValueError(f"{name}: expected {what}, got {value!r}")
+    return value
+
+
+def check_positive_int(name: str, value) -> int:
+    """Shorthand for ``check_int(name, value, min=1)``."""
+    return check_int(name, value, min=1)
+
+
+def check_number(name: str, value, *, positive: bool = False, nonnegative: bool = False,
+                 lo: float | None = None, hi: float | None = None) -> float:
+    """Raise unless ``value`` is a finite real number (not bool) meeting the bounds; return it as float."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            import numpy as np
+
+            ok = isinstance(value, (np.integer, np.floating))
+        except ImportError:
+            ok = False
+        if not ok:
+            raise TypeError(f"{name}: expected a real number, got {type(value).__name__} ({value!r})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    if positive and not value > 0:
+        raise ValueError(f"{name}: expected a positive number, got {value!r}")
+    if nonnegative and not value >= 0:
+        raise ValueError(f"{name}: expected a non-negative number, got {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ValueError(f"{name}: expected a number in [{lo}, {hi}], got {value!r}")
+    return value

@@ -45,6 +45,8 @@ from geodl.groups._rotations import (
     sixd_to_matrix,
 )
 from geodl.groups._wigner import wigner_D, wigner_D_blocks
+from geodl.groups._coordinates import lonlat_to_xyz, xyz_to_lonlat
+from geodl.groups._symmetry import Symmetry, get_symmetry
 
 __all__ = [
     # groups and actions
@@ -56,6 +58,8 @@ __all__ = [
     "KINDS",
     "parse_kind",
     "act",
+    "Symmetry",
+    "get_symmetry",
     # rotations
     "random_rotation",
     "random_rotation_2d",
@@ -78,4 +82,7 @@ __all__ = [
     "s2_healpix_grid",
     "so3_healpix_grid",
     "nearest_rotation",
+    # sphere coordinates
+    "lonlat_to_xyz",
+    "xyz_to_lonlat",
 ]
