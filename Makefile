@@ -5,6 +5,8 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.geodl-installed
+# the repository keeps its generated-data cache in datasets/cache (a pip install uses ~/.cache/geodl)
+export GEODL_DATA ?= $(CURDIR)/datasets/cache
 
 .PHONY: bench test setup clean
 
@@ -22,7 +24,7 @@ bench: $(STAMP)
 	$(BIN)/geodl info
 	$(BIN)/geodl check geodl.testing.examples:invariant_model --group E3+perm --inputs node:points --outputs scalar
 	$(BIN)/geodl check geodl.testing.examples:equivariant_model --group E3+perm --inputs node:points --outputs node:vectors
-	$(BIN)/geodl bench nbody --quick
+	$(BIN)/geodl bench nbody --quick --out benchmarks/results --run-dir runs/nbody
 
 test: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q tests --doctest-modules geodl

@@ -1,8 +1,9 @@
-"""The ``geodl`` command: ``info``, ``check``, ``bench``.
+"""The ``geodl`` command: ``info``, ``check``, ``bench``, ``data``.
 
 ``geodl info``                 versions, devices and kernel back ends
 ``geodl check MOD:FACTORY ...``  run the equivariance suite on a user model (see ``geodl check -h``)
-``geodl bench TASK ...``       run a benchmark task (see ``geodl bench TASK -h``)
+``geodl bench TASK ...``       run a benchmark task (see ``geodl bench --help``, ``geodl bench TASK -h``)
+``geodl data ACTION ...``      the data home: ``root``, ``list``, ``generate NAME``, ``verify NAME``
 """
 
 from __future__ import annotations
@@ -49,11 +50,24 @@ def info(argv: list[str] | None = None) -> int:
     return 0
 
 
+def bench_help() -> str:
+    """The text of ``geodl bench --help``: usage, one line per task, the common flags."""
+    from geodl.bench import COMMON_FLAGS, task_summaries
+
+    tasks = task_summaries()
+    width = max(map(len, tasks))
+    lines = ["usage: geodl bench TASK [options]   (geodl bench TASK --help for a task's options)", "",
+             "tasks:"]
+    lines += [f"  {name:<{width}}  {summary}" for name, summary in tasks.items()]
+    lines += ["", "common options (every task): " + " ".join(COMMON_FLAGS)]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="geodl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["info", "check", "bench"], help="what to run")
+    parser.add_argument("command", choices=["info", "check", "bench", "data"], help="what to run")
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
@@ -65,12 +79,16 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(check_main(rest) or 0)
     if cmd == "bench":
-        from geodl.bench import TASKS, run_task
+        from geodl.bench import run_task
 
         if not rest or rest[0] in ("-h", "--help"):
-            print("usage: geodl bench TASK [options]\n\ntasks: " + ", ".join(sorted(TASKS)))
+            print(bench_help())
             return 0 if rest else 2
         return run_task(rest[0], rest[1:])
+    if cmd == "data":
+        from geodl.data._cli import main as data_main
+
+        return int(data_main(rest) or 0)
     parser.parse_args(argv[:1])  # prints the argparse error for an unknown command
     return 2
 

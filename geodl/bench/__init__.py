@@ -1,15 +1,23 @@
-"""Benchmark tasks and the one training loop (DESIGN.md layer 6).
+"""Benchmark tasks and the one training loop.
 
 Tasks register by name in :data:`TASKS` as ``"module:function"``; the function takes the argument
-list that follows ``geodl bench NAME`` and returns an exit code. Modules import lazily, so a task's
-heavy dependencies load only when it runs.
+list that follows ``geodl bench NAME`` and returns an exit code. Each task is a
+:class:`~geodl.bench.Task` declaration (see :mod:`geodl.bench._task`) and shares the same common
+flags (:data:`~geodl.bench.COMMON_FLAGS`). Modules import lazily, so a task's heavy dependencies
+load only when it runs.
+
+- the loop (``_loop``): :func:`train` (optimiser / scheduler factories, epoch hooks, whole-set
+  metrics, DDP with exact evaluation), :func:`evaluate`, :class:`TrainResult`;
+- checkpoints (``_checkpoint``): atomic, resumable, ``weights_only`` loads;
+- results (``_results``): :func:`write_results` (JSON + CSV), :func:`print_table`;
+- plots (``_plots``): :func:`plot_curves`, :func:`plot_sphere_maps` (matplotlib optional).
 """
 
 from __future__ import annotations
 
 import importlib
 
-from geodl._lazy import lazy_exports
+from geodl._lazy import lazy_module
 
 TASKS: dict[str, str] = {
     "nbody": "geodl.bench.tasks.nbody:main",
@@ -18,22 +26,44 @@ TASKS: dict[str, str] = {
 }
 
 _EXPORTS = {
-    # the training loop and result writers (_runner.py)
-    "train": "_runner",
-    "evaluate": "_runner",
-    "print_table": "_runner",
-    "TrainResult": "_runner",
-    "write_results": "_runner",
-    "plot_curves": "_runner",
+    "train": "_loop",
+    "evaluate": "_loop",
+    "TrainResult": "_loop",
+    "print_table": "_results",
+    "write_results": "_results",
+    "environment": "_results",
+    "plot_curves": "_plots",
+    "plot_sphere_maps": "_plots",
+    "Task": "_task",
+    "COMMON_FLAGS": "_task",
 }
 
-__all__ = sorted(_EXPORTS) + ["TASKS", "run_task"]
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+
+def _entry(name: str):
+    if name not in TASKS:
+        raise ValueError(f"task: unknown benchmark {name!r}; expected one of {sorted(TASKS)}")
+    mod, fn = TASKS[name].split(":")
+    return getattr(importlib.import_module(mod), fn)
 
 
 def run_task(name: str, argv: list[str]) -> int:
     """Run the registered task ``name`` with its own command-line arguments."""
-    if name not in TASKS:
-        raise ValueError(f"task: unknown benchmark {name!r}; expected one of {sorted(TASKS)}")
-    mod, fn = TASKS[name].split(":")
-    return int(getattr(importlib.import_module(mod), fn)(argv) or 0)
+    return int(_entry(name)(argv) or 0)
+
+
+def task_summaries() -> dict[str, str]:
+    """``{task name: one-line summary}`` for every registered task (what ``geodl bench --help`` prints).
+
+    Examples
+    --------
+    >>> sorted(task_summaries())[:2]
+    ['checkerboard', 'landocean']
+    """
+    out = {}
+    for name in TASKS:
+        task = getattr(_entry(name), "__self__", None)
+        out[name] = getattr(task, "summary", "")
+    return out
+
+
+__getattr__, __dir__, __all__ = lazy_module(__name__, _EXPORTS, extra=("TASKS", "run_task", "task_summaries"))

@@ -1,8 +1,16 @@
-"""Procedural datasets (the embedded defaults) and real-format loaders. Nothing is downloaded."""
+"""Procedural datasets (the embedded defaults) and real-format loaders. Nothing is downloaded.
 
-from geodl._lazy import lazy_exports
+Generated data is cached under :func:`default_root` (``$GEODL_DATA``, a root set with
+:func:`set_root`, or the user cache ``~/.cache/geodl``); ``geodl data`` shows, lists, verifies
+and generates it.
+"""
+
+from geodl._lazy import lazy_module
 
 _EXPORTS = {
+    # the data home (_root.py)
+    "default_root": "_root",
+    "set_root": "_root",
     # charged n-body (_nbody.py)
     "NBodyDataset": "_nbody",
     "generate_nbody": "_nbody",
@@ -12,18 +20,10 @@ _EXPORTS = {
     "fibonacci_sphere": "_sphere",
     "uniform_sphere": "_sphere",
     "land_mask": "_sphere",
+    "healpix_lonlat": "_sphere",
+    # the cached-dataset registry behind `geodl data` (_registry.py)
+    "DATASETS": "_registry",
+    "cached_files": "_registry",
 }
 
-__all__ = sorted(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
-
-
-def default_root():
-    """The default data root: ``$GEODL_DATA`` or ``<repo>/datasets/cache`` (ignored by git)."""
-    import os
-    from pathlib import Path
-
-    env = os.environ.get("GEODL_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "datasets" / "cache"
+__getattr__, __dir__, __all__ = lazy_module(__name__, _EXPORTS)

@@ -27,27 +27,17 @@ trajectories (7,000 trajectories take seconds), and the result is cached as a ``
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
+from geodl._checks import check_int, check_number, check_positive_int
+from geodl._io import atomic_torch_save
+
 __all__ = ["NBodyDataset", "generate_nbody"]
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
-
-
-def _positive_int(name: str, v) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"{name}: expected a positive int, got {v!r}")
-    return v
-
-
-def _positive_float(name: str, v) -> float:
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not (v > 0) or v == float("inf"):
-        raise ValueError(f"{name}: expected a positive finite number, got {v!r}")
-    return float(v)
 
 
 def _pair_incidence(n: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -111,22 +101,17 @@ def generate_nbody(num: int, *, seed: int = 0, n_particles: int = 5, frame_in: i
     >>> bool(torch.equal(d["target"], generate_nbody(4, seed=0, frame_in=1, frame_out=2, sample_freq=10)["target"]))
     True
     """
-    num = _positive_int("num", num)
-    n_particles = _positive_int("n_particles", n_particles)
-    if n_particles < 2:
-        raise ValueError(f"n_particles: expected at least 2 particles, got {n_particles}")
-    sample_freq = _positive_int("sample_freq", sample_freq)
-    if not isinstance(frame_in, int) or isinstance(frame_in, bool) or frame_in < 0:
-        raise ValueError(f"frame_in: expected a non-negative int, got {frame_in!r}")
-    if not isinstance(frame_out, int) or isinstance(frame_out, bool) or frame_out <= frame_in:
-        raise ValueError(f"frame_out: expected an int greater than frame_in={frame_in}, got {frame_out!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
-    dt = _positive_float("dt", dt)
-    loc_std = _positive_float("loc_std", loc_std)
-    vel_norm = _positive_float("vel_norm", vel_norm)
-    strength = _positive_float("interaction_strength", interaction_strength)
-    box = _positive_float("box_size", box_size)
+    num = check_positive_int("num", num)
+    n_particles = check_int("n_particles", n_particles, min=2)
+    sample_freq = check_positive_int("sample_freq", sample_freq)
+    frame_in = check_int("frame_in", frame_in, min=0)
+    frame_out = check_int("frame_out", frame_out, min=frame_in + 1)
+    check_int("seed", seed)
+    dt = check_number("dt", dt, positive=True)
+    loc_std = check_number("loc_std", loc_std, positive=True)
+    vel_norm = check_number("vel_norm", vel_norm, positive=True)
+    strength = check_number("interaction_strength", interaction_strength, positive=True)
+    box = check_number("box_size", box_size, positive=True)
     max_force = 0.1 / dt
 
     f64 = torch.float64
@@ -170,9 +155,9 @@ def load_splits(root=None, seed: int = 0, sizes: tuple[int, int, int] = (3000, 2
 
     The three splits come from one simulation of ``sum(sizes)`` trajectories (train first).
     """
-    from geodl.data import default_root
+    from geodl.data._root import default_root
 
-    sizes = tuple(_positive_int(n, s) for n, s in zip(("n_train", "n_val", "n_test"), sizes))
+    sizes = tuple(check_positive_int(n, s) for n, s in zip(("n_train", "n_val", "n_test"), sizes))
     root = Path(root) if root is not None else Path(default_root())
     path = _cache_path(root, seed, sizes, settings)
     data = None
@@ -183,10 +168,7 @@ def load_splits(root=None, seed: int = 0, sizes: tuple[int, int, int] = (3000, 2
             data = None
     if data is None:
         data = generate_nbody(sum(sizes), seed=seed, **settings)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        torch.save(data, tmp)
-        os.replace(tmp, path)
+        atomic_torch_save(data, path)
     bounds = [0, sizes[0], sizes[0] + sizes[1], sum(sizes)]
     return {name: {k: t[bounds[i]:bounds[i + 1]] for k, t in data.items()}
             for name, i in SPLITS.items()}
@@ -233,7 +215,7 @@ class NBodyDataset(Dataset):
             raise TypeError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
         data = load_splits(root, seed, tuple(sizes), **settings)[split]
         if max_samples is not None:
-            _positive_int("max_samples", max_samples)
+            check_positive_int("max_samples", max_samples)
             data = {k: t[:max_samples] for k, t in data.items()}
         self.split = split
         self.loc, self.vel, self.charges, self.target = (

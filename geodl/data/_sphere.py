@@ -14,32 +14,18 @@ cache is a bit-packed copy of the land mask under ``geodl.data.default_root()`` 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 from torch.utils.data import TensorDataset
 
-from geodl._checks import check_choice
+from geodl._checks import check_choice, check_int, check_positive_int
+from geodl.groups import lonlat_to_xyz, xyz_to_lonlat
 
-__all__ = ["fibonacci_sphere", "uniform_sphere", "landocean_dataset", "checkerboard_dataset", "land_mask"]
+__all__ = ["fibonacci_sphere", "uniform_sphere", "landocean_dataset", "checkerboard_dataset", "land_mask",
+           "healpix_lonlat"]
 
 _SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}
-
-
-def _xyz_to_lonlat(xyz: torch.Tensor) -> torch.Tensor:
-    lon = torch.rad2deg(torch.atan2(xyz[:, 1], xyz[:, 0]))
-    lat = torch.rad2deg(torch.atan2(xyz[:, 2], torch.hypot(xyz[:, 0], xyz[:, 1])))
-    return torch.stack([lon, lat], dim=1)
-
-
-def _lonlat_to_xyz(lonlat: torch.Tensor) -> torch.Tensor:
-    lon, lat = torch.deg2rad(lonlat[:, 0]), torch.deg2rad(lonlat[:, 1])
-    return torch.stack([lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()], dim=1)
-
-
-def _check_count(name: str, n) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"{name}: expected a positive int, got {n!r}")
-    return n
 
 
 def fibonacci_sphere(n: int, *, output: str = "lonlat", dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -61,7 +47,7 @@ def fibonacci_sphere(n: int, *, output: str = "lonlat", dtype: torch.dtype = tor
     >>> fibonacci_sphere(4, output="xyz").norm(dim=1).tolist()
     [1.0, 1.0, 1.0, 1.0]
     """
-    _check_count("n", n)
+    check_positive_int("n", n)
     check_choice("output", output, ("lonlat", "xyz"))
     i = torch.arange(n, dtype=torch.float64)
     z = 1.0 - (2.0 * i + 1.0) / n
@@ -69,7 +55,7 @@ def fibonacci_sphere(n: int, *, output: str = "lonlat", dtype: torch.dtype = tor
     r = torch.sqrt(torch.clamp(1.0 - z * z, min=0.0))
     xyz = torch.stack([r * phi.cos(), r * phi.sin(), z], dim=1)
     xyz = xyz / xyz.norm(dim=1, keepdim=True)
-    return (xyz if output == "xyz" else _xyz_to_lonlat(xyz)).to(dtype)
+    return (xyz if output == "xyz" else xyz_to_lonlat(xyz)).to(dtype)
 
 
 def uniform_sphere(n: int, *, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -80,7 +66,7 @@ def uniform_sphere(n: int, *, seed: int = 0, dtype: torch.dtype = torch.float64)
     >>> uniform_sphere(3, seed=1).equal(uniform_sphere(3, seed=1))
     True
     """
-    _check_count("n", n)
+    check_positive_int("n", n)
     g = torch.Generator().manual_seed(int(seed))
     u = torch.rand(n, 2, generator=g, dtype=torch.float64)
     lon = u[:, 0] * 360.0 - 180.0
@@ -94,7 +80,7 @@ def _index(v, grid0: float, step: float, lo: float, hi: float):
     return ((np.clip(v, lo, hi) - grid0) / step).astype("int64")
 
 
-def _land_bits():
+def _land_bits(root=None):
     """The GLOBE land mask as packed bits, memory-mapped from ``default_root()`` (built once).
 
     Importing ``global_land_mask`` decompresses a 21600 × 43200 boolean array (≈ 1 GB, ~15 s);
@@ -105,9 +91,10 @@ def _land_bits():
 
     import numpy as np
 
-    from geodl.data import default_root
+    from geodl._io import atomic_write, atomic_write_text
+    from geodl.data._root import default_root
 
-    root = default_root() / "global_land_mask"
+    root = Path(root if root is not None else default_root()) / "global_land_mask"
     bits_path, meta_path = root / "land_bits.npy", root / "land_bits.json"
     if not (bits_path.exists() and meta_path.exists()):
         from global_land_mask import globe
@@ -124,10 +111,12 @@ def _land_bits():
         mine = (bits[i, j >> 3] >> (7 - (j & 7))) & 1
         if not np.array_equal(mine.astype(bool), globe.is_land(qlat, qlon)):
             raise RuntimeError("global_land_mask: packed copy disagrees with globe.is_land")
-        tmp = bits_path.with_suffix(".tmp.npy")
-        np.save(tmp, bits)
-        tmp.replace(bits_path)
-        meta_path.write_text(json.dumps(meta))
+        def save(tmp):  # through a handle: np.save would append ".npy" to the temporary name
+            with open(tmp, "wb") as fh:
+                np.save(fh, bits, allow_pickle=False)
+
+        atomic_write(bits_path, save)
+        atomic_write_text(meta_path, json.dumps(meta))
     meta = json.loads(meta_path.read_text())
     return np.load(bits_path, mmap_mode="r"), meta
 
@@ -155,10 +144,22 @@ def land_mask(lonlat: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def _healpix_centres(nside: int) -> torch.Tensor:
+def healpix_lonlat(nside: int) -> torch.Tensor:
+    """HEALPix pixel centres in RING order as ``(12 nside², 2)`` lon/lat degrees, lon in [-180, 180).
+
+    (:func:`geodl.groups.s2_healpix_grid` gives the NESTED centres as unit vectors; the maps of
+    the sphere tasks are RING-ordered lon/lat, taken from healpy's angles without a round trip
+    through xyz, so the test points are exactly those of earlier releases.)
+
+    Examples
+    --------
+    >>> healpix_lonlat(1).shape
+    torch.Size([12, 2])
+    """
     import healpy as hp
     import numpy as np
 
+    check_int("nside", nside, min=1)
     lon, lat = hp.pix2ang(nside, np.arange(hp.nside2npix(nside)), lonlat=True)
     lon = ((lon + 180.0) % 360.0) - 180.0
     return torch.from_numpy(np.stack([lon, lat], axis=1))
@@ -191,11 +192,12 @@ def landocean_dataset(split: str = "train", num_samples: int | None = None, *, s
     """
     check_choice("split", split, _SPLIT_OFFSET)
     if split == "test":
-        if isinstance(nside, bool) or not isinstance(nside, int) or nside < 1 or nside & (nside - 1):
+        check_int("nside", nside, min=1)
+        if nside & (nside - 1):
             raise ValueError(f"nside: expected a power of two, got {nside!r}")
-        pts = _healpix_centres(nside)
+        pts = healpix_lonlat(nside)
     else:
-        n = _check_count("num_samples", num_samples if num_samples is not None else (5000 if split == "train" else 1000))
+        n = check_positive_int("num_samples", num_samples if num_samples is not None else (5000 if split == "train" else 1000))
         pts = uniform_sphere(n, seed=1000 * int(seed) + _SPLIT_OFFSET[split])
     return TensorDataset(pts.float(), land_mask(pts))
 
@@ -218,11 +220,11 @@ def checkerboard_dataset(split: str = "train", num_samples: int = 10000, *, num_
     (torch.Size([500, 2]), 0, 15)
     """
     check_choice("split", split, _SPLIT_OFFSET)
-    _check_count("num_samples", num_samples)
-    _check_count("num_support", num_support)
-    _check_count("num_classes", num_classes)
+    check_positive_int("num_samples", num_samples)
+    check_positive_int("num_support", num_support)
+    check_positive_int("num_classes", num_classes)
     support = fibonacci_sphere(num_support, output="xyz")
     classes = torch.arange(num_support) % num_classes
     pts = uniform_sphere(num_samples, seed=1000 * int(seed) + 10 + _SPLIT_OFFSET[split])
-    nearest = (_lonlat_to_xyz(pts) @ support.T).argmax(dim=1)  # max cosine = min geodesic distance
+    nearest = (lonlat_to_xyz(pts) @ support.T).argmax(dim=1)  # max cosine = min geodesic distance
     return TensorDataset(pts.float(), classes[nearest])

@@ -12,7 +12,8 @@ from geodl.nn.location import ENCODERS, NETWORKS
 def test_quick_run_writes_every_combination(task, tmp_path, capsys):
     out, img = tmp_path / "res", tmp_path / "img"
     assert task in TASKS
-    assert run_task(task, ["--quick", "--out", str(out), "--img-dir", str(img)]) == 0
+    assert run_task(task, ["--quick", "--out", str(out), "--img-dir", str(img),
+                           "--run-dir", str(tmp_path / "runs"), "--no-progress"]) == 0
     doc = json.loads((out / f"{task}.json").read_text())
     combos = {(r["encoder"], r["network"]) for r in doc["rows"]}
     assert combos == {(e, n) for e in ENCODERS for n in NETWORKS}
@@ -30,6 +31,6 @@ def test_quick_run_writes_every_combination(task, tmp_path, capsys):
 
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="--encoders"):
-        run_task("landocean", ["--quick", "--encoders", "nope", "--out", str(tmp_path)])
+        run_task("landocean", ["--quick", "--encoders", "nope", "--out", str(tmp_path), "--run-dir", str(tmp_path)])
     with pytest.raises(ValueError, match="--networks"):
-        run_task("checkerboard", ["--quick", "--networks", "mlp", "--out", str(tmp_path)])
+        run_task("checkerboard", ["--quick", "--networks", "mlp", "--out", str(tmp_path), "--run-dir", str(tmp_path)])

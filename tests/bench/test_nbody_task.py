@@ -20,14 +20,14 @@ def tiny(monkeypatch):
 
 def _argv(tmp_path, *extra):
     return ["--quick", "--data-root", str(tmp_path / "data"), "--run-dir", str(tmp_path / "runs"),
-            "--out", str(tmp_path / "res" / "nbody.json"), "--batch-size", "10", "--no-progress", *extra]
+            "--out", str(tmp_path / "res"), "--batch-size", "10", "--no-progress", *extra]
 
 
 def test_quick_run_trains_both_models_and_writes_results(tmp_path, tiny, capsys):
     assert run_task("nbody", _argv(tmp_path)) == 0
     out = capsys.readouterr().out
     assert "FA-GNN" in out and "EGNN" in out and "0.0057 †" in out and "0.0071 †" in out
-    doc = json.loads((tmp_path / "res" / "nbody.json").read_text())
+    doc = json.loads((tmp_path / "res" / "nbody_quick.json").read_text())
     rows = {r["model"]: r for r in doc["rows"]}
     assert set(rows) == {"FA-GNN", "EGNN"}
     for r in rows.values():
@@ -36,12 +36,12 @@ def test_quick_run_trains_both_models_and_writes_results(tmp_path, tiny, capsys)
     assert rows["FA-GNN"]["published_test_mse"] == 0.0057
     assert doc["seed"] == 0 and doc["environment"]["seeds"] == 0 and doc["data"]["sizes"] == [20, 10, 10]
     assert len(doc["histories"]["EGNN"]) == 2
-    assert (tmp_path / "res" / "nbody.csv").read_text().startswith("model,test_mse")
-    assert (tmp_path / "res" / "nbody.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "res" / "nbody_quick.csv").read_text().startswith("model,test_mse")
+    assert (tmp_path / "res" / "nbody_quick.png").read_bytes()[:4] == b"\x89PNG"
 
     # the same command again resumes from the finished checkpoints and reports the same numbers
     assert run_task("nbody", _argv(tmp_path)) == 0
-    again = {r["model"]: r for r in json.loads((tmp_path / "res" / "nbody.json").read_text())["rows"]}
+    again = {r["model"]: r for r in json.loads((tmp_path / "res" / "nbody_quick.json").read_text())["rows"]}
     for name in rows:
         assert again[name]["resumed_from"] == 2
         assert again[name]["test_mse"] == pytest.approx(rows[name]["test_mse"], rel=1e-6)

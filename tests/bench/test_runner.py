@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from geodl.bench._runner import evaluate, plot_curves, print_table, train, write_results
+from geodl.bench import evaluate, plot_curves, print_table, train, write_results
 
 # A small regression problem run in a subprocess (used by the kill/resume and the DDP tests).
 # With SLEEP > 0 every step sleeps, so that the parent can kill it after the first checkpoint.
@@ -22,7 +22,7 @@ WORKER = textwrap.dedent(
     """
     import json, os, sys, time, torch
     from torch.utils.data import TensorDataset
-    from geodl.bench._runner import train
+    from geodl.bench import train
 
     run_dir, out, epochs, sleep = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     torch.set_num_threads(1)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from geodl.data import checkerboard_dataset, fibonacci_sphere, landocean_dataset
-from geodl.data._sphere import _lonlat_to_xyz, land_mask, uniform_sphere
+from geodl.data._sphere import land_mask, uniform_sphere
+from geodl.groups import lonlat_to_xyz as _lonlat_to_xyz
 
 
 def test_fibonacci_lattice_is_spread_and_on_the_sphere():

@@ -7,25 +7,27 @@ learning-rate decay because CPU budgets allow far fewer epochs than the papers' 
 their best epoch on validation MSE and report test MSE with those weights.
 
 ``--quick`` uses 300 / 200 / 200 trajectories and 10 epochs (about a minute on a laptop CPU) and
-writes ``benchmarks/results/nbody_quick.json``; without it the full-size run writes
-``benchmarks/results/nbody.json``. Run folders under ``runs/nbody/`` hold resumable checkpoints:
+writes ``<out>/nbody_quick.json`` (+ ``.csv``, ``.png``); without it the full-size run writes
+``<out>/nbody.json`` (``--out`` defaults to ``./geodl-bench/nbody``; ``make bench`` passes
+``--out benchmarks/results``). Run folders under ``--run-dir`` hold resumable checkpoints:
 rerunning the same command continues where a killed run stopped. Under ``torchrun`` training is
 data-parallel (rank 0 prints and writes).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
 
 import torch
 
-__all__ = ["main", "MODELS", "PUBLISHED"]
+from geodl.bench._task import Task, positive_int
+
+__all__ = ["main", "TASK", "MODELS", "PUBLISHED"]
 
 # test MSE reported by the FA paper (Puny et al., ICLR 2022, table on n-body), as recalled by
-# secondary sources (BENCHMARKS.md marks them with a dagger: check the paper before quoting).
+# secondary sources (docs/benchmarks.md marks them with a dagger: check the paper before quoting).
 PUBLISHED = {"FA-GNN": 0.0057, "EGNN": 0.0071}
 
 # name -> (constructor kwargs, learning rate) following the papers' n-body settings, except that
@@ -66,33 +68,24 @@ def _overrides(name: str, args) -> dict:
     return {"residual": args.fagnn_output == "residual", "latent_frames": args.fagnn_latent}
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="geodl bench nbody", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="small subset, few epochs (about a minute)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per model (default: 130 full, 10 quick)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data, the initialisation and the shuffling")
+def _add_arguments(p) -> None:
     p.add_argument("--data-root", default=None, help="data root (default: geodl.data.default_root())")
-    p.add_argument("--out", default=None,
-                   help="results JSON (default benchmarks/results/nbody.json, or nbody_quick.json with --quick)")
-    p.add_argument("--run-dir", default="runs/nbody", help="folder of the resumable run folders")
+    p.add_argument("--results-name", default=None, metavar="STEM",
+                   help="results file name without suffix (default nbody, or nbody_quick with --quick)")
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {list(MODELS)}")
     p.add_argument("--fagnn-output", choices=["residual", "direct"], default="residual",
                    help="FA-GNN predicts the displacement (residual, default) or the positions (direct, as in the paper)")
     p.add_argument("--fagnn-latent", choices=["origin", "centered"], default="origin",
                    help="FA-GNN's latent frames about the origin (default) or about the latent mean, "
                         "subtracted (centered, as the paper's reference code)")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--eval-every", type=int, default=None)
-    p.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
-    p.add_argument("--device", default="cpu")
-    return p
+    p.add_argument("--batch-size", type=positive_int, default=100)
+    p.add_argument("--eval-every", type=positive_int, default=None)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    from geodl.bench._runner import plot_curves, print_table, train, write_results
+def _run(args) -> int:
+    from geodl.bench._plots import plot_curves, try_plot
+    from geodl.bench._loop import train
+    from geodl.bench._results import print_table, write_results
     from geodl.data import NBodyDataset
 
     cfg = QUICK if args.quick else FULL
@@ -103,14 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         if m not in MODELS:
             raise SystemExit(f"--models: unknown model {m!r}; expected some of {list(MODELS)}")
     tag = "quick" if args.quick else "full"
-    out = Path(args.out or f"benchmarks/results/nbody{'_quick' if args.quick else ''}.json")
+    out = args.out / f"{args.results_name or ('nbody_quick' if args.quick else 'nbody')}.json"
     rank = int(os.environ.get("RANK", "0"))
 
     t0 = time.perf_counter()
     sizes = cfg["sizes"]
     splits = {s: NBodyDataset(s, args.data_root, seed=args.seed, sizes=sizes) for s in ("train", "val", "test")}
     data_s = time.perf_counter() - t0
-    if rank == 0 and not args.no_progress:
+    if rank == 0 and args.progress:
         print(f"n-body data: {sizes[0]} / {sizes[1]} / {sizes[2]} trajectories (seed {args.seed}), "
               f"ready in {data_s:.1f} s", flush=True)
 
@@ -122,12 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         variant = ""
         if name == "FA-GNN":
             variant = f"_{args.fagnn_output}" + ("_centered" if args.fagnn_latent == "centered" else "")
-        run_dir = Path(args.run_dir) / tag / f"{name.lower()}{variant}_seed{args.seed}_e{epochs}"
+        run_dir = args.run_dir / tag / f"{name.lower()}{variant}_seed{args.seed}_e{epochs}"
         t1 = time.perf_counter()
         res = train(model, step, splits["train"], splits["val"], epochs=epochs,
                     batch_size=args.batch_size, lr=MODELS[name][1], weight_decay=1e-12,
                     lr_schedule="cosine", eval_every=eval_every, run_dir=run_dir, seed=args.seed,
-                    progress=not args.no_progress, resume=not args.no_resume, device=args.device,
+                    progress=args.progress, resume=args.resume, device=args.device,
                     test_set=splits["test"], select="val_mse")
         histories[name] = res.history
         times = [h["time"] for h in res.history]
@@ -156,7 +149,12 @@ def main(argv: list[str] | None = None) -> int:
                "published_test_mse": PUBLISHED,
                "published_note": "† as recalled by secondary sources; check the paper before quoting",
                "histories": histories}
-    json_path, csv_path = write_results(out, payload, rows)
-    png = plot_curves(histories, out.with_suffix(".png"), keys=("train_loss", "val_loss"))
-    print(f"wrote {json_path}, {csv_path}, {png}")
+    json_path, csv_path = write_results(out, payload, rows)  # results first, figures after
+    png = try_plot(plot_curves, histories, out.with_suffix(".png"), keys=("train_loss", "val_loss"))
+    print(f"wrote {json_path}, {csv_path}" + (f", {png}" if png is not None else ""))
     return 0
+
+
+TASK = Task("nbody", "FA-GNN vs the EGNN baseline on charged 5-body dynamics (test MSE)",
+            run=_run, add_arguments=_add_arguments, description=__doc__)
+main = TASK.main
