@@ -1,26 +1,26 @@
-"""The symmetry core: one module (or small package) per method, plus the plain backbones.
+"""The symmetry core: one public module or subpackage per method, plus the plain backbones.
 
-Public names resolve lazily from private modules. Method modules that are public in their own
-right (``geodl.nn.location``) are imported as ``from geodl.nn import location``.
+- :mod:`geodl.nn.frame_averaging`: ``frames``, ``Frames``, ``FrameAveraging``, ``FAGNN``;
+- :mod:`geodl.nn.location`: spherical-harmonic location encoders and their baselines;
+- :mod:`geodl.nn.backbones`: ``PointNet``, ``EGNN`` and its layer ``EGNNConv``, one per file.
+
+The flagship names resolve lazily from here (``from geodl.nn import FrameAveraging``); method
+modules are imported as ``from geodl.nn import location``.
 """
 
-from geodl._lazy import lazy_exports
+from geodl._lazy import lazy_module
 
 _EXPORTS = {
-    # frame averaging (_frame_averaging.py)
-    "frames": "_frame_averaging",
-    "Frames": "_frame_averaging",
-    "FrameAveraging": "_frame_averaging",
-    # backbones (_backbones.py)
-    "PointNet": "_backbones",
-    "EGNN": "_backbones",
-    # FA-GNN (_fagnn.py)
-    "FAGNN": "_fagnn",
+    # frame averaging
+    "frames": "frame_averaging",
+    "Frames": "frame_averaging",
+    "FrameAveraging": "frame_averaging",
+    "FAGNN": "frame_averaging",
+    # backbones
+    "PointNet": "backbones",
+    "EGNN": "backbones",
+    "EGNNConv": "backbones",
 }
 
-__all__ = sorted(_EXPORTS)
-__getattr__ = lazy_exports(__name__, _EXPORTS)
-
-
-def __dir__():
-    return __all__ + ["location"]
+__getattr__, __dir__, __all__ = lazy_module(
+    __name__, _EXPORTS, extra=("backbones", "frame_averaging", "location"), public=sorted(_EXPORTS))

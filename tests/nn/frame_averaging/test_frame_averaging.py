@@ -305,11 +305,13 @@ def test_detached_frames_give_wrong_forces():
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
-        (dict(group="E4"), ValueError, "group: expected one of"),
-        (dict(output="scalar"), ValueError, "output: expected one of"),
+        (dict(group="E4"), ValueError, "group: 'E4' has unknown name"),
+        (dict(group="tetrahedral"), ValueError, "group: PCA frames exist for"),
+        (dict(output="spinor"), ValueError, "output: .*unknown kind"),
+        (dict(output="sh:2"), ValueError, "output: frames act on the kinds"),
         (dict(mode="all"), ValueError, "mode: expected one of"),
         (dict(level="edge"), ValueError, "level: expected one of"),
-        (dict(inputs={"pos": "points", "vel": "spinor"}), ValueError, r"inputs\['vel'\]: expected one of"),
+        (dict(inputs={"pos": "points", "vel": "spinor"}), ValueError, r"inputs\['vel'\]: .*unknown kind"),
         (dict(inputs={"pos": "vectors"}), ValueError, "inputs: 'pos' must be"),
         (dict(chunk_size=0), ValueError, "chunk_size"),
         (dict(num_samples=0), ValueError, "num_samples"),

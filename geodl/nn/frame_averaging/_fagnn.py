@@ -25,9 +25,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from geodl._checks import check_choice
-from geodl.nn._backbones import _ACTS, _mlp, check_dynamics_inputs, full_graph_edges
-from geodl.nn._frame_averaging import frames
+from geodl._checks import check_choice, check_int, check_number
+from geodl.groups import Symmetry
+from geodl.nn._layers import ACTIVATIONS, mlp
+from geodl.nn.backbones._common import check_dynamics_inputs, dynamics_arguments, full_graph_edges
+from geodl.nn.frame_averaging._frames import frames
 from geodl.ops import scatter
 
 __all__ = ["FAGNN"]
@@ -38,8 +40,8 @@ class _GCL(nn.Module):
 
     def __init__(self, hidden: int, edge_dim: int, act: str):
         super().__init__()
-        self.edge_mlp = _mlp([2 * hidden + edge_dim, hidden, hidden], act, last_act=True)
-        self.node_mlp = _mlp([2 * hidden, hidden, hidden], act, last_act=False)
+        self.edge_mlp = mlp([2 * hidden + edge_dim, hidden, hidden], act, last_act=True)
+        self.node_mlp = mlp([2 * hidden, hidden, hidden], act, last_act=False)
 
     def forward(self, h, edge_index, edge_attr):
         row, col = edge_index
@@ -86,7 +88,9 @@ class FAGNN(nn.Module):
 
     Forward
     -------
-    Same call as :class:`~geodl.nn.EGNN`: ``forward(pos, vel, charges, batch=None)`` -> (N, 3).
+    Same call as :class:`~geodl.nn.EGNN`: ``forward(x, pos, batch=None, *, num_graphs=None, vel,
+    edge_index=None)`` with ``x`` the charges, or positionally ``forward(pos, vel, charges,
+    batch=None)``; returns positions (N, 3).
 
     Examples
     --------
@@ -96,30 +100,36 @@ class FAGNN(nn.Module):
     >>> net = FAGNN(hidden_channels=12, num_layers=2)
     >>> pos, vel = torch.randn(10, 3), torch.randn(10, 3)
     >>> q = torch.tensor([1.0, -1.0] * 5)
-    >>> net(pos, vel, q, torch.arange(2).repeat_interleave(5)).shape
+    >>> net(q, pos, torch.arange(2).repeat_interleave(5), vel=vel).shape
     torch.Size([10, 3])
     """
+
+    symmetry = Symmetry(
+        "E3+perm",
+        {"x": "node:scalar", "pos": "node:points", "batch": "node:scalar", "vel": "node:vectors",
+         "edge_index": "edge_index"},
+        "node:points",
+        batch_arg="batch",
+        note="exact for inputs whose input and latent frames are well defined (see degeneracy=)",
+    )
 
     def __init__(self, hidden_channels: int = 60, num_layers: int = 4, *, act: str = "silu",
                  degeneracy: str = "warn", gap_tol: float = 1e-4, residual: bool = False,
                  latent_frames: str = "origin"):
         super().__init__()
-        if not isinstance(hidden_channels, int) or isinstance(hidden_channels, bool) \
-                or hidden_channels < 3 or hidden_channels % 3:
+        if check_int("hidden_channels", hidden_channels, min=1) % 3:
             raise ValueError(f"hidden_channels: expected a positive multiple of 3, got {hidden_channels!r}")
-        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
-            raise ValueError(f"num_layers: expected a positive int, got {num_layers!r}")
-        check_choice("act", act, tuple(_ACTS))
+        check_int("num_layers", num_layers, min=1)
+        check_choice("act", act, tuple(ACTIVATIONS))
         check_choice("degeneracy", degeneracy, ("warn", "raise", "flag", "augment"))
         check_choice("latent_frames", latent_frames, ("origin", "centered"))
-        if not (isinstance(gap_tol, (int, float)) and gap_tol >= 0):
-            raise ValueError(f"gap_tol: expected a non-negative number, got {gap_tol!r}")
+        check_number("gap_tol", gap_tol, nonnegative=True)
         self.hidden_channels, self.degeneracy, self.gap_tol = hidden_channels, degeneracy, gap_tol
         self.residual = bool(residual)
         self.latent_frames = latent_frames
         self.embedding = nn.Linear(6, hidden_channels)
         self.layers = nn.ModuleList(_GCL(hidden_channels, 2, act) for _ in range(num_layers))
-        self.decoder = _mlp([hidden_channels, hidden_channels, 3], act, last_act=False)
+        self.decoder = mlp([hidden_channels, hidden_channels, 3], act, last_act=False)
 
     def extra_repr(self) -> str:
         return (f"degeneracy={self.degeneracy!r}, gap_tol={self.gap_tol:g}, residual={self.residual}, "
@@ -129,10 +139,12 @@ class FAGNN(nn.Module):
         return frames(pts, batch, group, num_graphs=num_graphs, degeneracy=self.degeneracy,
                       gap_tol=self.gap_tol)
 
-    def forward(self, pos, vel, charges, batch=None):
-        charges, batch = check_dynamics_inputs(pos, vel, charges, batch)
-        num_graphs = int(batch.max()) + 1
-        edge_index = full_graph_edges(batch, num_graphs)
+    def forward(self, x, pos=None, batch=None, _legacy_batch=None, *, num_graphs=None, vel=None, edge_index=None):
+        pos, vel, charges, batch = dynamics_arguments(x, pos, batch, _legacy_batch, vel)
+        charges, batch = check_dynamics_inputs(pos, vel, charges, batch, validate=num_graphs is None)
+        num_graphs = int(batch.max()) + 1 if num_graphs is None else check_int("num_graphs", num_graphs, min=1)
+        # the layers aggregate at edge_index[0]; a given PyG edge_index (sources, targets) is flipped
+        edge_index = full_graph_edges(batch, num_graphs) if edge_index is None else edge_index.flip(0)
         row, col = edge_index
         edge_attr = torch.cat([charges[row] * charges[col],
                                (pos[row] - pos[col]).pow(2).sum(-1, keepdim=True)], -1)

@@ -15,7 +15,7 @@ of the others). Frame number 0 is always the solver's right-handed eigenbasis.
 
 Degeneracy. When two eigenvalues tie the eigenbasis is not defined (any rotation inside the tied
 eigenspace is as good), and the averaged model is no longer invariant; the invariance error grows
-like machine epsilon / relative eigengap (NUMERICS.md). The relative gap
+like machine epsilon / relative eigengap. The relative gap
 ``min_i (λ_{i+1} - λ_i) / max(|λ|_max, tiny)`` is computed for every sample and compared with
 ``gap_tol``. What happens then is the caller's explicit choice (``degeneracy=``):
 
@@ -52,37 +52,50 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
-from geodl._checks import check_choice, check_index, check_tensor
+from geodl._checks import check_choice, check_index, check_int, check_number, check_tensor
+from geodl.groups import rotation_2d
 from geodl.ops import eigh3x3, knn_graph, segment_covariance
 
-__all__ = ["frames", "Frames", "FrameAveraging"]
+__all__ = ["frames", "Frames"]
 
-# group name -> (dimension, has reflections, has translations)
-_GROUPS = {
-    "O3": (3, True, False),
-    "SO3": (3, False, False),
-    "E3": (3, True, True),
-    "SE3": (3, False, True),
-    "O2": (2, True, False),
-    "SO2": (2, False, False),
-    "E2": (2, True, True),
-    "SE2": (2, False, True),
-}
+# the geometric groups that PCA frames are built for (names as in geodl.groups.get_group)
+_FRAME_GROUPS = ("O3", "SO3", "E3", "SE3", "O2", "SO2", "E2", "SE2")
 _KINDS = ("global", "segment", "knn")
 _POLICIES = ("warn", "raise", "flag", "augment")
+# kinds of geodl.groups (parse_kind) that a frame acts on; "invariant" is an alias of "scalar"
 _IN_KINDS = ("scalar", "points", "vectors", "pseudovectors", "tensor2")
-_OUT_KINDS = ("invariant", "vectors", "points", "tensor2", "pseudovectors")
+_OUT_KINDS = ("invariant", "scalar", "vectors", "points", "tensor2", "pseudovectors")
 _TINY = 1e-300
 
 
 def _parse_group(group) -> tuple[str, int, bool, bool]:
-    name = getattr(group, "name", group)
-    if not isinstance(name, str):
-        raise TypeError(f"group: expected a group name such as 'E3', got {type(group).__name__}")
-    check_choice("group", name, _GROUPS)
-    return (name, *_GROUPS[name])
+    """(name, d, reflections, translations) of a frame group given by name or ``geodl.groups.Group``.
+
+    A ``"+perm"`` part is accepted and dropped: frames are permutation equivariant by construction.
+    """
+    from geodl.groups import get_group
+
+    G = get_group(group)
+    geo = "+".join(p for p in G.name.split("+") if p != "perm")
+    if geo not in _FRAME_GROUPS:
+        raise ValueError(f"group: PCA frames exist for {list(_FRAME_GROUPS)} (optionally '+perm'), got {G.name!r}")
+    return geo, G.dim, G.has_reflections, G.has_translations
+
+
+def _frame_kind(name: str, kind, allowed) -> str:
+    """Base name of a ``geodl.groups`` kind (``"node:vectors"`` -> ``"vectors"``) that frames act on."""
+    if kind == "invariant" and "invariant" in allowed:
+        return kind
+    from geodl.groups import parse_kind
+
+    try:
+        base = parse_kind(kind).base
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}: {err}") from None
+    if base not in allowed:
+        raise ValueError(f"{name}: frames act on the kinds {list(allowed)}, got {kind!r}")
+    return base
 
 
 def _sign_patterns(d: int, reflections: bool) -> torch.Tensor:
@@ -132,11 +145,6 @@ def _relative_gaps(evals: torch.Tensor) -> torch.Tensor:
     return (evals[:, 1:] - evals[:, :-1]) / scale
 
 
-def _rotation_2d(theta: torch.Tensor) -> torch.Tensor:
-    c, s = torch.cos(theta), torch.sin(theta)
-    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
-
-
 def _eigenspace_rotations(gaps, tied, samples, generator):
     """(S, M, d, d) Haar rotations inside the tied eigenspaces (identity for untied samples)."""
     S, d = gaps.shape[0], gaps.shape[1] + 1
@@ -144,7 +152,7 @@ def _eigenspace_rotations(gaps, tied, samples, generator):
     Q = torch.eye(d, **kw).expand(S, samples, d, d).clone()
     small = gaps < tied
     theta = torch.rand(S, samples, generator=generator, **kw) * (2 * torch.pi)
-    rot2 = _rotation_2d(theta)
+    rot2 = rotation_2d(theta)
     if d == 2:
         return torch.where(small[:, 0, None, None, None], rot2, Q)
     import roma
@@ -199,9 +207,10 @@ class Frames:
     def to_canonical(self, x: torch.Tensor, kind: str = "points") -> torch.Tensor:
         """Express per-point ``x`` (N, ..., d) in every frame of its set: (N, F, ..., d).
 
-        ``kind`` is one of "scalar", "points", "vectors", "pseudovectors", "tensor2".
+        ``kind`` is one of the ``geodl.groups`` kinds "scalar", "points", "vectors",
+        "pseudovectors", "tensor2" (a ``"node:"`` prefix is accepted).
         """
-        check_choice("kind", kind, _IN_KINDS)
+        kind = _frame_kind("kind", kind, _IN_KINDS)
         R = self.rotations[self.index]
         if kind == "points":
             x = x - _expand_like(self.centroid[self.index], x)
@@ -210,9 +219,10 @@ class Frames:
     def from_canonical(self, y: torch.Tensor, kind: str = "vectors") -> torch.Tensor:
         """Map per-point outputs (N, F, ..., d) in frame coordinates back: (N, F, ..., d).
 
-        ``kind`` is one of "invariant", "vectors", "points", "tensor2", "pseudovectors".
+        ``kind`` is one of "scalar" (alias "invariant"), "vectors", "points", "tensor2",
+        "pseudovectors" (a ``"node:"`` prefix is accepted).
         """
-        check_choice("kind", kind, _OUT_KINDS)
+        kind = _frame_kind("kind", kind, _OUT_KINDS)
         return _from_frame(y, self.rotations[self.index], self.centroid[self.index], kind)
 
 
@@ -239,7 +249,7 @@ def _to_frame(x: torch.Tensor, R: torch.Tensor, kind: str) -> torch.Tensor:
 
 def _from_frame(y: torch.Tensor, R: torch.Tensor, c: torch.Tensor, kind: str) -> torch.Tensor:
     """Outputs y (n, F, ...) in frame coordinates -> world coordinates (n, F, ...)."""
-    if kind == "invariant":
+    if kind in ("invariant", "scalar"):
         return y
     if kind == "tensor2":
         return torch.einsum("nfij,nf...jk,nflk->nf...il", R, y, R)
@@ -251,11 +261,11 @@ def _from_frame(y: torch.Tensor, R: torch.Tensor, c: torch.Tensor, kind: str) ->
     return out
 
 
-def _check_ids(name: str, ids, n: int) -> torch.Tensor:
+def _check_ids(name: str, ids, n: int, validate: bool) -> torch.Tensor:
     check_index(name, ids)
     if ids.shape != (n,):
         raise ValueError(f"{name}: expected shape ({n},) matching pos, got {tuple(ids.shape)}")
-    if n and int(ids.min()) < 0:
+    if validate and n and int(ids.min()) < 0:
         raise ValueError(f"{name}: expected non-negative ids, got minimum {int(ids.min())}")
     return ids.long()
 
@@ -274,6 +284,7 @@ def frames(
     differentiable: bool = False,
     generator: torch.Generator | None = None,
     augment_samples: int = 8,
+    validate: bool = True,
 ) -> Frames:
     """PCA frames of point clouds for O(d), SO(d), E(d) or SE(d), d = 2 or 3.
 
@@ -305,6 +316,11 @@ def frames(
     augment_samples : int
         Rotations drawn per tied eigenspace with ``degeneracy="augment"``; the frame count is then
         ``F * augment_samples``.
+    validate : bool
+        Check the values of the inputs (finite positions, ids, at least 2 points per cloud,
+        ``num_graphs > batch.max()``). With ``validate=False``, ``kind="global"``, ``num_graphs``
+        given and ``degeneracy`` "flag" or "augment", nothing reads a value back to the host
+        (no synchronisation on CUDA; compilable with ``torch.compile(fullgraph=True)``).
 
     Returns
     -------
@@ -332,7 +348,7 @@ def frames(
     True
     """
     name, d, reflections, translations = _parse_group(group)
-    check_tensor("pos", pos, ndim=2, floating=True, finite=True)
+    check_tensor("pos", pos, ndim=2, floating=True, finite=bool(validate))
     if pos.shape[1] != d:
         raise ValueError(f"pos: expected shape (N, {d}) for group {name}, got {tuple(pos.shape)}")
     n = pos.shape[0]
@@ -340,25 +356,26 @@ def frames(
         raise ValueError("pos: empty point cloud (0 points); frames need at least 2 points")
     check_choice("kind", kind, _KINDS)
     check_choice("degeneracy", degeneracy, _POLICIES)
-    if not (isinstance(gap_tol, (int, float)) and gap_tol >= 0):
-        raise ValueError(f"gap_tol: expected a non-negative number, got {gap_tol!r}")
-    if not (isinstance(augment_samples, int) and augment_samples >= 1):
-        raise ValueError(f"augment_samples: expected a positive int, got {augment_samples!r}")
+    gap_tol = check_number("gap_tol", gap_tol, nonnegative=True)
+    augment_samples = check_int("augment_samples", augment_samples, min=1)
     if batch is not None:
-        batch = _check_ids("batch", batch, n)
+        batch = _check_ids("batch", batch, n, validate)
     if num_graphs is None:
         num_graphs = 1 if batch is None else int(batch.max()) + 1
-    elif batch is not None and int(batch.max()) >= num_graphs:
-        raise ValueError(f"num_graphs: {num_graphs} is smaller than batch.max() + 1 = {int(batch.max()) + 1}")
+    else:
+        num_graphs = check_int("num_graphs", num_graphs, min=1)
+        if validate and batch is not None and int(batch.max()) >= num_graphs:
+            raise ValueError(f"num_graphs: {num_graphs} is smaller than batch.max() + 1 = {int(batch.max()) + 1}")
     graph = torch.zeros(n, dtype=torch.long, device=pos.device) if batch is None else batch
-    counts = torch.bincount(graph, minlength=num_graphs)
-    small = (counts < 2).nonzero().flatten()
-    if small.numel():
-        arg = "pos" if batch is None else "batch"
-        raise ValueError(
-            f"{arg}: clouds {small[:10].tolist()} have fewer than 2 points (counts "
-            f"{counts[small[:10]].tolist()}); frames need at least 2 points per cloud"
-        )
+    if validate:
+        counts = torch.bincount(graph, minlength=num_graphs)
+        small = (counts < 2).nonzero().flatten()
+        if small.numel():
+            arg = "pos" if batch is None else "batch"
+            raise ValueError(
+                f"{arg}: clouds {small[:10].tolist()} have fewer than 2 points (counts "
+                f"{counts[small[:10]].tolist()}); frames need at least 2 points per cloud"
+            )
 
     x = (pos if differentiable else pos.detach()).to(torch.float64)
     if kind == "global":
@@ -367,15 +384,14 @@ def frames(
     elif kind == "segment":
         if segment is None:
             raise ValueError("segment: required with kind='segment' (segment id of every point)")
-        index = _check_ids("segment", segment, n)
+        index = _check_ids("segment", segment, n, True)
         num = int(index.max()) + 1
         centroid, cov, seg_counts = _second_moments(x, index, num, translations)
         if bool((seg_counts < 2).any()):
             bad = (seg_counts < 2).nonzero().flatten()[:10].tolist()
             raise ValueError(f"segment: segments {bad} have fewer than 2 points")
     else:
-        if not (isinstance(k, int) and k >= 2):
-            raise ValueError(f"k: expected an int >= 2 (neighbours incl. the point), got {k!r}")
+        k = check_int("k", k, min=2)  # neighbours including the point
         src, tgt = knn_graph(pos.detach(), k, batch=batch, loop=True)  # neighbours incl. the point
         index, num = torch.arange(n, device=pos.device), n
         centroid, cov, _ = _second_moments(x[src], tgt, n, translations)
@@ -412,230 +428,3 @@ def frames(
         index=index,
         group=name,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Frame averaging
-# --------------------------------------------------------------------------------------------
-
-
-class FrameAveraging(nn.Module):
-    """Make any point backbone invariant or equivariant by averaging it over PCA frames.
-
-    The F frames are folded into the batch (graph ``b`` in frame ``f`` becomes graph
-    ``b * F + f``; points are reordered so that a sorted ``batch`` stays sorted) and the backbone
-    is called once as ``module(x, pos, batch, **vectors)`` (or once per chunk of
-    ``chunk_size`` frames). Outputs are mapped back to world coordinates and averaged.
-
-    Parameters
-    ----------
-    module : nn.Module
-        Backbone taking PyG-style ``(x, pos, batch, **extra)`` with flat ``(N, ...)`` tensors and
-        returning ``(num_graphs, ...)`` (``level="graph"``) or ``(N, ...)`` (``level="node"``).
-    group : str
-        "E3", "SE3", "O3", "SO3" or the 2-D groups.
-    mode : str
-        "full" (all F frames: exactly invariant for non-degenerate inputs), "stochastic"
-        (``num_samples`` frames per sample drawn without replacement with ``generator``:
-        invariant in expectation; with ``num_samples = F`` it equals "full") or "canonical"
-        (frame 0 only: one backbone pass, but **not** invariant to the sign flips of the
-        eigenvectors, so not invariant in general).
-    inputs : dict
-        Kind of each per-point input, default ``{"pos": "points", "x": "scalar", "vel": "vectors"}``:
-        "points" (centred and rotated), "vectors", "pseudovectors", "tensor2" (rotated), "scalar"
-        (passed through). ``pos`` must be "points". All inputs are per point (N, ...).
-    output : str
-        "invariant", "vectors", "points" (centroid added back), "tensor2", "pseudovectors".
-        Vector-like outputs have trailing dimension d (tensor2: (d, d)).
-    level : str
-        "graph" or "node".
-    chunk_size : int, optional
-        Frames per backbone call (caps memory at ``chunk_size / F`` of the full fold).
-    differentiable, degeneracy, gap_tol, augment_samples
-        Passed to :func:`frames`. The frames are global (one set per graph); per-segment or kNN
-        frames are available from :func:`frames` and :meth:`Frames.to_canonical`.
-    num_samples : int
-        Frames per sample in stochastic mode.
-    generator : torch.Generator, optional
-        Seeds stochastic frame choice and ``degeneracy="augment"``.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from geodl.nn import FrameAveraging, PointNet
-    >>> _ = torch.manual_seed(0)
-    >>> net = FrameAveraging(PointNet(out_channels=2, hidden_channels=(8, 16)), group="E3").double()
-    >>> pos = torch.randn(20, 3, dtype=torch.float64) * torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
-    >>> Q = torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))[0]
-    >>> torch.allclose(net(pos=pos), net(pos=pos @ Q.T + 1.0))
-    True
-    """
-
-    def __init__(
-        self,
-        module: nn.Module,
-        group="E3",
-        mode: str = "full",
-        inputs: dict | None = None,
-        output: str = "invariant",
-        level: str = "graph",
-        chunk_size: int | None = None,
-        differentiable: bool = False,
-        degeneracy: str = "warn",
-        *,
-        gap_tol: float = 1e-4,
-        augment_samples: int = 8,
-        num_samples: int = 1,
-        generator: torch.Generator | None = None,
-    ):
-        super().__init__()
-        if not callable(module):
-            raise TypeError(f"module: expected a callable nn.Module, got {type(module).__name__}")
-        self.module = module
-        self.group, self.dim, _, _ = _parse_group(group)
-        self.mode = check_choice("mode", mode, ("full", "stochastic", "canonical"))
-        inputs = {"pos": "points", "x": "scalar", "vel": "vectors"} if inputs is None else dict(inputs)
-        for key, kind in inputs.items():
-            check_choice(f"inputs[{key!r}]", kind, _IN_KINDS)
-        if inputs.get("pos", "points") != "points":
-            raise ValueError(f"inputs: 'pos' must be of kind 'points', got {inputs['pos']!r}")
-        inputs.setdefault("pos", "points")
-        self.inputs = inputs
-        self.output = check_choice("output", output, _OUT_KINDS)
-        self.level = check_choice("level", level, ("graph", "node"))
-        if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
-            raise ValueError(f"chunk_size: expected a positive int or None, got {chunk_size!r}")
-        if not (isinstance(num_samples, int) and num_samples >= 1):
-            raise ValueError(f"num_samples: expected a positive int, got {num_samples!r}")
-        self.chunk_size = chunk_size
-        self.differentiable = bool(differentiable)
-        self.degeneracy = check_choice("degeneracy", degeneracy, _POLICIES)
-        self.gap_tol = gap_tol
-        self.augment_samples = augment_samples
-        self.num_samples = num_samples
-        self.generator = generator
-
-    def extra_repr(self) -> str:
-        return f"group={self.group}, mode={self.mode}, output={self.output}, level={self.level}"
-
-    def _select(self, rot: torch.Tensor) -> torch.Tensor:
-        if self.mode == "canonical":
-            return rot[:, :1]
-        if self.mode == "stochastic":
-            B, F = rot.shape[:2]
-            k = min(self.num_samples, F)
-            order = torch.rand(B, F, generator=self.generator, device=rot.device).argsort(1)[:, :k]
-            return rot.gather(1, order[:, :, None, None].expand(B, k, *rot.shape[2:]))
-        return rot
-
-    def forward(self, x=None, pos=None, batch=None, *, mask=None, **vector_inputs):
-        """Frame-averaged backbone output.
-
-        Flat (PyG) input: ``pos`` (N, d), per-point ``x`` and vector inputs (N, ...), ``batch``
-        (N,) or None; returns (B, ...) for ``level="graph"``, (N, ...) for ``level="node"``.
-        Dense input: ``pos`` (B, N, d), inputs (B, N, ...), optional boolean ``mask`` (B, N) of
-        real points; the backbone is then called as ``module(x, pos, mask, **vectors)`` on
-        (B*F, N, ...) tensors (``mask`` None when not given; padded entries are zero) and node
-        outputs come back as (B, N, ...) with zeros at padding.
-        """
-        if pos is None:
-            raise ValueError("pos: required (N, d) or (B, N, d) positions")
-        check_tensor("pos", pos, ndim=(2, 3), floating=True)
-        named = {"x": x, **vector_inputs} if x is not None else dict(vector_inputs)
-        for key, value in named.items():
-            if key not in self.inputs:
-                raise ValueError(f"{key}: no kind declared for this input; add it to inputs= (one of {list(_IN_KINDS)})")
-            check_tensor(key, value)
-            if value.shape[: pos.dim() - 1] != pos.shape[:-1]:
-                raise ValueError(f"{key}: expected leading shape {tuple(pos.shape[:-1])} matching pos, got {tuple(value.shape)}")
-        dense = None
-        if pos.dim() == 3:
-            if batch is not None:
-                raise ValueError("batch: must be None for dense (B, N, d) input (use mask=)")
-            B, N = pos.shape[:2]
-            if mask is not None:
-                check_tensor("mask", mask, shape=(B, N), dtypes=(torch.bool,))
-            valid = (torch.ones(B * N, dtype=torch.bool, device=pos.device) if mask is None else mask.reshape(-1)).nonzero().flatten()
-            batch = torch.div(valid, N, rounding_mode="floor")
-            pos = pos.reshape(B * N, -1)[valid]
-            named = {key: v.reshape(B * N, *v.shape[2:])[valid] for key, v in named.items()}
-            dense = (B, N, valid, mask)
-        elif mask is not None:
-            raise ValueError("mask: only for dense (B, N, d) input; flat input uses batch=")
-        fr = frames(
-            pos,
-            batch,
-            self.group,
-            num_graphs=None if dense is None else dense[0],
-            degeneracy=self.degeneracy,
-            gap_tol=self.gap_tol,
-            differentiable=self.differentiable,
-            generator=self.generator,
-            augment_samples=self.augment_samples,
-        )
-        rot = self._select(fr.rotations)
-        F = rot.shape[1]
-        step = F if self.chunk_size is None else self.chunk_size
-        total = None
-        for f0 in range(0, F, step):
-            part = self._run(fr, rot[:, f0 : f0 + step], pos, named, dense).sum(1)
-            total = part if total is None else total + part
-        out = total / F
-        if dense is not None and self.level == "node":
-            B, N, valid, _ = dense
-            out = out.new_zeros(B * N, *out.shape[1:]).index_copy(0, valid, out).reshape(B, N, *out.shape[1:])
-        return out
-
-    def _run(self, fr: Frames, rot: torch.Tensor, pos, named, dense) -> torch.Tensor:
-        """Backbone on the frames ``rot`` (B, Fc, d, d) folded into the batch -> (rows, Fc, ...)."""
-        B, Fc = rot.shape[:2]
-        index, n = fr.index, pos.shape[0]
-        R = rot[index]  # (N, Fc, d, d)
-        c = fr.centroid[index]
-        canon = {"pos": _to_frame(pos - c, R, "points")}
-        for key, value in named.items():
-            kind = self.inputs[key]
-            canon[key] = _to_frame(value - _expand_like(c, value) if kind == "points" else value, R, kind)
-        if dense is None:
-            # graph b in frame f -> b * Fc + f; points sorted by that id (stable: a sorted batch stays sorted)
-            ids = (index[None, :] * Fc + torch.arange(Fc, device=pos.device)[:, None]).reshape(-1)
-            perm = torch.argsort(ids, stable=True)
-            folded = {key: t.transpose(0, 1).reshape(Fc * n, *t.shape[2:])[perm] for key, t in canon.items()}
-            third = ids[perm]
-        else:
-            N, valid, mask = dense[1:]
-            folded = {}
-            for key, t in canon.items():
-                full = t.new_zeros(B * N, *t.shape[1:]).index_copy(0, valid, t)
-                folded[key] = full.reshape(B, N, *t.shape[1:]).transpose(1, 2).reshape(B * Fc, N, *t.shape[2:])
-            third = None if mask is None else mask[:, None].expand(B, Fc, N).reshape(B * Fc, N)
-        xf = folded.pop("x", None)
-        out = self.module(xf, folded.pop("pos"), third, **folded)
-        if not isinstance(out, torch.Tensor):
-            raise TypeError(f"module: expected a Tensor output, got {type(out).__name__}")
-        if self.level == "graph":
-            if out.shape[0] != B * Fc:
-                raise ValueError(f"module: expected {B * Fc} per-graph output rows (level='graph'), got {tuple(out.shape)}")
-            y = out.reshape(B, Fc, *out.shape[1:])
-            Rg, cg = rot, fr.centroid
-        else:
-            if dense is None:
-                if out.shape[0] != Fc * n:
-                    raise ValueError(f"module: expected {Fc * n} per-node output rows (level='node'), got {tuple(out.shape)}")
-                y = torch.empty_like(out).index_copy(0, perm, out)
-                y = y.reshape(Fc, n, *out.shape[1:]).transpose(0, 1)
-            else:
-                if out.shape[:2] != (B * Fc, N):
-                    raise ValueError(f"module: expected per-node output of shape ({B * Fc}, {N}, ...), got {tuple(out.shape)}")
-                y = out.reshape(B, Fc, N, *out.shape[2:]).transpose(1, 2).reshape(B * N, Fc, *out.shape[2:])[valid]
-            Rg, cg = R, c
-        self._check_output(y)
-        return _from_frame(y, Rg, cg, self.output)
-
-    def _check_output(self, y: torch.Tensor) -> None:
-        d = self.dim
-        if self.output == "tensor2":
-            if y.dim() < 4 or y.shape[-2:] != (d, d):
-                raise ValueError(f"output: 'tensor2' needs module outputs ending in ({d}, {d}), got {tuple(y.shape[2:])}")
-        elif self.output != "invariant" and (y.dim() < 3 or y.shape[-1] != d):
-            raise ValueError(f"output: {self.output!r} needs module outputs ending in {d}, got {tuple(y.shape[2:])}")

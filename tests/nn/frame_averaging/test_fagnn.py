@@ -46,7 +46,7 @@ def test_harness_catches_a_backbone_without_frames():
     model = _model("fagnn", torch.float64)
 
     def no_frames(p, v, q):
-        from geodl.nn import _fagnn
+        from geodl.nn.frame_averaging import _fagnn
 
         real = _fagnn.frames
 

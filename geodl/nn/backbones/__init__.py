@@ -1,0 +1,16 @@
+"""Plain backbones that the symmetry methods wrap, one per file, all on the backbone call protocol.
+
+``forward(x, pos, batch=None, *, num_graphs=None, **extra)`` with PyG-style flat ``(N, ...)``
+tensors; :class:`~geodl.nn.FrameAveraging` calls its backbone this way.
+"""
+
+from geodl._lazy import lazy_module
+
+_EXPORTS = {
+    "PointNet": "pointnet",
+    "EGNN": "egnn",
+    "EGNNConv": "egnn_conv",
+    "full_graph_edges": "_common",
+}
+
+__getattr__, __dir__, __all__ = lazy_module(__name__, _EXPORTS)

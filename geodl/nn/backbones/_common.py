@@ -1,0 +1,83 @@
+"""Helpers shared by the n-body backbones (EGNN) and FA-GNN: full graphs, input checks, call forms."""
+
+from __future__ import annotations
+
+import torch
+
+from geodl._checks import check_tensor
+
+__all__ = ["full_graph_edges", "check_dynamics_inputs", "dynamics_arguments"]
+
+
+def full_graph_edges(batch: torch.Tensor, num_graphs: int | None = None) -> torch.Tensor:
+    """Directed edges (2, E) between every ordered pair of distinct nodes of the same graph.
+
+    ``batch`` need not be sorted. Graphs of equal size take a vectorised path; otherwise a dense
+    (N, N) mask is used (fine for the small systems these models are meant for). Reads the graph
+    sizes (a host sync on CUDA).
+
+    Examples
+    --------
+    >>> full_graph_edges(torch.tensor([0, 0, 1, 1]))
+    tensor([[0, 1, 2, 3],
+            [1, 0, 3, 2]])
+    """
+    n = batch.shape[0]
+    counts = torch.bincount(batch, minlength=num_graphs or 0)
+    counts = counts[counts > 0]
+    size = int(counts[0]) if counts.numel() else 0
+    if counts.numel() and bool((counts == size).all()):
+        order = torch.argsort(batch, stable=True).view(-1, size)  # (B, size) node ids per graph
+        i, j = torch.meshgrid(torch.arange(size, device=batch.device),
+                              torch.arange(size, device=batch.device), indexing="ij")
+        keep = i != j
+        return torch.stack([order[:, i[keep]].flatten(), order[:, j[keep]].flatten()])
+    same = (batch[:, None] == batch[None, :]) & ~torch.eye(n, dtype=torch.bool, device=batch.device)
+    return same.nonzero().T
+
+
+def check_dynamics_inputs(pos, vel, charges, batch, *, validate: bool = True):
+    """Validate (pos, vel, charges, batch) of the n-body models; return (charges (N, 1), batch).
+
+    ``validate=False`` keeps the shape and dtype checks and skips those that read values (finite
+    numbers, non-negative ids, at least 2 nodes per graph): no host sync.
+    """
+    check_tensor("pos", pos, ndim=2, floating=True, finite=validate)
+    if pos.shape[1] != 3:
+        raise ValueError(f"pos: expected shape (N, 3), got {tuple(pos.shape)}")
+    n = pos.shape[0]
+    if n < 2:
+        raise ValueError(f"pos: expected at least 2 nodes, got {n}")
+    check_tensor("vel", vel, shape=(n, 3), floating=True, finite=validate)
+    check_tensor("charges", charges, ndim=(1, 2), floating=True, finite=validate)
+    charges = charges.reshape(n, -1) if charges.numel() == n else None
+    if charges is None:
+        raise ValueError(f"charges: expected shape ({n},) or ({n}, 1) matching pos")
+    if batch is None:
+        batch = torch.zeros(n, dtype=torch.long, device=pos.device)
+    else:
+        check_tensor("batch", batch, shape=(n,), dtypes=(torch.int64, torch.int32))
+        batch = batch.long()
+        if validate and int(batch.min()) < 0:
+            raise ValueError("batch: expected non-negative graph ids")
+        if validate and bool((torch.bincount(batch) == 1).any()):
+            raise ValueError("batch: every graph needs at least 2 nodes")
+    return charges, batch
+
+
+def dynamics_arguments(x, pos, batch, legacy_batch, vel):
+    """``(pos, vel, charges, batch)`` from either call form of the n-body models.
+
+    Protocol form ``forward(x, pos, batch=None, *, vel=...)`` with ``x`` the charges; the earlier
+    positional form ``forward(pos, vel, charges, batch=None)`` is recognised by ``vel`` not being
+    given and the third argument being a floating-point tensor (a ``batch`` is integer).
+    """
+    if vel is None:
+        if isinstance(batch, torch.Tensor) and batch.is_floating_point():
+            return x, pos, batch, legacy_batch
+        raise TypeError("vel: required keyword argument (forward(x=charges, pos, batch, vel=velocities))")
+    if legacy_batch is not None:
+        raise TypeError("forward: takes (x, pos, batch) positionally, with vel= as a keyword; got a fourth argument")
+    if x is None:
+        raise TypeError("x: required, the charges (N,) or (N, 1)")
+    return pos, vel, x, batch

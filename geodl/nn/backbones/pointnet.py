@@ -1,0 +1,132 @@
+"""PointNet (Qi et al., CVPR 2017) without the input/feature transform nets.
+
+Those are learned alignments, which frame averaging replaces by exact PCA frames.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from geodl._checks import check_choice, check_int, check_tensor
+from geodl.groups import Symmetry
+from geodl.nn._layers import ACTIVATIONS, mlp
+from geodl.ops import scatter
+
+__all__ = ["PointNet"]
+
+
+class PointNet(nn.Module):
+    """PointNet on flat point clouds: shared per-point MLP, symmetric pooling, head MLP.
+
+    Per-point input is ``[pos, x, *extra]`` concatenated (each extra tensor flattened to
+    (N, -1)), so the backbone is permutation equivariant (``level="node"``) or invariant
+    (``level="graph"``) but has no rotation symmetry of its own; wrap it in
+    :class:`~geodl.nn.FrameAveraging` for that.
+
+    Parameters
+    ----------
+    in_channels : int
+        Width of ``x`` plus the flattened extra inputs (0 for positions only).
+    out_channels : int
+        Output width.
+    hidden_channels : sequence of int
+        Widths of the shared per-point MLP; the last one is the global feature width.
+    head_channels : sequence of int
+        Hidden widths of the head MLP.
+    pos_channels : int
+        Dimension of ``pos`` (3 or 2).
+    level : str
+        "graph" -> (num_graphs, out_channels); "node" -> (N, out_channels) from the per-point
+        features concatenated with their graph's global feature (the segmentation variant).
+    pool : str
+        "max" (the original), "mean" or "sum" (smooth, e.g. for energies).
+    act : str
+        "relu", "silu", "tanh" or "gelu".
+
+    Forward
+    -------
+    Backbone protocol ``forward(x=None, pos, batch=None, *, num_graphs=None, **extra)``; with
+    ``num_graphs`` given nothing reads a value back to the host.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geodl.nn import PointNet
+    >>> _ = torch.manual_seed(0)
+    >>> net = PointNet(in_channels=1, out_channels=4, hidden_channels=(16, 32))
+    >>> pos, x, batch = torch.randn(10, 3), torch.randn(10, 1), torch.tensor([0] * 4 + [1] * 6)
+    >>> net(x, pos, batch).shape
+    torch.Size([2, 4])
+    >>> net(x, pos, batch, num_graphs=2).shape
+    torch.Size([2, 4])
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 0,
+        out_channels: int = 1,
+        hidden_channels=(64, 128, 1024),
+        head_channels=(256, 128),
+        *,
+        pos_channels: int = 3,
+        level: str = "graph",
+        pool: str = "max",
+        act: str = "relu",
+    ):
+        super().__init__()
+        in_channels = check_int("in_channels", in_channels, min=0)
+        out_channels = check_int("out_channels", out_channels, min=1)
+        pos_channels = check_int("pos_channels", pos_channels, min=1)
+        hidden, head = tuple(hidden_channels), tuple(head_channels)
+        if not hidden:
+            raise ValueError("hidden_channels: expected at least one width")
+        for i, c in enumerate(hidden):
+            check_int(f"hidden_channels[{i}]", c, min=1)
+        for i, c in enumerate(head):
+            check_int(f"head_channels[{i}]", c, min=1)
+        self.in_channels, self.pos_channels = in_channels, pos_channels
+        self.level = check_choice("level", level, ("graph", "node"))
+        self.pool = check_choice("pool", pool, ("max", "mean", "sum"))
+        check_choice("act", act, tuple(ACTIVATIONS))
+        self.local = mlp((pos_channels + in_channels, *hidden), act, last_act=True)
+        head_in = hidden[-1] + (hidden[0] if level == "node" else 0)
+        self.head = mlp((head_in, *head, out_channels), act, last_act=False)
+
+    @property
+    def symmetry(self) -> Symmetry:
+        in_kinds = {"pos": "node:points", "batch": "node:scalar"}
+        if self.in_channels:
+            in_kinds["x"] = "node:scalar"
+        return Symmetry("perm", in_kinds, "node:scalar" if self.level == "node" else "scalar", batch_arg="batch",
+                        note="no rotation symmetry of its own: wrap it in FrameAveraging")
+
+    def forward(self, x=None, pos=None, batch=None, *, num_graphs=None, **extra):
+        check_tensor("pos", pos, ndim=2, floating=True)
+        if pos.shape[1] != self.pos_channels:
+            raise ValueError(f"pos: expected shape (N, {self.pos_channels}), got {tuple(pos.shape)}")
+        n = pos.shape[0]
+        feats = [pos] + ([] if x is None else [x]) + list(extra.values())
+        for name, t in zip(["pos", "x", *extra] if x is not None else ["pos", *extra], feats):
+            check_tensor(name, t)
+            if t.shape[0] != n:
+                raise ValueError(f"{name}: expected {n} rows matching pos, got shape {tuple(t.shape)}")
+        h = torch.cat([t.reshape(n, -1).to(pos.dtype) for t in feats], 1)
+        if h.shape[1] != self.pos_channels + self.in_channels:
+            raise ValueError(
+                f"x: expected {self.in_channels} feature channels in x and extra inputs together, "
+                f"got {h.shape[1] - self.pos_channels}"
+            )
+        if batch is None:
+            batch = torch.zeros(n, dtype=torch.long, device=pos.device)
+            num_graphs = 1 if n else 0
+        elif num_graphs is None:
+            num_graphs = int(batch.max()) + 1 if n else 0
+        else:
+            num_graphs = check_int("num_graphs", num_graphs, min=0)
+        first = self.local[:2](h)  # per-point features of the first layer (node-level head)
+        h = self.local[2:](first)
+        g = scatter(h, batch, dim=0, dim_size=num_graphs, reduce=self.pool)
+        if self.level == "graph":
+            return self.head(g)
+        return self.head(torch.cat([first, g[batch]], 1))
