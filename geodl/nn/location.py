@@ -26,7 +26,8 @@ import math
 import torch
 from torch import nn
 
-from geodl._checks import check_choice, check_tensor
+from geodl._checks import check_choice, check_int, check_tensor
+from geodl.groups import Symmetry, lonlat_to_xyz
 
 __all__ = [
     "SphericalHarmonicsEncoder",
@@ -51,6 +52,16 @@ __all__ = [
 ]
 
 
+# Rows are independent samples: every module here maps row i of its input to row i of its output
+# (permutation equivariant over rows). Lon/lat encoders have no rotation symmetry in general
+# (rotating the sphere about the polar axis shifts longitude, which only some encoders respect),
+# so nothing more is declared.
+_ROWS_LONLAT = Symmetry("perm", {"lonlat": "node:scalar"}, "node:scalar",
+                        note="rows are independent samples (lon/lat in degrees); no rotation symmetry declared")
+_ROWS_FEATURES = Symmetry("perm", {"x": "node:scalar"}, "node:scalar",
+                          note="rows are independent samples (in eval mode: dropout mixes in randomness)")
+
+
 def _check_lonlat(lonlat: torch.Tensor) -> torch.Tensor:
     check_tensor("lonlat", lonlat, shape=(None, 2), floating=True, finite=not torch.compiler.is_compiling())
     if not torch.compiler.is_compiling():
@@ -69,6 +80,7 @@ class _Encoder(nn.Module):
     """Base: ``forward(lonlat (N, 2) degrees) -> (N, embedding_dim)``."""
 
     embedding_dim: int
+    symmetry = _ROWS_LONLAT
 
     def extra_repr(self) -> str:
         return f"embedding_dim={self.embedding_dim}"
@@ -93,9 +105,7 @@ class SphericalHarmonicsEncoder(_Encoder):
 
     def __init__(self, lmax: int = 10):
         super().__init__()
-        if isinstance(lmax, bool) or not isinstance(lmax, int) or lmax < 0:
-            raise ValueError(f"lmax: expected a non-negative int, got {lmax!r}")
-        self.lmax = lmax
+        self.lmax = check_int("lmax", lmax, min=0)
         self.embedding_dim = (lmax + 1) ** 2
 
     def forward(self, lonlat: torch.Tensor) -> torch.Tensor:
@@ -133,8 +143,7 @@ class Cartesian3D(_Encoder):
     embedding_dim = 3
 
     def forward(self, lonlat: torch.Tensor) -> torch.Tensor:
-        lon, lat = _radians(lonlat)
-        return torch.cat([lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()], dim=1)
+        return lonlat_to_xyz(_check_lonlat(lonlat))
 
 
 class Wrap(_Encoder):
@@ -160,8 +169,7 @@ class _MultiScale(_Encoder):
 
     def __init__(self, frequency_num: int = 16, min_radius: float = 10.0, max_radius: float = 360.0):
         super().__init__()
-        if isinstance(frequency_num, bool) or not isinstance(frequency_num, int) or frequency_num < 1:
-            raise ValueError(f"frequency_num: expected a positive int, got {frequency_num!r}")
+        check_int("frequency_num", frequency_num, min=1)
         if not (0 < min_radius <= max_radius):
             raise ValueError(f"min_radius, max_radius: expected 0 < min_radius <= max_radius, got {min_radius}, {max_radius}")
         s = torch.arange(frequency_num, dtype=torch.float64) / max(frequency_num - 1, 1)
@@ -287,6 +295,8 @@ class SirenLayer(nn.Module):
     gives the linear output layer with the same initialisation.
     """
 
+    symmetry = _ROWS_FEATURES
+
     def __init__(self, dim_in: int, dim_out: int, w0: float = 1.0, is_first: bool = False, activation: bool = True):
         super().__init__()
         self.linear = nn.Linear(dim_in, dim_out)
@@ -322,11 +332,12 @@ class Siren(nn.Module):
     torch.Size([5, 1])
     """
 
+    symmetry = _ROWS_FEATURES
+
     def __init__(self, dim_in: int, dim_out: int, dim_hidden: int = 128, num_layers: int = 2, w0: float = 1.0,
                  w0_initial: float = 30.0):
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers: expected >= 1, got {num_layers}")
+        check_int("num_layers", num_layers, min=1)
         layers = [SirenLayer(dim_in, dim_hidden, w0=w0_initial, is_first=True)]
         layers += [SirenLayer(dim_hidden, dim_hidden, w0=w0) for _ in range(num_layers - 1)]
         layers.append(SirenLayer(dim_hidden, dim_out, w0=w0, activation=False))
@@ -357,6 +368,8 @@ class FcNet(nn.Module):
     torch.Size([2, 3])
     """
 
+    symmetry = _ROWS_FEATURES
+
     def __init__(self, dim_in: int, dim_out: int, dim_hidden: int = 256, num_blocks: int = 4, dropout: float = 0.5):
         super().__init__()
         self.feats = nn.Sequential(nn.Linear(dim_in, dim_hidden), nn.ReLU(), *[_ResLayer(dim_hidden, dropout) for _ in range(num_blocks)])
@@ -374,6 +387,8 @@ class LinearHead(nn.Module):
     >>> LinearHead(9, 2)(torch.zeros(4, 9)).shape
     torch.Size([4, 2])
     """
+
+    symmetry = _ROWS_FEATURES
 
     def __init__(self, dim_in: int, dim_out: int):
         super().__init__()
@@ -447,11 +462,12 @@ class LocationEncoder(nn.Module):
     torch.Size([2, 1])
     """
 
+    symmetry = _ROWS_LONLAT
+
     def __init__(self, encoder, network, num_classes: int, encoder_kwargs: dict | None = None,
                  network_kwargs: dict | None = None):
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"num_classes: expected a positive int, got {num_classes!r}")
+        check_int("num_classes", num_classes, min=1)
         self.encoder = make_encoder(encoder, **(encoder_kwargs or {})) if isinstance(encoder, str) else encoder
         dim = getattr(self.encoder, "embedding_dim", None)
         if not isinstance(dim, int):
