@@ -1,9 +1,8 @@
-"""Batched symmetric 3x3 eigensolver and per-segment covariances (DESIGN.md layer 2).
+"""Batched symmetric 3x3 eigensolver and per-segment covariances.
 
 Written by hand because no library in the stack fits: ``torch.linalg.eigh`` is a general LAPACK /
 cuSOLVER call (slow for millions of 3x3 problems, fails above 65,536 matrices on CUDA) and roma /
-e3nn have no symmetric eigensolver. The algorithm follows NUMERICS.md: scale by the largest absolute
-entry, a fixed number of cyclic Jacobi sweeps (branch-free, so it vectorises over the batch here and
+e3nn have no symmetric eigensolver. The algorithm: scale by the largest absolute entry, a fixed number of cyclic Jacobi sweeps (branch-free, so it vectorises over the batch here and
 maps one-to-one onto the Triton kernel in ``_triton_eigh.py``), ascending order, a fixed sign rule,
 third vector = cross(first, second).
 """
@@ -12,10 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from geodl._checks import check_finite, check_index, check_tensor
-
-# Public ops of this module that have a Triton kernel on CUDA (read by _backends.available_backends).
-TRITON_OPS = ("eigh3x3",)
+from geodl._checks import check_finite, check_index, check_int, check_tensor
+from geodl.ops._dispatch import lazy, public_op, register_kernel
 
 __all__ = ["eigh3x3", "segment_covariance"]
 
@@ -100,29 +97,11 @@ def _eigh_reference(A: torch.Tensor):
     return w, V
 
 
-def _use_triton(A: torch.Tensor) -> bool:
-    if not A.is_cuda:
-        return False
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@torch.library.custom_op("geodl::eigh3x3", mutates_args=())
-def _eigh3x3_op(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    if A.shape[0] == 0:
-        return A.new_empty((0, 3)), A.new_empty((0, 3, 3))
-    if _use_triton(A):
-        from geodl.ops._triton_eigh import eigh3x3_triton
-
-        return eigh3x3_triton(A)
+def _eigh_ref(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return _eigh_reference(A)
 
 
-@_eigh3x3_op.register_fake
-def _(A):
+def _eigh_fake(A):
     return A.new_empty((A.shape[0], 3)), A.new_empty((A.shape[0], 3, 3))
 
 
@@ -150,13 +129,17 @@ def _backward(ctx, grad_w, grad_V):
     return 0.5 * (gA + gA.transpose(-1, -2))
 
 
-_eigh3x3_op.register_autograd(_backward, setup_context=_setup_context)
+# the Triton kernel (same algorithm, one matrix per lane) serves non-empty batches
+_eigh3x3_op = register_kernel("eigh3x3", _eigh_ref, fake=_eigh_fake,
+                              triton=lazy("geodl.ops._triton_eigh", "eigh3x3_triton"),
+                              supports=lambda A: A.shape[0] > 0, backward=_backward, setup_context=_setup_context)
 
 
 def _sym_tol_default(dtype: torch.dtype) -> float:
     return 1e3 * torch.finfo(dtype).eps
 
 
+@public_op("eigh3x3", kernels=("eigh3x3",))
 def eigh3x3(A: torch.Tensor, *, validate: bool = True, sym_tol: float | None = None):
     r"""Eigen-decomposition of a batch of real symmetric 3x3 matrices.
 
@@ -166,7 +149,8 @@ def eigh3x3(A: torch.Tensor, *, validate: bool = True, sym_tol: float | None = N
     columns; the third column is ``cross(first, second)``, so the frame is right-handed. On CUDA a
     Triton kernel runs the same algorithm; elsewhere a chunked plain-torch reference (no Python
     loop over matrices; memory O(B)). The input is read as ``(A + A^T) / 2`` and the gradient is
-    symmetric. Differentiable (``torch.library.custom_op`` ``geodl::eigh3x3`` with autograd);
+    symmetric. ``GEODL_DISABLE_TRITON=1`` / ``geodl.ops.set_backend`` choose the path as for every
+    op. Differentiable (``torch.library.custom_op`` ``geodl::eigh3x3`` with autograd);
     near-tied eigenvalues are guarded in the eigenvector gradient by a Lorentzian broadening of
     ``1/(w_j - w_i)`` with width ``sqrt(eps) * max|w|``: exact up to a relative ``(width/gap)^2``
     and bounded where eigenvalues tie (where the true derivative does not exist).
@@ -232,6 +216,7 @@ def eigh3x3(A: torch.Tensor, *, validate: bool = True, sym_tol: float | None = N
     return w.reshape(*batch, 3), V.reshape(*batch, 3, 3), gap.reshape(batch)
 
 
+@public_op("segment_covariance", kernels=("scatter_sum",))
 def segment_covariance(pos: torch.Tensor, batch: torch.Tensor | None = None, num_segments: int | None = None, *, centered: bool = True):
     r"""Per-segment centroid and (unnormalised) scatter matrix of a batch of point clouds.
 
@@ -279,7 +264,7 @@ def segment_covariance(pos: torch.Tensor, batch: torch.Tensor | None = None, num
     N, d = pos.shape
     if batch is None:
         batch = torch.zeros(N, dtype=torch.long, device=pos.device)
-        S = 1 if num_segments is None else int(num_segments)
+        S = 1 if num_segments is None else check_int("num_segments", num_segments, min=0)
     else:
         check_tensor("batch", batch, shape=(N,), dtypes=(torch.int64, torch.int32))
         if batch.device != pos.device:
@@ -287,9 +272,7 @@ def segment_covariance(pos: torch.Tensor, batch: torch.Tensor | None = None, num
         if num_segments is None:
             S = int(batch.max()) + 1 if N else 0
         else:
-            S = int(num_segments)
-    if S < 0:
-        raise ValueError(f"num_segments: expected a non-negative int, got {S}")
+            S = check_int("num_segments", num_segments, min=0)
     if pos.device.type == "cpu":  # the range check would sync on CUDA
         check_index("batch", batch, S)
     batch = batch.long()

@@ -1,4 +1,4 @@
-"""Neighbour search in pure torch: kNN graph, radius graph, farthest-point sampling (DESIGN.md layer 2).
+"""Neighbour search in pure torch: kNN graph, radius graph, farthest-point sampling.
 
 Written by hand so geodl needs neither torch-cluster nor pyg-lib (``torch_geometric.nn.knn_graph``
 requires one of them). The search is exact brute force over *blocks*: graphs are sorted by ``batch``,
@@ -15,7 +15,8 @@ note above ``_roundoff``). ``knn_graph`` and ``radius_graph`` are ``torch.librar
 a dynamic sample count unless there is one graph). On CUDA, ``knn_graph`` (float32, k <= 64), ``radius_graph``
 (float32/float64, no ``max_num_neighbors``) and ``farthest_point_sampling`` (float32/float64) run
 Triton kernels (``_triton_knn.py``, ``_triton_radius.py``, ``_triton_fps.py``) with identical
-results; ``GEODL_DISABLE_TRITON=1`` turns them off.
+results, where the back-end switch picks Triton (``GEODL_DISABLE_TRITON=1`` or
+``geodl.ops.set_backend("torch")`` turns them off).
 
 Edge convention as in PyG (``flow="source_to_target"``): ``edge_index[0]`` is the neighbour
 (source), ``edge_index[1]`` the query point (target). Edges are ordered by target, then by
@@ -25,15 +26,12 @@ Edge convention as in PyG (``flow="source_to_target"``): ``edge_index[0]`` is th
 from __future__ import annotations
 
 import math
-import os
 from typing import Optional
 
 import torch
 
-from geodl._checks import check_index, check_tensor
-
-# Public ops of this module that have a Triton kernel on CUDA (read by _backends.available_backends).
-TRITON_OPS = ("knn_graph", "radius_graph", "farthest_point_sampling")
+from geodl._checks import check_index, check_int, check_number, check_tensor
+from geodl.ops._dispatch import public_op, register_kernel
 
 __all__ = ["knn_graph", "radius_graph", "farthest_point_sampling"]
 
@@ -243,9 +241,7 @@ def _finish(src, dst, perm):
 def _check_chunk(chunk_size):
     if chunk_size is None:
         return _DEFAULT_CHUNK
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
-    return chunk_size
+    return check_int("chunk_size", chunk_size, min=1)
 
 
 def _edges(pos, batch, chunk_size, block, *args):
@@ -263,22 +259,6 @@ def _edges(pos, batch, chunk_size, block, *args):
 
 
 _TRITON_MAX_K = 64  # = _triton_knn.MAX_K (not imported here: that would import triton)
-
-
-def _triton_enabled(pos: torch.Tensor) -> bool:
-    """CUDA input, triton importable, and not turned off by GEODL_DISABLE_TRITON=1."""
-    if not pos.is_cuda or os.environ.get("GEODL_DISABLE_TRITON", "") not in ("", "0"):
-        return False
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _use_triton(pos: torch.Tensor, k: int) -> bool:
-    """The Triton kernel serves float32 CUDA input with k <= 64 (GEODL_DISABLE_TRITON=1 turns it off)."""
-    return pos.dtype == torch.float32 and k <= _TRITON_MAX_K and _triton_enabled(pos)
 
 
 def _point_bounds(ptr, device):
@@ -311,31 +291,35 @@ def _radius_triton_edges(pos, batch, r2, loop):
     return _finish([s], [t], perm)
 
 
-# Registered ops (``torch.compile(fullgraph=True)`` traces through them; the edge count is a dynamic
-# size). Integer outputs: no autograd. Argument checks that read data run inside, at run time.
-@torch.library.custom_op("geodl::knn_graph", mutates_args=())
-def _knn_op(pos: torch.Tensor, batch: Optional[torch.Tensor], k: int, loop: bool, chunk_size: int,
-            r2: Optional[float]) -> torch.Tensor:
-    if _use_triton(pos, k):
-        return _knn_triton_edges(pos, batch, k, loop, r2)
+def _knn_ref(pos: torch.Tensor, batch: Optional[torch.Tensor], k: int, loop: bool, chunk_size: int,
+             r2: Optional[float]) -> torch.Tensor:
     return _edges(pos, batch, chunk_size, _knn_block, k, loop, r2)
 
 
-@torch.library.custom_op("geodl::radius_graph", mutates_args=())
-def _radius_op(pos: torch.Tensor, batch: Optional[torch.Tensor], r2: float, loop: bool, chunk_size: int) -> torch.Tensor:
-    if pos.dtype in (torch.float32, torch.float64) and _triton_enabled(pos):
-        return _radius_triton_edges(pos, batch, r2, loop)
+def _knn_tri(pos, batch, k, loop, chunk_size, r2):
+    return _knn_triton_edges(pos, batch, k, loop, r2)
+
+
+def _radius_ref(pos: torch.Tensor, batch: Optional[torch.Tensor], r2: float, loop: bool,
+                chunk_size: int) -> torch.Tensor:
     return _edges(pos, batch, chunk_size, _radius_block, r2, loop)
 
 
-@_knn_op.register_fake
-def _(pos, batch, k, loop, chunk_size, r2):
+def _radius_tri(pos, batch, r2, loop, chunk_size):
+    return _radius_triton_edges(pos, batch, r2, loop)
+
+
+def _edges_fake(pos, batch, *args):
     return pos.new_empty((2, torch.library.get_ctx().new_dynamic_size()), dtype=torch.long)
 
 
-@_radius_op.register_fake
-def _(pos, batch, r2, loop, chunk_size):
-    return pos.new_empty((2, torch.library.get_ctx().new_dynamic_size()), dtype=torch.long)
+# Registered ops (``torch.compile(fullgraph=True)`` traces through them; the edge count is a dynamic
+# size). Integer outputs: no autograd. Argument checks that read data run inside, at run time.
+# The kNN kernel serves float32 with k <= 64, the radius kernel float32/float64.
+_knn_op = register_kernel("knn_graph", _knn_ref, fake=_edges_fake, triton=_knn_tri, dtypes=(torch.float32,),
+                          supports=lambda pos, batch, k, *rest: k <= _TRITON_MAX_K)
+_radius_op = register_kernel("radius_graph", _radius_ref, fake=_edges_fake, triton=_radius_tri,
+                             dtypes=(torch.float32, torch.float64))
 
 
 def _check_types(pos, batch):
@@ -345,6 +329,7 @@ def _check_types(pos, batch):
         check_tensor("batch", batch)
 
 
+@public_op("knn_graph", kernels=("knn_graph",))
 def knn_graph(pos: torch.Tensor, k: int, batch: torch.Tensor | None = None, loop: bool = False, *, chunk_size: int | None = None) -> torch.Tensor:
     r"""Exact k-nearest-neighbour graph, batch-aware, in pure torch.
 
@@ -382,12 +367,12 @@ def knn_graph(pos: torch.Tensor, k: int, batch: torch.Tensor | None = None, loop
     tensor([[1, 0, 1, 4, 3],
             [0, 1, 2, 3, 4]])
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k: expected a positive int, got {k!r}")
+    k = check_int("k", k, min=1)
     _check_types(pos, batch)
     return _knn_op(pos, batch, k, loop, _check_chunk(chunk_size), None)
 
 
+@public_op("radius_graph", kernels=("radius_graph", "knn_graph"))
 def radius_graph(pos: torch.Tensor, r: float, batch: torch.Tensor | None = None, loop: bool = False, max_num_neighbors: int | None = None, *, chunk_size: int | None = None) -> torch.Tensor:
     r"""Exact radius graph (all pairs with distance <= r within a graph), batch-aware, pure torch.
 
@@ -426,10 +411,9 @@ def radius_graph(pos: torch.Tensor, r: float, batch: torch.Tensor | None = None,
     tensor([[1, 0],
             [0, 1]])
     """
-    if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or r <= 0:
-        raise ValueError(f"r: expected a positive finite number, got {r!r}")
-    if max_num_neighbors is not None and (isinstance(max_num_neighbors, bool) or not isinstance(max_num_neighbors, int) or max_num_neighbors < 1):
-        raise ValueError(f"max_num_neighbors: expected None or a positive int, got {max_num_neighbors!r}")
+    r = check_number("r", r, positive=True)
+    if max_num_neighbors is not None:
+        max_num_neighbors = check_int("max_num_neighbors", max_num_neighbors, min=1)
     chunk_size = _check_chunk(chunk_size)
     _check_types(pos, batch)
     r2 = float(r) * float(r)
@@ -485,21 +469,27 @@ def _fps_index(pos, batch, ratio, num, u, use_triton, tile=None):
     return out if perm is None else perm[out]
 
 
-@torch.library.custom_op("geodl::farthest_point_sampling", mutates_args=())
-def _fps_op(pos: torch.Tensor, batch: Optional[torch.Tensor], ratio: Optional[float], num: Optional[int],
-            u: Optional[torch.Tensor]) -> torch.Tensor:
-    use = pos.dtype in (torch.float32, torch.float64) and _triton_enabled(pos)
-    return _fps_index(pos, batch, ratio, num, u, use)
+def _fps_ref(pos: torch.Tensor, batch: Optional[torch.Tensor], ratio: Optional[float], num: Optional[int],
+             u: Optional[torch.Tensor]) -> torch.Tensor:
+    return _fps_index(pos, batch, ratio, num, u, False)
 
 
-@_fps_op.register_fake
-def _(pos, batch, ratio, num, u):
+def _fps_tri(pos, batch, ratio, num, u):
+    return _fps_index(pos, batch, ratio, num, u, True)
+
+
+def _fps_fake(pos, batch, ratio, num, u):
     N = pos.shape[0]
     if batch is None and isinstance(N, int):  # one graph of known size: the count is known
         return pos.new_empty(min(num, N) if ratio is None else math.ceil(ratio * N), dtype=torch.long)
     return pos.new_empty(torch.library.get_ctx().new_dynamic_size(), dtype=torch.long)
 
 
+_fps_op = register_kernel("farthest_point_sampling", _fps_ref, fake=_fps_fake, triton=_fps_tri,
+                          dtypes=(torch.float32, torch.float64))
+
+
+@public_op("farthest_point_sampling", kernels=("farthest_point_sampling",))
 def farthest_point_sampling(pos: torch.Tensor, ratio: float | None = None, batch: torch.Tensor | None = None, random_start: bool = False, generator: torch.Generator | None = None, *, num: int | None = None) -> torch.Tensor:
     r"""Farthest-point sampling per graph, vectorised over graphs, in pure torch.
 
@@ -543,10 +533,10 @@ def farthest_point_sampling(pos: torch.Tensor, ratio: float | None = None, batch
     """
     if (ratio is None) == (num is None):
         raise ValueError("ratio: give exactly one of ratio and num")
-    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1):
-        raise ValueError(f"ratio: expected a number in (0, 1], got {ratio!r}")
-    if num is not None and (isinstance(num, bool) or not isinstance(num, int) or num < 1):
-        raise ValueError(f"num: expected a positive int, got {num!r}")
+    if ratio is not None:
+        ratio = check_number("ratio", ratio, positive=True, hi=1)
+    if num is not None:
+        num = check_int("num", num, min=1)
     _check_types(pos, batch)
     u = None
     if random_start:  # one uniform per point, drawn here (a generator cannot enter the op); on the CPU

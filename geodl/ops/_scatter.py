@@ -1,13 +1,14 @@
 """Scatter, segment and gather reductions over PyG-style ``index``/``ptr`` vectors.
 
-Every kernel is a ``torch.library.custom_op`` in the ``geodl::`` namespace working on a canonical
-``(N, F)`` layout (the public functions move ``dim`` to the front and flatten the trailing
-dimensions). The default implementation is built on torch's own ``index_add_`` /
-``scatter_reduce_`` / ``segment_reduce`` / ``index_select`` (the CPU path is those ops, so it is no
-slower than them); the CUDA implementation launches the Triton kernels of
-:mod:`geodl.ops._triton_scatter` when Triton is importable and the dtype is supported, else it
-falls back to the same torch code (``GEODL_DISABLE_TRITON=1`` forces the fallback, e.g. to compare
-the two on a GPU). Fake implementations make ``torch.compile(fullgraph=True)``
+Every kernel is a ``torch.library.custom_op`` in the ``geodl::`` namespace (registered by
+:func:`geodl.ops._dispatch.register_kernel`) working on a canonical ``(N, F)`` layout (the public
+functions move ``dim`` to the front and flatten the trailing dimensions). The torch reference is
+built on torch's own ``index_add_`` / ``scatter_reduce_`` / ``segment_reduce`` / ``index_select``
+(the CPU path is those ops, so it is no slower than them); the Triton kernels of
+:mod:`geodl.ops._triton_scatter` run where the back-end switch picks Triton (CUDA tensors by
+default) and the dtype is supported; ``GEODL_DISABLE_TRITON=1`` or
+``geodl.ops.set_backend("torch")`` forces the reference, e.g. to compare the two on a GPU.
+Fake implementations make ``torch.compile(fullgraph=True)``
 work, and ``register_autograd`` gives every differentiable op a backward built from the other ops
 (scatter-sum <-> gather, segment-sum <-> gather-csr; max/min have their own backward ops, also
 Triton on CUDA), and every backward is differentiable again, so double backward works too.
@@ -32,18 +33,13 @@ Conventions (all reductions)
 
 from __future__ import annotations
 
-import functools
-import os
-
 import torch
 from torch import Tensor
 
-from geodl._checks import check_choice, check_index, check_tensor
+from geodl._checks import check_choice, check_index, check_int, check_tensor
+from geodl.ops._dispatch import public_op, register_kernel
 
 __all__ = ["scatter", "segment", "gather", "gather_csr", "scatter_softmax", "scatter_logsumexp"]
-
-# public ops that run Triton kernels on CUDA (read by geodl.ops.available_backends)
-TRITON_OPS = tuple(__all__)
 
 _REDUCE = ("sum", "mean", "max", "min", "mul")
 _SEGMENT_REDUCE = ("sum", "mean", "max", "min")
@@ -51,26 +47,6 @@ _SEGMENT_REDUCE = ("sum", "mean", "max", "min")
 # dtypes the Triton kernels accept (atomics need 32/64-bit floats; segment/gather accumulate in fp32)
 _TRITON_ATOMIC_DTYPES = (torch.float32, torch.float64)
 _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-# --------------------------------------------------------------------------- back-end choice
-@functools.lru_cache(maxsize=None)
-def _triton_module():
-    """The Triton kernel module, or ``None`` when Triton is missing or disabled."""
-    if os.environ.get("GEODL_DISABLE_TRITON", "") not in ("", "0"):
-        return None
-    try:
-        from geodl.ops import _triton_scatter
-    except ImportError:
-        return None
-    return _triton_scatter
-
-
-def _triton_for(t: Tensor, dtypes=_TRITON_DTYPES):
-    """Triton module to use for CUDA tensor ``t``, or ``None`` for the torch fallback."""
-    if t.dtype not in dtypes:
-        return None
-    return _triton_module()
 
 
 def _long(index: Tensor) -> Tensor:
@@ -176,24 +152,18 @@ def _gather_rows_ref(src: Tensor, index: Tensor) -> Tensor:
     return src.index_select(0, index)
 
 
+def _triton_scatter():
+    from geodl.ops import _triton_scatter  # imports triton: only when a Triton kernel runs
+
+    return _triton_scatter
+
+
 def _kernel_op(name: str, ref, fake, triton_call, dtypes=_TRITON_DTYPES):
-    """Register ``geodl::name``: ``ref`` on every device, ``triton_call(module, *args)`` on CUDA
-    when Triton supports the first argument's dtype (else ``ref`` there too), ``fake`` for tracing.
-
-    With ``TRITON_INTERPRET=1`` set before import, CPU tensors take the Triton route as well, through
-    Triton's interpreter: slow, meant for testing the kernels and this dispatch without a GPU.
-    """
-    op = torch.library.custom_op(f"geodl::{name}", ref, mutates_args=())
-
-    def triton_or_ref(*args):
-        tri = _triton_for(args[0], dtypes)
-        return triton_call(tri, *args) if tri else ref(*args)
-
-    op.register_kernel("cuda", triton_or_ref)
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        op.register_kernel("cpu", triton_or_ref)
-    op.register_fake(fake)
-    return op
+    """Register ``geodl::name`` (see :func:`geodl.ops._dispatch.register_kernel`): ``ref`` is the
+    torch reference, ``triton_call(module, *args)`` launches the kernel of
+    :mod:`geodl.ops._triton_scatter` where Triton supports the first argument's dtype."""
+    return register_kernel(name, ref, fake=fake, triton=lambda *args: triton_call(_triton_scatter(), *args),
+                           dtypes=dtypes)
 
 
 def _fake_minmax(src, num_out, with_arg):
@@ -340,8 +310,8 @@ def _check_index(index, n: int, dim_size, validate: bool) -> int:
         raise ValueError(f"index: expected {n} entries (the size of src along dim), got {index.shape[0]}")
     if dim_size is None:
         dim_size = int(index.max()) + 1 if n else 0  # host sync, documented
-    elif not isinstance(dim_size, int) or isinstance(dim_size, bool) or dim_size < 0:
-        raise ValueError(f"dim_size: expected a non-negative int or None, got {dim_size!r}")
+    else:
+        dim_size = check_int("dim_size", dim_size, min=0)
     if validate:
         check_index("index", index, dim_size)
     return dim_size
@@ -363,6 +333,7 @@ def _check_ptr(ptr, n: int, validate: bool) -> Tensor:
 
 
 # --------------------------------------------------------------------------- public functions
+@public_op('scatter', kernels=('scatter_sum', 'scatter_minmax', 'segment_sum_mean', 'gather_rows'))
 def scatter(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | None = None, reduce: str = "sum",
             *, deterministic: bool = False, validate: bool = False, return_arg: bool = False):
     """Reduce the slices of ``src`` along ``dim`` into the groups given by ``index``.
@@ -435,6 +406,7 @@ def scatter(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | None = Non
     return _from_rows(out, dim, rest)
 
 
+@public_op('segment', kernels=('segment_sum_mean', 'segment_minmax'))
 def segment(src: Tensor, ptr: Tensor, reduce: str = "sum", *, validate: bool = False,
             return_arg: bool = False):
     """Reduce consecutive row ranges of ``src``: ``out[s] = reduce(src[ptr[s]:ptr[s+1]])``.
@@ -481,6 +453,7 @@ def segment(src: Tensor, ptr: Tensor, reduce: str = "sum", *, validate: bool = F
     return (out, _from_rows(arg, 0, rest)) if return_arg else out
 
 
+@public_op('gather_csr', kernels=('gather_csr',))
 def gather_csr(src: Tensor, ptr: Tensor, size: int | None = None, *, validate: bool = False) -> Tensor:
     """Expand per-segment rows to their elements: ``out[j] = src[s]`` for ``ptr[s] <= j < ptr[s+1]``.
 
@@ -511,14 +484,15 @@ def gather_csr(src: Tensor, ptr: Tensor, size: int | None = None, *, validate: b
     if size is None:
         check_index("ptr", ptr)
         size = int(ptr[-1]) if ptr.numel() else 0  # host sync, documented
-    elif not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise ValueError(f"size: expected a non-negative int or None, got {size!r}")
+    else:
+        size = check_int("size", size, min=0)
     _check_ptr(ptr, size, validate)
     if ptr.shape[0] != rows.shape[0] + 1:
         raise ValueError(f"ptr: expected {rows.shape[0] + 1} entries (rows of src + 1), got {ptr.shape[0]}")
     return _from_rows(_gather_csr(rows, ptr, size), 0, rest)
 
 
+@public_op('gather', kernels=('gather_rows',))
 def gather(src: Tensor, index: Tensor, dim: int = 0, *, validate: bool = False) -> Tensor:
     """Select slices of ``src`` along ``dim``: ``out[..., j, ...] = src[..., index[j], ...]``.
 
@@ -562,6 +536,13 @@ def _shifted_exp(rows: Tensor, index: Tensor, dim_size: int) -> tuple[Tensor, Te
     return m, torch.exp(rows - _gather_rows(m, index))
 
 
+def _grouped_exp(src, index, dim: int, dim_size, validate: bool):
+    """Checked floating ``src`` grouped by ``index``: (dim, trailing shape, dim_size, group max, shifted exp)."""
+    rows, dim, rest, dim_size = _grouped(src, index, dim, dim_size, validate, floating=True)
+    return (dim, rest, dim_size) + _shifted_exp(rows, index, dim_size)
+
+
+@public_op('scatter_softmax', kernels=('scatter_minmax', 'gather_rows', 'scatter_sum'))
 def scatter_softmax(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | None = None,
                     *, validate: bool = False) -> Tensor:
     """Softmax of ``src`` within each group of ``index`` along ``dim`` (same shape as ``src``).
@@ -587,12 +568,12 @@ def scatter_softmax(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | No
     >>> scatter_softmax(torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0, 0, 1]), dim_size=2)
     tensor([0.5000, 0.5000, 1.0000])
     """
-    rows, dim, rest, dim_size = _grouped(src, index, dim, dim_size, validate, floating=True)
-    _, e = _shifted_exp(rows, index, dim_size)
+    dim, rest, dim_size, _, e = _grouped_exp(src, index, dim, dim_size, validate)
     out = e / _gather_rows(_scatter_sum(e, index, dim_size), index)
     return _from_rows(out, dim, rest)
 
 
+@public_op('scatter_logsumexp', kernels=('scatter_minmax', 'gather_rows', 'scatter_sum'))
 def scatter_logsumexp(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | None = None,
                       *, validate: bool = False) -> Tensor:
     """``log(sum(exp(src)))`` per group of ``index`` along ``dim``; empty groups give ``0``.
@@ -615,8 +596,7 @@ def scatter_logsumexp(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | 
     >>> scatter_logsumexp(torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0, 0, 2]), dim_size=3)
     tensor([0.6931, 0.0000, 1.0000])
     """
-    rows, dim, rest, dim_size = _grouped(src, index, dim, dim_size, validate, floating=True)
-    m, e = _shifted_exp(rows, index, dim_size)
+    dim, rest, dim_size, m, e = _grouped_exp(src, index, dim, dim_size, validate)
     s = _scatter_sum(e, index, dim_size)
     nonempty = _ref_counts(_long(index), dim_size) > 0
     out = _fill_empty(m + torch.log(s), nonempty)

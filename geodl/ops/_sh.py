@@ -2,14 +2,17 @@
 
 Written by hand because none of the field's libraries is correct at high degree in float32: e3nn
 stops at l = 11/12 (generated polynomials) and sphericart-torch's float32 output is wrong from
-degree ~19 (see ``/work/shared/BENCHMARKS.md``). The route here is the stable one of NUMERICS.md:
-fully normalised associated Legendre functions P̄_l^m carried directly by three-term recursions
-with O(1) coefficients (no factorial ratios, no expanded polynomials) and cos mφ, sin mφ from the
-rotation recurrence on (x, y)/ρ (autograd reference) or, in the fast forward, the recursion run on
-the harmonics themselves from the sectoral seeds (x + iy)^l.
+degree ~19. The route here is the stable one: fully normalised associated Legendre functions
+P̄_l^m carried directly by three-term recursions with O(1) coefficients (no factorial ratios, no
+expanded polynomials) and cos mφ, sin mφ from the rotation recurrence on (x, y)/ρ (autograd
+reference) or, in the fast forward, the recursion run on the harmonics themselves from the
+sectoral seeds (x + iy)^l. The recursion coefficients are computed once, in
+:func:`_coefficient_grid` and :func:`_sectoral_coefficients`, for every path (the torch
+reference, the fast forward, the closed-form backward and the Triton kernels).
 
 The public function validates its input, converts lon/lat or raw vectors to unit vectors in
-differentiable torch, and calls the op ``geodl::sh_real`` (``torch.library.custom_op``), which
+differentiable torch, and calls the op ``geodl::sh_real`` (``torch.library.custom_op``, registered through the back-end switch of
+:mod:`geodl.ops._dispatch`), which
 saves the *inputs only*, so the memory held between forward and backward is O(N·3). The
 first-order backward is closed-form (:func:`_sh_real_backward_analytic`; on CUDA the Triton kernel
 of :mod:`geodl.ops._triton_sh`, which also computes the forward): one pass over the incoming
@@ -26,10 +29,8 @@ from functools import lru_cache
 
 import torch
 
-from geodl._checks import check_choice, check_finite, check_tensor
-
-# Public ops of this module that have a Triton kernel on CUDA (read by _backends.available_backends).
-TRITON_OPS = ("spherical_harmonics",)
+from geodl._checks import check_choice, check_finite, check_int, check_tensor
+from geodl.ops._dispatch import choose, implementation, public_op, register_kernel
 
 __all__ = ["spherical_harmonics"]
 
@@ -39,18 +40,30 @@ _INPUTS = ("xyz", "lonlat")
 
 @lru_cache(maxsize=64)
 def _coefficient_grid(lmax: int):
-    """Recursion coefficients as a float64 numpy array ``(2, lmax+1, lmax+1)``: ``[0, l, m]`` =
-    a_lm = √((4l²-1)/(l²-m²)), ``[1, l, m]`` = b_lm = √(((l-1)²-m²)/(4(l-1)²-1)) for m < l-1
-    (0 elsewhere), in Python float math (correctly rounded; torch's vectorised sqrt/div on the CPU
-    can differ by an ulp). Cached as numpy, never as a tensor: see :func:`_tables`."""
+    """Degree-recursion coefficients as a float64 numpy array ``(2, lmax+1, lmax+1)``: ``[0, l, m]``
+    = a_lm = √((4l²-1)/(l²-m²)) for m < l (a_l,l-1 = √(2l+1) up to rounding), ``[1, l, m]`` =
+    b_lm = √(((l-1)²-m²)/(4(l-1)²-1)) for m < l-1 (0 elsewhere), in
+    P̄_l^m = a_lm (z P̄_{l-1}^m - b_lm P̄_{l-2}^m). Python float math (correctly rounded; torch's
+    vectorised sqrt/div on the CPU can differ by an ulp). The one copy every path reads; cached
+    as numpy, never as a tensor: see :func:`_tables`."""
     import numpy as np
 
     grid = np.zeros((2, lmax + 1, lmax + 1))
-    for l in range(2, lmax + 1):
-        for m in range(l - 1):
+    for l in range(1, lmax + 1):
+        for m in range(l):
             grid[0, l, m] = math.sqrt((4.0 * l * l - 1.0) / (l * l - m * m))
+        for m in range(l - 1):
             grid[1, l, m] = math.sqrt(((l - 1.0) ** 2 - m * m) / (4.0 * (l - 1.0) ** 2 - 1.0))
     return grid
+
+
+@lru_cache(maxsize=64)
+def _sectoral_coefficients(lmax: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(d, e)`` as Python floats: d_0 = 1/√(4π), d_m = √((2m+1)/(2m)) (P̄_m^m = d_m ρ P̄_{m-1}^{m-1}),
+    and e_m = √(2m+3) for m = 0..lmax (P̄_{m+1}^m = e_m z P̄_m^m)."""
+    d = (1.0 / math.sqrt(4.0 * math.pi),) + tuple(math.sqrt((2.0 * m + 1.0) / (2.0 * m)) for m in range(1, lmax + 1))
+    e = tuple(math.sqrt(2.0 * m + 3.0) for m in range(lmax + 1))
+    return d, e
 
 
 def _tables(lmax: int, like: torch.Tensor):
@@ -125,14 +138,15 @@ def _forward_tables(lmax: int, dtype: torch.dtype, device: str):
     P̄_l^{l-1} = √(2l+1) z P̄_{l-1}^{l-1}); ``ab[l]`` ``(2l-3, 1)``: a_lm·b_lm over m = -(l-2)..(l-2);
     ``ratio``: c_1, then c_l / c_{l-1} (floats), of the sectoral harmonics Y_l^{±l} = c_l·(Re, Im)(x + iy)^l.
     """
+    grid = _coefficient_grid(lmax)
     a, ab = [None] * (lmax + 1), [None] * (lmax + 1)
     for l in range(1, lmax + 1):
-        a_l = [math.sqrt((4.0 * l * l - 1.0) / (l * l - m * m)) for m in range(l)]
-        b_l = [math.sqrt(((l - 1.0) ** 2 - m * m) / (4.0 * (l - 1.0) ** 2 - 1.0)) for m in range(l - 1)]
+        a_l = grid[0, l, :l].tolist()
+        b_l = grid[1, l, : l - 1].tolist()
         a[l] = torch.tensor(a_l[:0:-1] + a_l, dtype=torch.float64)[:, None]
         ab[l] = torch.tensor([a_l[abs(m)] * b_l[abs(m)] for m in range(2 - l, l - 1)], dtype=torch.float64)[:, None]
     # P̄_l^l = √((2l+1)/(2l)) ρ P̄_{l-1}^{l-1} from P̄_0^0 = 1/√(4π); the √2 of the real basis (m ≠ 0)
-    ratio = [math.sqrt(3.0 / (4.0 * math.pi))] + [math.sqrt((2.0 * l + 1.0) / (2.0 * l)) for l in range(2, lmax + 1)]
+    ratio = [math.sqrt(3.0 / (4.0 * math.pi))] + list(_sectoral_coefficients(lmax)[0][2:])
     cast = dict(dtype=dtype, device=device)
     return ([t if t is None else t.to(**cast) for t in a], [t if t is None else t.to(**cast) for t in ab], ratio)
 
@@ -226,33 +240,22 @@ def _sh_real_forward(xyz: torch.Tensor, lmax: int) -> torch.Tensor:
     return out.t()
 
 
-def _triton_path(xyz: torch.Tensor) -> bool:
-    """Whether the forward runs the Triton kernel (CUDA with Triton). Both paths return the
-    column-major ``(N, K)`` view of a ``(K, N)`` buffer."""
-    if not xyz.is_cuda:
-        return False
-    from geodl.ops._triton_sh import triton_available
-
-    return triton_available()
+def _sh_real_ref(xyz: torch.Tensor, lmax: int) -> torch.Tensor:
+    return _sh_real_forward(xyz.contiguous(), lmax)
 
 
-def _sh_real_device(xyz: torch.Tensor, lmax: int) -> torch.Tensor:
-    if _triton_path(xyz):
-        from geodl.ops._triton_sh import sh_real_triton
+def _sh_real_tri(xyz, lmax):
+    from geodl.ops._triton_sh import sh_real_triton
 
-        return sh_real_triton(xyz, lmax)
-    return _sh_real_forward(xyz, lmax)
+    return sh_real_triton(xyz.contiguous(), lmax)
 
 
-@torch.library.custom_op("geodl::sh_real", mutates_args=())
-def _sh_real_op(xyz: torch.Tensor, lmax: int) -> torch.Tensor:
-    return _sh_real_device(xyz.contiguous(), lmax)
-
-
-@_sh_real_op.register_fake
-def _(xyz, lmax):
+def _sh_real_fake(xyz, lmax):
     k = (lmax + 1) ** 2
     return xyz.new_empty((k, xyz.shape[0])).t()  # same strides as the real output (both paths)
+
+
+_TRITON_SH_DTYPES = (torch.float32, torch.float64)
 
 
 def _setup_context(ctx, inputs, output):
@@ -285,11 +288,9 @@ def _sh_real_backward_analytic(xyz: torch.Tensor, grad: torch.Tensor, lmax: int)
     xt = torch.stack(xyz.unbind(1))
     z = xt[2:3]  # (1, N)
     a, b, _, _ = _tables(lmax, xyz)
-    consts = torch.tensor([1.0 / math.sqrt(4.0 * math.pi)] + [math.sqrt((2.0 * m + 1.0) / (2.0 * m))
-                                                              for m in range(1, lmax + 1)],
-                          dtype=torch.float64, device=device).cumprod(0).to(dtype)  # Q_mm
-    e = torch.tensor([math.sqrt(2.0 * m + 3.0) for m in range(lmax)], dtype=torch.float64,
-                     device=device).to(dtype)  # Q_{m+1,m} = e_m z Q_mm
+    d, e = _sectoral_coefficients(lmax)
+    consts = torch.tensor(d, dtype=torch.float64, device=device).cumprod(0).to(dtype)  # Q_mm
+    e = torch.tensor(e[:lmax], dtype=torch.float64, device=device).to(dtype)  # Q_{m+1,m} = e_m z Q_mm
     # A_m + i B_m = (x + iy)^m, rows m = 0..lmax, written in place (no per-order temporaries)
     A = torch.empty(lmax + 1, n, dtype=dtype, device=device)
     B = torch.empty(lmax + 1, n, dtype=dtype, device=device)
@@ -362,7 +363,7 @@ def _backward(ctx, grad):
         # (1e40 by lmax 200): above the documented float32 range (lmax 100) it runs in float64.
         wide = xyz.dtype == torch.float32 and ctx.lmax > _F32_BACKWARD_LMAX
         xx, gg = (xyz.double(), grad.double()) if wide else (xyz, grad)
-        if _triton_path(xx):  # CUDA: one Triton pass over grad
+        if choose("sh_real_backward", xx, xx.dtype in _TRITON_SH_DTYPES) == "triton":  # one pass over grad
             from geodl.ops._triton_sh import sh_real_backward_triton
 
             out = sh_real_backward_triton(xx, gg, ctx.lmax)
@@ -380,14 +381,16 @@ class _SHReal(torch.autograd.Function):
     def forward(ctx, xyz, lmax):
         ctx.save_for_backward(xyz)
         ctx.lmax = lmax
-        return _sh_real_device(xyz.contiguous(), lmax)
+        return implementation("sh_real")(xyz, lmax)
 
     @staticmethod
     def backward(ctx, grad):
         return _backward(ctx, grad)
 
 
-_sh_real_op.register_autograd(_backward, setup_context=_setup_context)
+# both paths return the column-major (N, K) view of a (K, N) buffer
+_sh_real_op = register_kernel("sh_real", _sh_real_ref, fake=_sh_real_fake, triton=_sh_real_tri,
+                              dtypes=_TRITON_SH_DTYPES, backward=_backward, setup_context=_setup_context)
 
 
 def _to_complex(y: torch.Tensor, lmax: int) -> torch.Tensor:
@@ -413,18 +416,19 @@ def _to_complex(y: torch.Tensor, lmax: int) -> torch.Tensor:
 
 def _unit_vectors(points: torch.Tensor, input: str, values: bool) -> torch.Tensor:
     if input == "lonlat":
+        from geodl.groups import lonlat_to_xyz  # lazily: importing geodl.ops needs only torch
+
         lat = points[..., 1]
         if values and bool(((lat < -90.0) | (lat > 90.0)).any()):
             raise ValueError("points: latitudes (points[..., 1]) must lie in [-90, 90] degrees")
-        lon_r, lat_r = torch.deg2rad(points[..., 0]), torch.deg2rad(lat)
-        cl = torch.cos(lat_r)
-        return torch.stack([cl * torch.cos(lon_r), cl * torch.sin(lon_r), torch.sin(lat_r)], dim=-1)
+        return lonlat_to_xyz(points)
     norm = torch.linalg.vector_norm(points, dim=-1, keepdim=True)
     if values and bool((norm == 0).any()):
         raise ValueError("points: contains zero vectors; expected nonzero directions")
     return points / norm
 
 
+@public_op("spherical_harmonics", kernels=("sh_real", "sh_real_backward"))
 def spherical_harmonics(
     lmax: int,
     points: torch.Tensor,
@@ -481,8 +485,7 @@ def spherical_harmonics(
     >>> spherical_harmonics(20, lonlat, input="lonlat").shape
     torch.Size([2, 441])
     """
-    if isinstance(lmax, bool) or not isinstance(lmax, int) or lmax < 0:
-        raise ValueError(f"lmax: expected a non-negative int, got {lmax!r}")
+    lmax = check_int("lmax", lmax, min=0)
     check_choice("input", input, _INPUTS)
     check_choice("convention", convention, _CONVENTIONS)
     width = 2 if input == "lonlat" else 3

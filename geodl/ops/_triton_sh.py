@@ -18,16 +18,9 @@ from functools import lru_cache
 
 import torch
 
-__all__ = ["sh_real_backward_triton", "sh_real_triton", "triton_available"]
+from geodl.ops._sh import _coefficient_grid, _sectoral_coefficients
 
-
-def triton_available() -> bool:
-    """Whether Triton imports (CUDA tensors, or any tensor under ``TRITON_INTERPRET=1``)."""
-    try:
-        import triton  # noqa: F401
-    except Exception:  # pragma: no cover - triton is optional
-        return False
-    return True
+__all__ = ["sh_real_backward_triton", "sh_real_triton"]
 
 
 def _kernel():
@@ -44,14 +37,14 @@ def _backward_kernel():
 
 @lru_cache(maxsize=32)
 def _tables(lmax: int, dtype: torch.dtype, device: str):
-    a = torch.zeros((lmax + 1) ** 2, dtype=torch.float64)
-    b = torch.zeros((lmax + 1) ** 2, dtype=torch.float64)
-    for l in range(2, lmax + 1):
-        for m in range(0, l - 1):
-            a[l * (lmax + 1) + m] = math.sqrt((4.0 * l * l - 1.0) / (l * l - m * m))
-            b[l * (lmax + 1) + m] = math.sqrt(((l - 1.0) ** 2 - m * m) / (4.0 * (l - 1.0) ** 2 - 1.0))
-    d = torch.tensor([1.0 / math.sqrt(4.0 * math.pi)] + [math.sqrt((2.0 * m + 1.0) / (2.0 * m)) for m in range(1, lmax + 1)], dtype=torch.float64)
-    e = torch.tensor([math.sqrt(2.0 * m + 3.0) for m in range(lmax + 1)] + [math.sqrt(2.0)], dtype=torch.float64)
+    """The recursion tables of :mod:`geodl.ops._sh` flattened for the kernels: a_lm, b_lm at
+    ``l (lmax+1) + m``, d_m, and e_m followed by √2 (read from the table: a literal would be float32)."""
+    grid = _coefficient_grid(lmax)
+    a = torch.tensor(grid[0].reshape(-1), dtype=torch.float64)
+    b = torch.tensor(grid[1].reshape(-1), dtype=torch.float64)
+    d, e = _sectoral_coefficients(lmax)
+    d = torch.tensor(d, dtype=torch.float64)
+    e = torch.tensor(e + (math.sqrt(2.0),), dtype=torch.float64)
     return tuple(t.to(dtype=dtype, device=device) for t in (a, b, d, e))
 
 

@@ -1,4 +1,4 @@
-"""eigh3x3 (plain-torch path) and segment_covariance against numpy / torch / naive loops."""
+"""eigh3x3 and segment_covariance against numpy / torch / naive loops (``backend``: once per back end)."""
 
 import numpy as np
 import pytest
@@ -73,7 +73,7 @@ def check_decomposition(A, w, V, gap, tied=None):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_random_against_numpy_and_torch(dtype):
+def test_random_against_numpy_and_torch(dtype, backend):
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(2000, 3, 3, dtype=torch.float64, generator=gen)
     A = (X + X.mT).to(dtype)
@@ -89,7 +89,7 @@ def test_random_against_numpy_and_torch(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_adversarial(dtype):
+def test_adversarial(dtype, backend):
     A, tied = adversarial_matrices(dtype)
     w, V, gap = eigh3x3(A)
     check_decomposition(A, w, V, gap, tied)
@@ -132,7 +132,7 @@ def _sym(X):
     return X + X.mT + torch.diag(torch.tensor([0.0, 4.0, 8.0], dtype=X.dtype))  # well separated
 
 
-def test_gradcheck():
+def test_gradcheck(backend):
     gen = torch.Generator().manual_seed(3)
     X = torch.randn(4, 3, 3, dtype=torch.float64, generator=gen, requires_grad=True)
     assert torch.autograd.gradcheck(lambda X: eigh3x3(_sym(X))[:2], (X,))
@@ -198,7 +198,7 @@ def _naive_cov(pos, batch, S, centered):
 
 @pytest.mark.parametrize("d", [2, 3])
 @pytest.mark.parametrize("centered", [True, False])
-def test_segment_covariance_against_loop(d, centered):
+def test_segment_covariance_against_loop(d, centered, backend):
     gen = torch.Generator().manual_seed(6)
     pos = 100 + torch.randn(40, d, dtype=torch.float64, generator=gen)
     batch = torch.randint(0, 5, (40,), generator=gen)

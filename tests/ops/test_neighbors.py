@@ -1,4 +1,5 @@
-"""knn_graph, radius_graph, farthest_point_sampling against dense brute force (ties by index)."""
+"""knn_graph, radius_graph, farthest_point_sampling against dense brute force (ties by index);
+tests taking ``backend`` run once per back end (``conftest.py``)."""
 
 import math
 
@@ -61,7 +62,7 @@ def test_knn_matches_brute_force(grid, loop, k):
         assert torch.equal(deg, sizes - (0 if loop else 1))
 
 
-def test_knn_single_graph_sorted_and_2d():
+def test_knn_single_graph_sorted_and_2d(backend):
     gen = torch.Generator().manual_seed(1)
     pos = torch.randn(60, 2, generator=gen)
     ref = _brute(pos, torch.zeros(60, dtype=torch.long), False, k=5)
@@ -72,7 +73,7 @@ def test_knn_single_graph_sorted_and_2d():
 
 @pytest.mark.parametrize("grid", [False, True])
 @pytest.mark.parametrize("loop", [False, True])
-def test_radius_matches_brute_force(grid, loop):
+def test_radius_matches_brute_force(grid, loop, backend):
     pos, batch = _cloud(2, grid)
     r = 1.0 if grid else 0.8  # grid: distance exactly 1 lies on the sphere (<= r)
     ref = _brute(pos, batch, loop, r=r)
@@ -113,7 +114,7 @@ def _fps_reference(pos, batch, counts, start=None):
 
 
 @pytest.mark.parametrize("grid", [False, True])
-def test_fps_matches_reference(grid):
+def test_fps_matches_reference(grid, backend):
     pos, batch = _cloud(4, grid)
     sizes = torch.bincount(batch).tolist()
     ref = _fps_reference(pos, batch, [math.ceil(0.5 * n) for n in sizes])

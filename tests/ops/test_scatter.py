@@ -1,19 +1,18 @@
 """Scatter / segment / gather ops against naive loop implementations (CPU).
 
 Kernel-level tests (``test_kernel_*``) run on every back end in ``KERNELS``: the torch reference
-always, and the Triton kernels when this module runs with ``TRITON_INTERPRET=1``. In that mode the
-public functions also dispatch CPU tensors to the Triton kernels (see ``_scatter._kernel_op``), so
-``test_scatter_triton.py`` reruns this module in a subprocess with ``-k "triton or not kernel"``:
-the same tests, gradchecks included, on the Triton path.
+always, and the Triton kernels when this module runs with ``TRITON_INTERPRET=1``; the public-API
+tests that take the ``backend`` fixture (``conftest.py``) run once per back end of the switch
+(``geodl.ops.use_backend``). ``test_backends.py`` reruns this module in a subprocess under the
+interpreter with ``-k triton``: the same tests, gradchecks included, on the Triton path.
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
+from _triton_interp import BACKENDS, INTERPRETING  # tests/ops helper (pytest puts this folder on sys.path)
 from geodl.ops import available_backends, gather, gather_csr, scatter, scatter_logsumexp, scatter_softmax, segment
 from geodl.ops import _scatter as S
 
@@ -50,8 +49,7 @@ class _TritonKernels:
             grad, src, ptr, out)
 
 
-INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
-KERNELS = ["torch"] + (["triton"] if INTERPRETING else [])
+KERNELS = BACKENDS
 
 
 def gradcheck(fn, inputs):
@@ -217,7 +215,7 @@ def test_kernel_gathers(kernels, dtype):
 
 # --------------------------------------------------------------------------- public API (torch path)
 @pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min", "mul"])
-def test_scatter_any_dim_noncontiguous(reduce):
+def test_scatter_any_dim_noncontiguous(reduce, backend):
     gen = torch.Generator().manual_seed(0)
     base = torch.randn(4, 6, 11, generator=gen, dtype=torch.float64)
     src = base.transpose(1, 2)  # (4, 11, 6), non-contiguous; scatter along dim=1 (N = 11)
@@ -231,7 +229,7 @@ def test_scatter_any_dim_noncontiguous(reduce):
     assert scatter(src, index, dim=-2, reduce=reduce).shape == (4, 5, 6)
 
 
-def test_scatter_return_arg_and_tie_gradient():
+def test_scatter_return_arg_and_tie_gradient(backend):
     src = torch.tensor([[2.0], [5.0], [5.0], [1.0]], requires_grad=True)
     index = torch.tensor([0, 0, 0, 2])
     out, arg = scatter(src, index, dim_size=3, reduce="max", return_arg=True)
@@ -246,7 +244,7 @@ def test_scatter_return_arg_and_tie_gradient():
 
 
 @pytest.mark.parametrize("reduce", ["max", "min"])
-def test_minmax_tie_gradient_is_permutation_equivariant(reduce):
+def test_minmax_tie_gradient_is_permutation_equivariant(reduce, backend):
     gen = torch.Generator().manual_seed(9)
     src = tie_src(30, 4, torch.float64, gen)  # many ties
     index = torch.randint(0, 5, (30,), generator=gen)
@@ -261,7 +259,7 @@ def test_minmax_tie_gradient_is_permutation_equivariant(reduce):
     torch.testing.assert_close(grad_of(src[perm], index[perm]), grad_of(src, index)[perm])
 
 
-def test_deterministic_sum_is_reproducible():
+def test_deterministic_sum_is_reproducible(backend):
     gen = torch.Generator().manual_seed(1)
     src = torch.randn(300, 4, generator=gen)
     index = torch.randint(0, 17, (300,), generator=gen, dtype=torch.int32)
@@ -273,7 +271,7 @@ def test_deterministic_sum_is_reproducible():
                                scatter(src, index, dim_size=20, reduce="mean"))
 
 
-def test_bfloat16_sum_and_mean():
+def test_bfloat16_sum_and_mean(backend):
     gen = torch.Generator().manual_seed(2)
     src = torch.randn(50, 3, generator=gen).bfloat16()
     index = torch.randint(0, 6, (50,), generator=gen)
@@ -284,7 +282,7 @@ def test_bfloat16_sum_and_mean():
         torch.testing.assert_close(out.double(), ref, rtol=3e-2, atol=5e-2)
 
 
-def test_low_precision_accumulates_in_float32():
+def test_low_precision_accumulates_in_float32(backend):
     ones = torch.ones(3000, 2, dtype=torch.bfloat16)  # a bf16 accumulator would stall at 256
     index = torch.zeros(3000, dtype=torch.int64)
     ptr = torch.tensor([0, 3000])
@@ -304,7 +302,7 @@ def dense_group_softmax(src, index, dim_size):
     return out, lse
 
 
-def test_softmax_and_logsumexp():
+def test_softmax_and_logsumexp(backend):
     gen = torch.Generator().manual_seed(4)
     src = 30 * torch.randn(25, 3, generator=gen, dtype=torch.float64)  # large values: needs the shift
     index = random_index(25, 6, torch.int64, gen, leave_empty=(2,))
@@ -318,7 +316,7 @@ def test_softmax_and_logsumexp():
 
 
 @pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min", "mul"])
-def test_gradcheck_scatter(reduce):
+def test_gradcheck_scatter(reduce, backend):
     gen = torch.Generator().manual_seed(5)
     src = torch.randn(9, 2, generator=gen, dtype=torch.float64, requires_grad=True)
     index = torch.tensor([0, 3, 3, 1, 0, 3, 1, 0, 0], dtype=torch.int32)  # group 2 empty
@@ -335,7 +333,7 @@ def test_gradcheck_scatter(reduce):
 
 
 @pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min"])
-def test_gradcheck_segment_and_empty_gradient(reduce):
+def test_gradcheck_segment_and_empty_gradient(reduce, backend):
     gen = torch.Generator().manual_seed(6)
     src = torch.randn(7, 2, generator=gen, dtype=torch.float64, requires_grad=True)
     ptr = torch.tensor([0, 2, 2, 5, 7])
@@ -346,7 +344,7 @@ def test_gradcheck_segment_and_empty_gradient(reduce):
     assert g.abs().max() == 0  # ... and no gradient
 
 
-def test_gradcheck_gather_softmax_logsumexp():
+def test_gradcheck_gather_softmax_logsumexp(backend):
     gen = torch.Generator().manual_seed(7)
     seg = torch.randn(4, 2, generator=gen, dtype=torch.float64, requires_grad=True)
     ptr = torch.tensor([0, 2, 2, 5, 6])

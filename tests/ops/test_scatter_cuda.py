@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from geodl.ops import gather, gather_csr, scatter, scatter_logsumexp, scatter_softmax, segment
-from geodl.ops import _scatter as S
+from geodl.ops import record_backends
+from geodl.ops._dispatch import triton_importable
 
 pytestmark = pytest.mark.cuda
 
@@ -28,7 +29,11 @@ def _data(dtype=torch.float32, ties=False, seed=0):
 
 
 def test_triton_is_used_on_cuda():
-    assert S._triton_module() is not None, "triton not importable: the CUDA path would be torch only"
+    assert triton_importable(), "triton not importable: the CUDA path would be torch only"
+    src, index = _data()
+    with record_backends() as ran:
+        scatter(src[:100].cuda(), index[:100].cuda(), dim_size=SEGS)
+    assert ran["scatter"] == "triton", ran
 
 
 @pytest.mark.parametrize("reduce", ["sum", "mean", "max", "min", "mul"])
