@@ -40,7 +40,7 @@ timeout 180 python benchmarks/sh_bench.py --device cuda --child-timeout 80 --out
 timeout 160 python -m pytest -q -rs -p no:cacheprovider tests/ops tests/testing/test_plugin.py -m cuda 2>&1 \
     | tee "$DEST/cuda_tests.txt" || status=1
 
-# 3. scatter/segment/gather/eigh at the BENCHMARKS.md sizes vs torch and PyG
+# 3. scatter/segment/gather/eigh at the full sizes vs torch and PyG
 timeout 130 python benchmarks/ops_bench.py --device cuda --out "$DEST/ops_cuda.json" 2>&1 \
     | tee "$DEST/ops_cuda_bench.txt" || status=1
 exit $status

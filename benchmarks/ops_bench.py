@@ -2,7 +2,7 @@
 
     python benchmarks/ops_bench.py --device cpu|cuda [--quick] [--out PATH]
 
-Sizes follow ../shared/BENCHMARKS.md on CUDA (scatter 10M x 64 -> 100k random groups; segment the
+Full sizes on CUDA (scatter 10M x 64 -> 100k random groups; segment the
 same, sorted; gather 20M x 16 from 50k) and are scaled down 10x on the CPU (the JSON says which).
 Each case runs forward and forward+backward; the time is the median of several repeats after a
 warm-up, the implementations taking turns. GB/s = modelled bytes / time (reads of inputs + writes of outputs, index included;
@@ -39,8 +39,8 @@ def sizes(device: str, quick: bool) -> dict:
         s = {"N": 1_000_000, "F": 64, "S": 10_000, "gather_N": 2_000_000, "gather_F": 16, "gather_S": 5_000}
     if quick:
         s = {k: max(v // 10, 16) if k in ("N", "S", "gather_N", "gather_S") else v for k, v in s.items()}
-    s["note"] = ("BENCHMARKS.md sizes" if device == "cuda" and not quick
-                 else "scaled down from BENCHMARKS.md (CUDA: 10M x 64 -> 100k, gather 20M x 16 from 50k)")
+    s["note"] = ("full sizes" if device == "cuda" and not quick
+                 else "scaled down from the full sizes (CUDA: 10M x 64 -> 100k, gather 20M x 16 from 50k)")
     return s
 
 
