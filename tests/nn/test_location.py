@@ -25,6 +25,39 @@ def _lonlat(n=16, seed=0, dtype=torch.float32):
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_check_module_encoders(check_module, name):
+    enc = make_encoder(name, **SMALL.get(name, {})).double()
+    assert enc.symmetry.group == "perm"  # rows are independent samples; no rotation symmetry declared
+    check_module(enc, {"lonlat": _lonlat(dtype=torch.float64)})
+
+
+@pytest.mark.parametrize("build", [
+    lambda: location.SirenLayer(5, 3, w0=30.0, is_first=True),
+    lambda: Siren(5, 3, dim_hidden=8, num_layers=2),
+    lambda: location.FcNet(5, 3, dim_hidden=8, num_blocks=1).eval(),  # rows independent in eval mode
+    lambda: location.LinearHead(5, 3),
+], ids=["SirenLayer", "Siren", "FcNet", "LinearHead"])
+def test_check_module_networks(check_module, build):
+    torch.manual_seed(0)
+    net = build().double()
+    check_module(net, {"x": torch.randn(9, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)})
+
+
+def test_check_module_location_encoder(check_module):
+    torch.manual_seed(0)
+    model = LocationEncoder("sphericalharmonics", "siren", 2, encoder_kwargs={"lmax": 4},
+                            network_kwargs={"dim_hidden": 8, "num_layers": 1}).double()
+    check_module(model, {"lonlat": _lonlat(dtype=torch.float64)})
+
+
+def test_cartesian3d_is_the_lonlat_to_xyz_helper():
+    from geodl.groups import lonlat_to_xyz
+
+    x = _lonlat(dtype=torch.float64)
+    assert torch.equal(location.Cartesian3D()(x), lonlat_to_xyz(x))
+
+
+@pytest.mark.parametrize("name", sorted(ENCODERS))
 def test_encoder_shape_grad_and_batching(name):
     enc = make_encoder(name, **SMALL.get(name, {}))
     x = _lonlat().requires_grad_(True)

@@ -21,6 +21,23 @@ def data(n=12, c=2, seed=0):
     return torch.randn(n, c, generator=g, dtype=F64), torch.randn(n, 3, generator=g, dtype=F64)
 
 
+@pytest.mark.parametrize("level", ["graph", "node"])
+def test_check_module_pointnet(check_module, level):
+    x, pos = data()
+    model = net(in_channels=2, out_channels=3, level=level)
+    assert model.symmetry.group == "perm"
+    check_module(model, {"x": x, "pos": pos, "batch": torch.tensor([0] * 5 + [1] * 7)})
+
+
+def test_num_graphs_gives_the_same_result_and_allows_empty_graphs():
+    x, pos = data()
+    batch = torch.tensor([0] * 5 + [1] * 7)
+    model = net(in_channels=2, out_channels=3)
+    torch.testing.assert_close(model(x, pos, batch, num_graphs=2), model(x, pos, batch))
+    out = model(x, pos, batch, num_graphs=3)  # a trailing graph with no points pools to zeros
+    assert out.shape == (3, 3)
+
+
 @pytest.mark.parametrize("pool", ["max", "mean", "sum"])
 def test_graph_level_is_permutation_invariant(pool):
     model = net(in_channels=2, out_channels=4, pool=pool)

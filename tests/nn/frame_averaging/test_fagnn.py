@@ -32,6 +32,26 @@ def _model(name, dtype):
     return MODELS[name]().to(dtype)
 
 
+@pytest.mark.parametrize("name", ["fagnn", "fagnn_centered"])
+def test_check_module_fagnn(check_module, name):
+    systems = [_system(n=5, seed=s) for s in range(2)]
+    pos, vel, q = (torch.cat(t) for t in zip(*systems))
+    batch = torch.arange(2).repeat_interleave(5)
+    check_module(_model(name, torch.float64), {"x": q, "pos": pos, "batch": batch, "vel": vel})
+
+
+def test_protocol_call_equals_the_positional_call():
+    model = _model("fagnn", torch.float64)
+    pos, vel, q = _system()
+    batch = torch.zeros(5, dtype=torch.long)
+    ref = model(pos, vel, q, batch)
+    assert torch.equal(model(q, pos, batch, vel=vel), ref)
+    edges = torch.tensor([[i, j] for i in range(5) for j in range(5) if i != j]).T
+    torch.testing.assert_close(model(q, pos, batch, vel=vel, num_graphs=1, edge_index=edges), ref)
+    with pytest.raises(TypeError, match="vel: required"):
+        model(q, pos, batch)
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_equivariant_e3_and_permutations(name, dtype):

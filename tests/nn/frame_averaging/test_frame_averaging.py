@@ -28,6 +28,13 @@ def fa(out=3, in_channels=0, level="graph", group="E3", output="invariant", dtyp
     return FrameAveraging(backbone, group=group, output=output, level=level, inputs=inputs, **kw).to(dtype)
 
 
+@pytest.mark.parametrize("output, level, out", [("invariant", "graph", 2), ("vectors", "node", 3)])
+def test_check_module_frame_averaging(check_module, output, level, out):
+    pos = cloud(12)
+    batch = torch.tensor([0] * 5 + [1] * 7)
+    check_module(fa(out=out, output=output, level=level), {"pos": pos, "batch": batch})
+
+
 class Reshape(nn.Module):
     """Backbone output (rows, C*k) -> (rows, C, k) or (rows, C, k, k)."""
 
