@@ -6,8 +6,13 @@ Everything here works on any batch shape, dtype and device; every sampler takes 
   ``"E3"``, ``"tetrahedral"``, ``"octahedral"``, ``"icosahedral"``, ``"O2_axis"``, ``"perm"``,
   ``"scale"`` and ``+`` products such as ``"E3+perm"``) returning a :class:`Group` that samples
   :class:`GroupElement` s (Haar / uniform, plus structured test elements).
-- Actions: :func:`act` applies an element to a tensor of a given kind (``scalar``, ``points``,
-  ``vectors``, ``pseudovectors``, ``tensor2``, ``sh:<lmax>``, ``perm``, ``edge_index``, ``node:`` prefix).
+  Finite tables ``"D4"``, ``"C4"`` (exact image symmetries), ``"equirect:<W>"``, ``"azimuth:<W>"``
+  (whole-bin azimuth rolls and the pole flip) and piecewise groups such as ``"E3^parts"``.
+- Kinds: one registry (:func:`register_kind`, :func:`parse_kind`, :func:`kind_table`) read by
+  :func:`act` (apply an element to a tensor of a given kind: ``scalar``, ``points``, ``vectors``,
+  ``pseudovectors``, ``tensor2``, ``sh:<lmax>[:e3nn]``, ``so3:<lmax>``, ``rotation``,
+  ``equirect:<H>x<W>``, ``image2d``, ``edge_index``, ``batch``, ``parts``, ``perm``, e3nn irreps
+  strings, ``node:`` prefix), by :func:`random_input` and by :mod:`geodl.testing`.
 - Rotations: :func:`random_rotation`, :func:`geodesic_distance` and conversions between matrices,
   quaternions ``(x, y, z, w)``, rotation vectors, 6D and Euler angles.
 - :func:`wigner_D` in e3nn's real basis; :func:`finite_group`; HEALPix :func:`s2_healpix_grid`,
@@ -25,55 +30,35 @@ Examples
 True
 """
 
+from geodl.groups import _rotations
 from geodl.groups._actions import KINDS, KindSpec, act, parse_kind
+from geodl.groups._coordinates import lonlat_to_xyz, xyz_to_lonlat
 from geodl.groups._finite import FINITE_GROUPS, finite_group
 from geodl.groups._grids import nearest_rotation, s2_healpix_grid, so3_healpix_grid
 from geodl.groups._group import GROUP_NAMES, Group, GroupElement, get_group
-from geodl.groups._rotations import (
-    axis_angle_to_matrix,
-    euler_to_matrix,
-    geodesic_distance,
-    matrix_to_6d,
-    matrix_to_axis_angle,
-    matrix_to_euler,
-    matrix_to_quaternion,
-    quaternion_to_matrix,
-    random_quaternion,
-    random_rotation,
-    random_rotation_2d,
-    rotation_2d,
-    sixd_to_matrix,
-)
-from geodl.groups._wigner import wigner_D, wigner_D_blocks
-from geodl.groups._coordinates import lonlat_to_xyz, xyz_to_lonlat
+from geodl.groups._kinds import KindDef, kind_table, random_input, register_kind
+from geodl.groups._rotations import *  # noqa: F403 (the names listed in _rotations.__all__)
 from geodl.groups._symmetry import Symmetry, get_symmetry
+from geodl.groups._wigner import wigner_D, wigner_D_blocks
 
 __all__ = [
-    # groups and actions
+    # groups, kinds and actions
     "Group",
     "GroupElement",
     "GROUP_NAMES",
     "get_group",
     "KindSpec",
+    "KindDef",
     "KINDS",
+    "register_kind",
     "parse_kind",
+    "kind_table",
     "act",
+    "random_input",
     "Symmetry",
     "get_symmetry",
-    # rotations
-    "random_rotation",
-    "random_rotation_2d",
-    "random_quaternion",
-    "rotation_2d",
-    "geodesic_distance",
-    "matrix_to_quaternion",
-    "quaternion_to_matrix",
-    "matrix_to_axis_angle",
-    "axis_angle_to_matrix",
-    "matrix_to_6d",
-    "sixd_to_matrix",
-    "matrix_to_euler",
-    "euler_to_matrix",
+    # rotations: random_rotation, conversions, geodesic_distance, ...
+    *_rotations.__all__,
     # representations, finite groups, grids
     "wigner_D",
     "wigner_D_blocks",

@@ -12,18 +12,27 @@ import sys
 
 __all__ = ["main"]
 
-_EPILOG = """examples:
+_EXAMPLES = """examples:
   geodl check geodl.testing.examples:invariant_model --group E3+perm --inputs node:points --outputs scalar
   geodl check geodl.testing.examples:chiral_model --group O3 --inputs node:points --outputs scalar   # exits 1
   geodl check my_models.py:build --group SE3 --inputs node:points,edge_index --outputs scalar,node:vectors
+"""
 
-kinds: scalar, points, vectors, pseudovectors, tensor2, sh:<lmax>, perm, edge_index, optionally
-prefixed 'node:' (permuted along dim 0). Inputs are random: n_points rows each (edge_index: a random
-graph on n_points nodes); one output kind means a single output tensor, several a tuple."""
+
+def _epilog() -> str:
+    """The examples and the kind table, read from the kind registry of geodl.groups."""
+    from geodl.groups import kind_table
+
+    rows = kind_table()
+    width = max(len(name) for name, _, _ in rows)
+    lines = [f"  {name:<{width}}  {shape}: {doc}" for name, shape, doc in rows]
+    return (_EXAMPLES + "\nkinds (optionally prefixed 'node:', permuted along dim 0):\n" + "\n".join(lines)
+            + "\n\nInputs are random: n_points rows each (edge_index: a random graph on n_points nodes); one "
+              "output kind\nmeans a single output tensor, several a tuple.")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="geodl check", description=__doc__, epilog=_EPILOG,
+    p = argparse.ArgumentParser(prog="geodl check", description=__doc__, epilog=_epilog(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", metavar="MODULE:FACTORY",
                    help="a module (dotted name or .py path) and a zero-argument callable in it that "

@@ -1,7 +1,9 @@
 """The equivariance harness: compare ``fn(g·x)`` with ``g·fn(x)`` over random and structured elements.
 
-Group actions come from :mod:`geodl.groups` (``act``), and are applied in float64: inputs are cast
-to float64, transformed, and cast back to the dtype ``fn`` runs in; outputs are compared in float64.
+Group actions come from the kind registry of :mod:`geodl.groups` (``act``, ``parse_kind``), and
+are applied in float64: inputs are cast to float64, transformed, and cast back to the dtype ``fn``
+runs in; outputs are compared in float64. Integer kinds (``edge_index``, ``batch``, ``parts``) are
+never cast.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Mapping
 
 import torch
 
-from geodl._checks import check_finite, check_index, check_tensor
+from geodl._checks import check_finite, check_index, check_int, check_tensor
 
 from ._report import EquivarianceReport, EquivarianceRow
 
@@ -136,14 +138,49 @@ def _n_nodes(entries):
     return n_nodes
 
 
-def _elements(group, n_samples, structured, generator, n_nodes, device):
+def _labels(entries, group):
+    """The part labels of a piecewise group (from the input of kind ``parts``), else None."""
+    from geodl.groups import parse_kind
+
+    found = [(name, x) for _, name, x, kind in entries if parse_kind(kind).base == "parts"]
+    if not getattr(group, "has_parts", False):
+        return None
+    if not found:
+        raise ValueError(f"in_kinds: group {group.name!r} acts per part, but no input has kind 'parts' "
+                         "(an integer part id per node)")
+    name, labels = found[0]
+    check_index(name, labels)
+    if labels.dim() != 1:
+        raise ValueError(f"{name}: kind 'parts' expects a 1-d tensor of part ids, got shape {tuple(labels.shape)}")
+    return labels.cpu().to(torch.int64)
+
+
+def _resolve_group(group, entries):
+    """``get_group``; a bare ``"equirect"``/``"azimuth"`` part takes its bin count W from the first
+    input of kind ``equirect:<H>x<W>``."""
+    from geodl.groups import get_group, parse_kind
+
+    if isinstance(group, str):
+        parts = [p.strip() for p in group.split("+")]
+        if any(p.lower() in ("equirect", "azimuth") for p in parts):
+            sizes = [parse_kind(kind).param for _, _, _, kind in entries if parse_kind(kind).base == "equirect"]
+            if not sizes:
+                raise ValueError(f"group: {group!r} takes the number of azimuth bins from an input of kind "
+                                 "'equirect:<H>x<W>'; none was given (or name it, e.g. 'equirect:64')")
+            W = sizes[0][1]
+            group = "+".join(f"{p.lower()}:{W}" if p.lower() in ("equirect", "azimuth") else p for p in parts)
+    return get_group(group)
+
+
+def _elements(group, n_samples, structured, generator, n_nodes, device, labels=None):
     if isinstance(generator, int) and not isinstance(generator, bool):
         generator = torch.Generator().manual_seed(generator)
     elif generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator: expected a torch.Generator, an int seed or None, got {type(generator).__name__}")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 0:
-        raise ValueError(f"n_samples: expected a non-negative int, got {n_samples!r}")
+    check_int("n_samples", n_samples, min=0)
     kw = {"n_nodes": n_nodes} if group.has_permutations else {}
+    if labels is not None:
+        kw["labels"] = labels
     # Elements are drawn on the CPU (a CPU generator cannot draw on CUDA), then moved.
     elems = list(group.structured(dtype=torch.float64, generator=generator, **kw)) if structured else []
     elems += [group.sample(generator=generator, dtype=torch.float64, **kw) for _ in range(n_samples)]
@@ -190,7 +227,9 @@ def equivariance_error(fn, inputs, in_kinds, out_kinds, group, *, n_samples: int
         How the group acts on each output: one string for a single output tensor, otherwise the
         output's structure.
     group : str or geodl.groups.Group
-        E.g. ``"SO3"``, ``"O3"``, ``"E3+perm"``, ``"icosahedral"``.
+        E.g. ``"SO3"``, ``"O3"``, ``"E3+perm"``, ``"icosahedral"``, ``"D4"``, ``"equirect:64"`` (or
+        ``"equirect"``: the bin count is taken from the first ``equirect:<H>x<W>`` input), ``"E3^parts"``
+        (the part labels are the input of kind ``parts``).
     n_samples : int
         Number of random (Haar) elements.
     structured : bool
@@ -229,11 +268,12 @@ def equivariance_error(fn, inputs, in_kinds, out_kinds, group, *, n_samples: int
     >>> equivariance_error(lambda p: p.sum(), (pos,), ("node:points",), "scalar", "SO3", generator=0).passed
     False
     """
-    from geodl.groups import get_group
-
     if not callable(fn):
         raise TypeError(f"fn: expected a callable or an nn.Module, got {type(fn).__name__}")
-    group = get_group(group)
+    if not isinstance(group, str):
+        from geodl.groups import get_group
+
+        group = get_group(group)
     if isinstance(inputs, torch.Tensor) and isinstance(in_kinds, str):
         inputs = (inputs,)
         in_kinds = (in_kinds,)
@@ -243,6 +283,7 @@ def equivariance_error(fn, inputs, in_kinds, out_kinds, group, *, n_samples: int
     _check_kinds("in_kinds", in_kinds)
     if out_kinds is not _ALL_SCALAR:
         _check_kinds("out_kinds", out_kinds)
+    group = _resolve_group(group, entries)
     for _, name, x, _ in entries:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
@@ -259,7 +300,7 @@ def equivariance_error(fn, inputs, in_kinds, out_kinds, group, *, n_samples: int
     device = entries[0][2].device
     xs = [x.to(run_dtype) if x.is_floating_point() else x for _, _, x, _ in entries]
     x64 = [x.to(torch.float64) if x.is_floating_point() else x for x in xs]
-    elems = _elements(group, n_samples, structured, generator, n_nodes, device)
+    elems = _elements(group, n_samples, structured, generator, n_nodes, device, _labels(entries, group))
     for (_, name, _, kind), x in zip(entries, x64):  # shapes that do not fit their kind fail before fn runs
         _act(kind, elems[-1], x, name)
 

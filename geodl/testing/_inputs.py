@@ -4,37 +4,26 @@ from __future__ import annotations
 
 import torch
 
-from geodl._checks import check_choice
+from geodl._checks import check_choice, check_positive_int
 
 __all__ = ["random_inputs"]
 
 
-def _one(kind: str, n: int, dim: int, dtype, generator, device) -> torch.Tensor:
-    base = kind[len("node:"):] if kind.startswith("node:") else kind
-    if base == "edge_index":
-        if n < 2:
-            return torch.zeros(2, 0, dtype=torch.long, device=device)
-        src = torch.randint(0, n, (2 * n,), generator=generator)
-        dst = (src + torch.randint(1, n, (2 * n,), generator=generator)) % n  # no self-loops
-        return torch.stack([src, dst]).to(device)
-    if base.startswith("sh:"):
-        shape = (n, (int(base[3:]) + 1) ** 2)
-    else:
-        shape = {"scalar": (n,), "perm": (n,), "points": (n, dim), "vectors": (n, dim),
-                 "pseudovectors": (n, dim), "tensor2": (n, dim, dim)}[base]
-    return torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype=dtype, device=device)
-
-
 def random_inputs(kinds, n_points: int = 16, *, dim: int = 3, dtype: torch.dtype = torch.float64,
                   generator: torch.Generator | None = None, device=None) -> tuple:
-    """Standard-normal tensors with the shapes the given kinds expect, ``n_points`` rows each.
+    """Random tensors with the shapes the given kinds expect, ``n_points`` rows each.
+
+    Each kind's generator comes from the kind registry (:func:`geodl.groups.register_kind`).
 
     Parameters
     ----------
     kinds : sequence of str
-        E.g. ``["node:points", "edge_index"]``. ``scalar``/``perm`` give ``(n,)``, ``points``/
-        ``vectors``/``pseudovectors`` ``(n, dim)``, ``tensor2`` ``(n, dim, dim)``, ``sh:L``
-        ``(n, (L+1)**2)``, ``edge_index`` a random ``(2, 2n)`` long tensor without self-loops.
+        E.g. ``["node:points", "edge_index"]``. Standard normal: ``scalar``/``perm`` give ``(n,)``,
+        ``points``/``vectors``/``pseudovectors`` ``(n, dim)``, ``tensor2`` ``(n, dim, dim)``, ``sh:L``
+        ``(n, (L+1)**2)``, ``so3:L`` ``(n, sum_l (2l+1)**2)``, irreps ``(n, irreps.dim)``,
+        ``equirect:HxW`` ``(n, H, W)``, ``image2d`` ``(n, 8, 8)``; ``rotation`` gives ``n`` Haar
+        rotations ``(n, dim, dim)``; ``edge_index`` a random ``(2, 2n)`` long tensor without
+        self-loops, ``batch`` sorted graph ids of 3 graphs, ``parts`` ids of 3 parts (each present).
     n_points : int
         Number of rows (nodes).
     dim : int
@@ -58,12 +47,11 @@ def random_inputs(kinds, n_points: int = 16, *, dim: int = 3, dtype: torch.dtype
     >>> tuple(pos.shape), tuple(ei.shape), ei.dtype
     ((5, 3), (2, 10), torch.int64)
     """
-    from geodl.groups import parse_kind
+    from geodl.groups import random_input
 
     if isinstance(kinds, str):
         raise TypeError("kinds: expected a sequence of kind strings, got a single str (wrap it in a list)")
-    if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 1:
-        raise ValueError(f"n_points: expected a positive int, got {n_points!r}")
+    check_positive_int("n_points", n_points)
     check_choice("dim", dim, (2, 3))
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
@@ -72,8 +60,7 @@ def random_inputs(kinds, n_points: int = 16, *, dim: int = 3, dtype: torch.dtype
         if not isinstance(kind, str):
             raise TypeError(f"kinds[{i}]: expected a kind string, got {type(kind).__name__}")
         try:
-            parse_kind(kind)
-            out.append(_one(kind, n_points, dim, dtype, generator, device))
+            out.append(random_input(kind, n_points, dim=dim, dtype=dtype, generator=generator, device=device))
         except (ValueError, KeyError) as exc:
             raise ValueError(f"kinds[{i}]: cannot make an input of kind {kind!r} ({exc})") from None
     return tuple(out)

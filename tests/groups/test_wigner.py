@@ -56,7 +56,7 @@ def test_sh_action_matches_e3nn_harmonics_of_rotated_points(e3nn_float64):
             g = GroupElement(rotation=M, label="haar")
             Y = o3.spherical_harmonics(ls, x, normalize=True)
             Y_rot = o3.spherical_harmonics(ls, x @ M.T, normalize=True)
-            assert float((act(f"sh:{LMAX}", g, Y) - Y_rot).abs().max()) <= 1e-10
+            assert float((act(f"sh:{LMAX}:e3nn", g, Y) - Y_rot).abs().max()) <= 1e-10
 
 
 def test_batched_over_any_leading_shape_equals_single_calls():

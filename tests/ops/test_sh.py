@@ -270,15 +270,18 @@ def test_cuda_matches_reference(dtype):
 
 
 def test_rotating_points_rotates_sh_by_wigner_D():
-    """Y(Rx) = D(R) Y(x) with geodl.groups.wigner_D (e3nn basis), float64, l ≤ 10."""
+    """Y(Rx) = D(R) Y(x), float64, l ≤ 10: the kind ``sh:<lmax>`` is in the function's default
+    (real) basis, ``sh:<lmax>:e3nn`` in e3nn's (the basis of geodl.groups.wigner_D)."""
     from geodl.testing import assert_equivariant, equivariance_error
 
     x = _points(20, torch.float64)
+    assert_equivariant(lambda p: spherical_harmonics(10, p), (x,), ("points",), "sh:10", "O3", generator=0)
     fn = lambda p: spherical_harmonics(10, p, convention="e3nn")  # noqa: E731
-    assert_equivariant(fn, (x,), ("points",), "sh:10", "SO3", generator=0)
-    # the checker can fail here: the real (z-polar) ordering is not the basis wigner_D acts on
+    assert_equivariant(fn, (x,), ("points",), "sh:10:e3nn", "O3", generator=0)
+    # the checker can fail here: each basis is not the other's
+    assert not equivariance_error(fn, (x,), ("points",), "sh:10", "SO3", generator=0).passed
     wrong = lambda p: spherical_harmonics(10, p, convention="real")  # noqa: E731
-    assert not equivariance_error(wrong, (x,), ("points",), "sh:10", "SO3", generator=0).passed
+    assert not equivariance_error(wrong, (x,), ("points",), "sh:10:e3nn", "SO3", generator=0).passed
 
 
 def test_fast_forward_equals_autograd_reference():

@@ -142,9 +142,9 @@ def test_sh_and_pseudovector_kinds(geodl_generator):
     def sh(v):
         return o3.spherical_harmonics([0, 1, 2], v, normalize=True)
 
-    assert assert_equivariant(sh, (x,), ("vectors",), "sh:2", "O3", generator=8).passed
+    assert assert_equivariant(sh, (x,), ("vectors",), "sh:2:e3nn", "O3", generator=8).passed
     with pytest.raises(ValueError, match="out_kinds"):  # 9 coefficients are not sh:1
-        equivariance_error(sh, (x,), ("vectors",), "sh:1", "SO3", generator=8)
+        equivariance_error(sh, (x,), ("vectors",), "sh:1:e3nn", "SO3", generator=8)
     cross = lambda a: torch.linalg.cross(a[0], a[1])  # noqa: E731
     assert assert_equivariant(cross, (x[:2],), ("vectors",), "pseudovectors", "O3", generator=8).passed
     assert "reflection" in _failing_elements(
