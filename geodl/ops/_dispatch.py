@@ -191,9 +191,9 @@ def _run_recorded(name: str, fn: Callable, args, kwargs):
             record[name] = label
 
 
-def _wrapper_factory(fn, name, records, run):
+def _wrapper_factory(fn, name, records, run, compiling):
     def wrapper(*args, **kwargs):
-        if not records:  # not recording: one list check, traced away by torch.compile
+        if not records or compiling():  # not recording (one list check), or traced by torch.compile
             return fn(*args, **kwargs)
         return run(name, fn, args, kwargs)
 
@@ -221,7 +221,7 @@ def public_op(name: str, kernels: tuple = ()):
 
     def decorate(fn):
         factory = types.FunctionType(_wrapper_factory.__code__, fn.__globals__, "_wrapper_factory")
-        wrapper = functools.wraps(fn)(factory(fn, name, _RECORDS, _run_recorded))
+        wrapper = functools.wraps(fn)(factory(fn, name, _RECORDS, _run_recorded, torch.compiler.is_compiling))
         _PUBLIC[name] = PublicOp(name, fn.__module__, tuple(kernels))
         return wrapper
 

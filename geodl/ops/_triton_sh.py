@@ -13,11 +13,11 @@ CPU the kernel runs under ``TRITON_INTERPRET=1`` (tests).
 from __future__ import annotations
 
 import math
-import os
 from functools import lru_cache
 
 import torch
 
+from geodl.ops._dispatch import interpreting
 from geodl.ops._sh import _coefficient_grid, _sectoral_coefficients
 
 __all__ = ["sh_real_backward_triton", "sh_real_triton"]
@@ -64,7 +64,7 @@ def sh_real_triton(xyz: torch.Tensor, lmax: int, block: int = 128, num_warps: in
 
     if xyz.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"xyz: expected float32 or float64, got {xyz.dtype}")
-    if not (xyz.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+    if not (xyz.is_cuda or interpreting()):
         raise ValueError("xyz: the Triton kernel needs a CUDA tensor (or TRITON_INTERPRET=1)")
     xyz = xyz.contiguous()
     n, k = xyz.shape[0], (lmax + 1) ** 2
@@ -95,7 +95,7 @@ def sh_real_backward_triton(xyz: torch.Tensor, grad: torch.Tensor, lmax: int, bl
     """
     import triton
 
-    if not (xyz.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"):
+    if not (xyz.is_cuda or interpreting()):
         raise ValueError("xyz: the Triton kernel needs a CUDA tensor (or TRITON_INTERPRET=1)")
     k = (lmax + 1) ** 2
     if grad.shape != (xyz.shape[0], k):

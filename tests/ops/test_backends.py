@@ -20,18 +20,14 @@ from geodl.ops import _dispatch
 # the switch itself; every other public name of geodl.ops is an op
 SWITCH = {"available_backends", "get_backend", "set_backend", "use_backend", "record_backends"}
 
-# Every public op once, on tiny float32 CPU inputs; prints {op: back end} as JSON for each setting.
-_TABLE_SCRIPT = r"""
-import json, os, torch
-import geodl.ops as ops
-from geodl.ops import record_backends, use_backend
-
+# Every public op once, on tiny float32 inputs on device ``dev``.
+_CALLS = r"""
 g = torch.Generator().manual_seed(0)
-x = torch.randn(6, 2, generator=g)
-index, ptr = torch.tensor([0, 2, 2, 1, 0, 2]), torch.tensor([0, 2, 2, 6])
-pos = torch.randn(8, 3, generator=g)
-batch = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
-A = torch.randn(2, 3, 3, generator=g)
+x = torch.randn(6, 2, generator=g).to(dev)
+index, ptr = torch.tensor([0, 2, 2, 1, 0, 2], device=dev), torch.tensor([0, 2, 2, 6], device=dev)
+pos = torch.randn(8, 3, generator=g).to(dev)
+batch = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1], device=dev)
+A = torch.randn(2, 3, 3, generator=g).to(dev)
 calls = {
     "scatter": lambda: ops.scatter(x, index, dim_size=3),
     "segment": lambda: ops.segment(x, ptr),
@@ -46,6 +42,15 @@ calls = {
     "farthest_point_sampling": lambda: ops.farthest_point_sampling(pos, 0.5, batch),
     "spherical_harmonics": lambda: ops.spherical_harmonics(3, pos),
 }
+"""
+
+# Prints {op: back end} as JSON for each setting of SETTINGS, on CPU tensors.
+_TABLE_SCRIPT = r"""
+import json, os, torch
+import geodl.ops as ops
+from geodl.ops import record_backends, use_backend
+dev = "cpu"
+""" + _CALLS + r"""
 tables, reference = {}, None
 for setting in os.environ["SETTINGS"].split(","):
     backend, _, disable = setting.partition("+")
@@ -166,22 +171,21 @@ def test_record_names_public_ops_and_kernels():
 def test_auto_runs_triton_for_every_op_on_cuda():
     """On CUDA (float32 inputs) the default "auto" runs every op's Triton kernel; "torch" none."""
     pytest.importorskip("triton")
-    dev = "cuda"
-    x, index, ptr = torch.randn(6, 2, device=dev), torch.tensor([0, 2, 2, 1, 0, 2], device=dev), \
-        torch.tensor([0, 2, 2, 6], device=dev)
-    pos, batch = torch.randn(8, 3, device=dev), torch.tensor([0, 0, 0, 0, 1, 1, 1, 1], device=dev)
-    A = torch.randn(2, 3, 3, device=dev)
-    calls = {"scatter": lambda: ops.scatter(x, index, dim_size=3), "segment": lambda: ops.segment(x, ptr),
-             "gather": lambda: ops.gather(x, index), "gather_csr": lambda: ops.gather_csr(x[:3], ptr, 6),
-             "scatter_softmax": lambda: ops.scatter_softmax(x, index, dim_size=3),
-             "scatter_logsumexp": lambda: ops.scatter_logsumexp(x, index, dim_size=3),
-             "eigh3x3": lambda: ops.eigh3x3(A + A.mT), "segment_covariance": lambda: ops.segment_covariance(pos, batch, 2),
-             "knn_graph": lambda: ops.knn_graph(pos, 2, batch), "radius_graph": lambda: ops.radius_graph(pos, 1.5, batch),
-             "farthest_point_sampling": lambda: ops.farthest_point_sampling(pos, 0.5, batch),
-             "spherical_harmonics": lambda: ops.spherical_harmonics(3, pos)}
+    namespace = {"torch": torch, "ops": ops, "dev": "cuda"}
+    exec(_CALLS, namespace)
+    calls = namespace["calls"]
     assert sorted(calls) == _public_ops()
     for backend, want in (("auto", "triton"), ("torch", "torch")):
         with use_backend(backend), record_backends() as ran:
             for call in calls.values():
                 call()
         assert {ran[name] for name in calls} == {want}, (backend, ran)
+
+
+def test_record_under_torch_compile_sees_the_kernels():
+    f = torch.compile(lambda x, i: scatter(x, i, dim_size=3) * 2, fullgraph=True, backend="aot_eager")
+    x, index = torch.randn(4, 2), torch.tensor([0, 1, 2, 0])
+    with record_backends() as ran:
+        out = f(x, index)
+    assert ran == {"geodl::scatter_sum": "torch"}
+    torch.testing.assert_close(out, 2 * scatter(x, index, dim_size=3))
