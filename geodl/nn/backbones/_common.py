@@ -5,8 +5,18 @@ from __future__ import annotations
 import torch
 
 from geodl._checks import check_tensor
+from geodl.groups import Symmetry
 
-__all__ = ["full_graph_edges", "check_dynamics_inputs", "dynamics_arguments"]
+__all__ = ["full_graph_edges", "check_dynamics_inputs", "dynamics_arguments", "DYNAMICS_SYMMETRY"]
+
+# n-body models (EGNN, FA-GNN): charges, positions, velocities, batch -> positions
+DYNAMICS_SYMMETRY = Symmetry(
+    "E3+perm",
+    {"x": "node:scalar", "pos": "node:points", "batch": "node:scalar", "vel": "node:vectors",
+     "edge_index": "edge_index"},
+    "node:points",
+    batch_arg="batch",
+)
 
 
 def full_graph_edges(batch: torch.Tensor, num_graphs: int | None = None) -> torch.Tensor:

@@ -6,9 +6,13 @@ import torch
 from torch import nn
 
 from geodl._checks import check_choice, check_int
-from geodl.groups import Symmetry
 from geodl.nn._layers import ACTIVATIONS
-from geodl.nn.backbones._common import check_dynamics_inputs, dynamics_arguments, full_graph_edges
+from geodl.nn.backbones._common import (
+    DYNAMICS_SYMMETRY,
+    check_dynamics_inputs,
+    dynamics_arguments,
+    full_graph_edges,
+)
 from geodl.nn.backbones.egnn_conv import EGNNConv
 
 __all__ = ["EGNN"]
@@ -54,13 +58,7 @@ class EGNN(nn.Module):
     True
     """
 
-    symmetry = Symmetry(
-        "E3+perm",
-        {"x": "node:scalar", "pos": "node:points", "batch": "node:scalar", "vel": "node:vectors",
-         "edge_index": "edge_index"},
-        "node:points",
-        batch_arg="batch",
-    )
+    symmetry = DYNAMICS_SYMMETRY
 
     def __init__(self, hidden_channels: int = 64, num_layers: int = 4, *, act: str = "silu"):
         super().__init__()

@@ -26,9 +26,13 @@ import torch
 from torch import nn
 
 from geodl._checks import check_choice, check_int, check_number
-from geodl.groups import Symmetry
 from geodl.nn._layers import ACTIVATIONS, mlp
-from geodl.nn.backbones._common import check_dynamics_inputs, dynamics_arguments, full_graph_edges
+from geodl.nn.backbones._common import (
+    DYNAMICS_SYMMETRY,
+    check_dynamics_inputs,
+    dynamics_arguments,
+    full_graph_edges,
+)
 from geodl.nn.frame_averaging._frames import frames
 from geodl.ops import scatter
 
@@ -104,14 +108,8 @@ class FAGNN(nn.Module):
     torch.Size([10, 3])
     """
 
-    symmetry = Symmetry(
-        "E3+perm",
-        {"x": "node:scalar", "pos": "node:points", "batch": "node:scalar", "vel": "node:vectors",
-         "edge_index": "edge_index"},
-        "node:points",
-        batch_arg="batch",
-        note="exact for inputs whose input and latent frames are well defined (see degeneracy=)",
-    )
+    symmetry = DYNAMICS_SYMMETRY.replace(
+        note="exact for inputs whose input and latent frames are well defined (see degeneracy=)")
 
     def __init__(self, hidden_channels: int = 60, num_layers: int = 4, *, act: str = "silu",
                  degeneracy: str = "warn", gap_tol: float = 1e-4, residual: bool = False,
