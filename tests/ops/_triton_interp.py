@@ -1,7 +1,8 @@
 """Helpers for running the Triton kernels through Triton's interpreter (``TRITON_INTERPRET=1``).
 
 The variable must be set before triton is imported, so the kernels run on CPU tensors only in a
-fresh interpreter started with it: :func:`run_interpreted` runs a snippet, :func:`run_pytest`
+fresh interpreter started with it: :func:`run_interpreted` runs a snippet, :func:`run_on_saved`
+a script on saved tensors, :func:`run_pytest`
 reruns test modules there. ``BACKENDS`` are the op back ends the ``backend`` fixture
 (``conftest.py``) runs in this process.
 """
@@ -26,6 +27,19 @@ def run_interpreted(code: str, timeout: int = 300, **env) -> str:
                        timeout=timeout)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
     return r.stdout
+
+
+def run_on_saved(code: str, inputs, tmp_path, timeout: int = 300):
+    """Run ``code`` under the interpreter with ``sys.argv[1]`` a ``torch.save`` of ``inputs``; it
+    must ``torch.save`` its result to ``sys.argv[2]``, which is loaded and returned."""
+    import torch
+
+    src, dst = tmp_path / "in.pt", tmp_path / "out.pt"
+    torch.save(inputs, src)
+    proc = subprocess.run([sys.executable, "-c", code, str(src), str(dst)], env=interpreter_env(),
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return torch.load(dst)
 
 
 def run_pytest(args: list, timeout: int = 900) -> str:

@@ -1,13 +1,11 @@
 """The Triton eigh3x3 kernel: on CPU through the Triton interpreter (tiny sizes), on CUDA when present."""
 
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _triton_interp import run_on_saved  # tests/ops helper (pytest puts this folder on sys.path)
 
 from geodl.ops import eigh3x3
 from geodl.ops._eigh import _eigh_reference
@@ -28,12 +26,7 @@ torch.save([eigh3x3_triton(A) for A in inputs], sys.argv[2])
 
 
 def _run_interpreted(inputs, tmp_path):
-    src, dst = tmp_path / "in.pt", tmp_path / "out.pt"
-    torch.save(inputs, src)
-    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(src), str(dst)], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return torch.load(dst)
+    return run_on_saved(_SCRIPT, inputs, tmp_path)
 
 
 def _gap(w):

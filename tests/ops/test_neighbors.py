@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from _triton_interp import run_on_saved  # tests/ops helper (pytest puts this folder on sys.path)
 
 from geodl.ops import farthest_point_sampling, knn_graph, radius_graph
 
@@ -206,20 +207,10 @@ def _interpreted(tmp_path, call, cases):
     """``geodl.ops._neighbors.<call>(*case)`` for each case, run by Triton's interpreter in a fresh
     process (TRITON_INTERPRET must be set before triton is imported)."""
     pytest.importorskip("triton")
-    import os
-    import subprocess
-    import sys
-
     script = ("import sys, torch\n"
               f"from geodl.ops._neighbors import {call} as f\n"
               "torch.save([f(*c) for c in torch.load(sys.argv[1])], sys.argv[2])\n")
-    src, dst = tmp_path / "in.pt", tmp_path / "out.pt"
-    torch.save(cases, src)
-    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", script, str(src), str(dst)], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return torch.load(dst)
+    return run_on_saved(script, cases, tmp_path)
 
 
 def test_triton_knn_interpreted(tmp_path):
