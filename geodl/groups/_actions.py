@@ -137,7 +137,7 @@ def _act_vec(spec: KindSpec, g: GroupElement, x: torch.Tensor) -> torch.Tensor:
             if base == "pseudovectors":
                 y = y * _det_sign(R)[..., None]
         if base == "points" and g.part_translation is not None:
-            y = y + _per_row(_cast(g.part_translation, x), lab, x, 0)
+            y = y + _per_row(_cast(g.part_translation, x), lab, x, 1)
         return y
     R = _cast(g.rotation, x)
     y = x if R is None else x @ R.transpose(0, 1)
