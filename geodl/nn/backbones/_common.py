@@ -52,6 +52,7 @@ def check_dynamics_inputs(pos, vel, charges, batch, *, validate: bool = True):
     ``validate=False`` keeps the shape and dtype checks and skips those that read values (finite
     numbers, non-negative ids, at least 2 nodes per graph): no host sync.
     """
+    validate = validate and not torch.compiler.is_compiling()  # value checks would break the graph
     check_tensor("pos", pos, ndim=2, floating=True, finite=validate)
     if pos.shape[1] != 3:
         raise ValueError(f"pos: expected shape (N, 3), got {tuple(pos.shape)}")

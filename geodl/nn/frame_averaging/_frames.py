@@ -320,7 +320,7 @@ def frames(
         Check the values of the inputs (finite positions, ids, at least 2 points per cloud,
         ``num_graphs > batch.max()``). With ``validate=False``, ``kind="global"``, ``num_graphs``
         given and ``degeneracy`` "flag" or "augment", nothing reads a value back to the host
-        (no synchronisation on CUDA; compilable with ``torch.compile(fullgraph=True)``).
+        (no synchronisation on CUDA). Under ``torch.compile`` the value checks are skipped.
 
     Returns
     -------
@@ -348,7 +348,8 @@ def frames(
     True
     """
     name, d, reflections, translations = _parse_group(group)
-    check_tensor("pos", pos, ndim=2, floating=True, finite=bool(validate))
+    validate = bool(validate) and not torch.compiler.is_compiling()  # value checks would break the graph
+    check_tensor("pos", pos, ndim=2, floating=True, finite=validate)
     if pos.shape[1] != d:
         raise ValueError(f"pos: expected shape (N, {d}) for group {name}, got {tuple(pos.shape)}")
     n = pos.shape[0]
