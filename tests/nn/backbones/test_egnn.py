@@ -129,3 +129,18 @@ def test_full_graph_edges_unequal_sizes():
     ei = full_graph_edges(batch)
     assert ei.shape == (2, 3 * 2 + 2)
     assert torch.equal(batch[ei[0]], batch[ei[1]]) and bool((ei[0] != ei[1]).all())
+
+
+def test_egnn_and_egnnconv_compile_fullgraph_given_edge_index():
+    torch.manual_seed(0)
+    model = EGNN(hidden_channels=8, num_layers=2).double()
+    pos, vel, q, batch = _nbody()
+    ei = full_graph_edges(batch)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(q, pos, batch, vel=vel, num_graphs=2, edge_index=ei),
+                               model(q, pos, batch, vel=vel))
+    conv = _conv()
+    x, pos, _, ei, _ = _graph()
+    got = torch.compile(conv, fullgraph=True, backend="aot_eager")(x, pos, ei)
+    for a, b in zip(got, conv(x, pos, ei)):
+        torch.testing.assert_close(a, b)

@@ -105,3 +105,11 @@ def test_bad_input():
         PointNet(in_channels=-1)
     with pytest.raises(ValueError, match="hidden_channels"):
         PointNet(hidden_channels=())
+
+
+def test_compiles_fullgraph_given_num_graphs():
+    x, pos = data()
+    batch = torch.tensor([0] * 5 + [1] * 7)
+    model = net(in_channels=2, out_channels=3)
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x, pos, batch, num_graphs=2), model(x, pos, batch))
