@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("target", metavar="MODULE:FACTORY",
                    help="a module (dotted name or .py path) and a zero-argument callable in it that "
                         "returns the model (an nn.Module or a function)")
-    p.add_argument("--group", required=True, help="e.g. SO3, O3, E3+perm, icosahedral")
+    p.add_argument("--group", required=True,
+                   help="e.g. SO3, O3, E3+perm, icosahedral, D4, equirect (bins from the input), E3^parts")
     p.add_argument("--inputs", required=True, metavar="KINDS", help="comma-separated input kinds")
     p.add_argument("--outputs", required=True, metavar="KINDS", help="comma-separated output kinds")
     p.add_argument("--n-points", type=int, default=16, help="rows per random input (default 16)")
@@ -91,15 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0)
     import torch
 
-    from geodl.groups import get_group
-
-    from ._equivariance import equivariance_error
+    from ._equivariance import _resolve_group, equivariance_error
     from ._inputs import random_inputs
 
     try:
-        group = get_group(args.group)
         in_kinds = _kinds("--inputs", args.inputs)
         out_kinds = _kinds("--outputs", args.outputs)
+        group = _resolve_group(args.group, in_kinds)
         dtype = getattr(torch, args.dtype)
         factory = _load(args.target)
         model = factory()

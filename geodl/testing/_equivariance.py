@@ -155,15 +155,15 @@ def _labels(entries, group):
     return labels.cpu().to(torch.int64)
 
 
-def _resolve_group(group, entries):
+def _resolve_group(group, kinds):
     """``get_group``; a bare ``"equirect"``/``"azimuth"`` part takes its bin count W from the first
-    input of kind ``equirect:<H>x<W>``."""
+    of ``kinds`` (input kinds) that is ``equirect:<H>x<W>``."""
     from geodl.groups import get_group, parse_kind
 
     if isinstance(group, str):
         parts = [p.strip() for p in group.split("+")]
         if any(p.lower() in ("equirect", "azimuth") for p in parts):
-            sizes = [parse_kind(kind).param for _, _, _, kind in entries if parse_kind(kind).base == "equirect"]
+            sizes = [parse_kind(kind).param for kind in kinds if parse_kind(kind).base == "equirect"]
             if not sizes:
                 raise ValueError(f"group: {group!r} takes the number of azimuth bins from an input of kind "
                                  "'equirect:<H>x<W>'; none was given (or name it, e.g. 'equirect:64')")
@@ -283,7 +283,7 @@ def equivariance_error(fn, inputs, in_kinds, out_kinds, group, *, n_samples: int
     _check_kinds("in_kinds", in_kinds)
     if out_kinds is not _ALL_SCALAR:
         _check_kinds("out_kinds", out_kinds)
-    group = _resolve_group(group, entries)
+    group = _resolve_group(group, [kind for *_, kind in entries])
     for _, name, x, _ in entries:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")

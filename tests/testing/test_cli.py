@@ -92,3 +92,53 @@ def test_exit_code_of_a_failed_check_as_a_subprocess():
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAILED" in proc.stdout and "reflection" in proc.stdout
+
+
+def test_help_lists_every_registered_kind(capsys):
+    from geodl.groups import kind_table
+
+    assert main(["check", "--help"]) == 0
+    out = capsys.readouterr().out
+    for name, _, doc in kind_table():
+        assert name in out and doc[:20] in out
+    for kind in ("so3:<lmax>", "rotation", "equirect:<H>x<W>", "image2d", "batch", "parts", "sh:<lmax>[:e3nn]"):
+        assert kind in out
+
+
+_PARTS_MODELS = '''
+import torch
+
+def part_centred():
+    def fn(pos, labels):
+        P = int(labels.max()) + 1
+        sums = torch.zeros(P, pos.shape[1], dtype=pos.dtype).index_add_(0, labels, pos)
+        counts = torch.bincount(labels, minlength=P).to(pos.dtype)[:, None]
+        return pos - (sums / counts)[labels]
+    return fn
+
+def globally_centred():
+    return lambda pos, labels: pos - pos.mean(0)
+
+def d4_conv():
+    k = torch.ones(3, 3, dtype=torch.float64)
+    return lambda img: torch.nn.functional.conv2d(img[:, None], k[None, None].to(img.dtype), padding=1)[:, 0]
+
+def equirect_blur():
+    return lambda f: (f + f.roll(1, -1) + f.roll(-1, -1)) / 3
+'''
+
+
+@pytest.mark.parametrize("factory, group, inputs, outputs, expected", [
+    ("part_centred", "E3^parts+perm", "node:points,parts", "node:vectors", 0),
+    ("globally_centred", "E3^parts", "node:points,parts", "node:vectors", 1),
+    ("d4_conv", "D4", "image2d", "image2d", 0),
+    ("equirect_blur", "equirect", "equirect:4x8", "equirect:4x8", 0),
+    ("equirect_blur", "SO3", "equirect:4x8", "equirect:4x8", 2),  # not whole-bin rolls: usage error
+])
+def test_new_groups_through_geodl_check(tmp_path, capsys, factory, group, inputs, outputs, expected):
+    path = tmp_path / "parts_models.py"
+    path.write_text(_PARTS_MODELS)
+    code = main(["check", f"{path}:{factory}", "--group", group, "--inputs", inputs, "--outputs", outputs,
+                 "--n-points", "9"])
+    out = capsys.readouterr()
+    assert code == expected, out.out + out.err

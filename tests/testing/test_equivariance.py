@@ -236,3 +236,192 @@ def test_shape_errors_are_raised_before_the_model_runs():
     with pytest.raises(ValueError, match=r"inputs\[0\].*sh:1"):
         equivariance_error(fn, (torch.randn(5, 3),), ("sh:1",), "scalar", "SO3", generator=0)
     assert calls == []
+
+
+# ------------------------------------------------------------------ small layers on the new kinds
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _so3_blocks(F, lmax):
+    i, out = 0, []
+    for l in range(lmax + 1):
+        k = 2 * l + 1
+        out.append(F[..., i:i + k * k].unflatten(-1, (k, k)))
+        i += k * k
+    return out
+
+
+def test_so3_layers():
+    """SO(3) convolution (right multiplication of each degree, plus channel mixing) commutes with the
+    left-regular action; S² -> SO(3) lifting by an outer product with a filter maps sh:L:e3nn to so3:L."""
+    from geodl.testing import random_inputs
+
+    L, C = 2, 3
+    (F,) = random_inputs(["so3:2"], C, generator=_gen(0))  # (C, 35): C channels
+    W = [torch.randn(2 * l + 1, 2 * l + 1, generator=_gen(l), dtype=torch.float64) for l in range(L + 1)]
+    mix = torch.randn(C, C, generator=_gen(9), dtype=torch.float64)
+
+    def conv(F):
+        return torch.cat([(mix @ b.flatten(-2)).unflatten(-1, b.shape[-2:]).__matmul__(w).flatten(-2)
+                          for b, w in zip(_so3_blocks(F, L), W)], dim=-1)
+
+    def wrong(F):  # multiplying from the left does not commute with D(R) F
+        return torch.cat([(w @ b).flatten(-2) for b, w in zip(_so3_blocks(F, L), W)], dim=-1)
+
+    assert_equivariant(conv, (F,), ("so3:2",), "so3:2", "O3", generator=0)
+    assert not equivariance_error(wrong, (F,), ("so3:2",), "so3:2", "SO3", generator=0).passed
+
+    (x,) = random_inputs(["sh:2:e3nn"], C, generator=_gen(1))
+    psi = torch.randn(9, generator=_gen(2), dtype=torch.float64)
+
+    def lift(x):
+        parts, i = [], 0
+        for l in range(L + 1):
+            k = 2 * l + 1
+            parts.append((x[..., i:i + k, None] * psi[i:i + k]).flatten(-2))
+            i += k
+        return torch.cat(parts, dim=-1)
+
+    assert_equivariant(lift, (x,), ("sh:2:e3nn",), "so3:2", "O3", generator=0)
+    assert not equivariance_error(lift, (x,), ("sh:2",), "so3:2", "SO3", generator=0).passed  # wrong basis
+
+
+def test_rotation_layers():
+    """Right multiplication by a fixed rotation is left-equivariant; a pose head (Gram–Schmidt of two
+    relative positions) maps node:points to a rotation under SE(3)+perm-free inputs."""
+    from geodl.groups import random_rotation, sixd_to_matrix
+
+    R = random_rotation(5, generator=_gen(0), dtype=torch.float64)
+    R0 = random_rotation(generator=_gen(1), dtype=torch.float64)
+    assert_equivariant(lambda r: r @ R0, (R,), ("rotation",), "rotation", "SO3", generator=0)
+    assert not equivariance_error(lambda r: R0 @ r, (R,), ("rotation",), "rotation", "SO3", generator=0).passed
+
+    pos = torch.randn(6, 3, generator=_gen(2), dtype=torch.float64)
+
+    def pose(p):
+        a, b = p[1] - p[0], p[2] - p[0]
+        return sixd_to_matrix(torch.cat([a, b]))
+
+    assert_equivariant(pose, (pos,), POINTS, "rotation", "SE3", generator=0)
+    report = equivariance_error(pose, (pos,), POINTS, "rotation", "E3", generator=0)
+    assert "reflection" in _failing_elements(report)  # a proper rotation cannot follow a reflection
+
+
+def _equirect_conv(kernel, circular=True):
+    def fn(f):
+        x = f[:, None]
+        x = torch.nn.functional.pad(x, (1, 1, 0, 0), mode="circular" if circular else "constant")
+        x = torch.nn.functional.pad(x, (0, 0, 1, 1))  # zero rows beyond the poles: symmetric
+        return torch.nn.functional.conv2d(x, kernel[None, None])[:, 0]
+    return fn
+
+
+def test_equirect_layers():
+    """A circular-in-azimuth convolution whose kernel is symmetric under the half turn is
+    equivariant under rolls and the pole flip; a point-cloud -> map histogram is equivariant too."""
+    from geodl.testing import random_inputs
+
+    (f,) = random_inputs(["equirect:6x8"], 2, generator=_gen(0))
+    k = torch.randn(3, 3, generator=_gen(1), dtype=torch.float64)
+    sym = k + k.flip(0, 1)
+    assert_equivariant(_equirect_conv(sym), (f,), ("equirect:6x8",), "equirect:6x8", "equirect", generator=0)
+    report = equivariance_error(_equirect_conv(k), (f,), ("equirect:6x8",), "equirect:6x8", "equirect", generator=0)
+    assert "pole_flip" in _failing_elements(report) and "roll" not in _failing_elements(report)
+    report = equivariance_error(_equirect_conv(sym, circular=False), (f,), ("equirect:6x8",), "equirect:6x8",
+                                "azimuth:8", generator=0)
+    assert "roll" in _failing_elements(report)
+
+    H, W = 6, 8
+    pos = torch.randn(40, 3, generator=_gen(2), dtype=torch.float64)
+
+    def project(p):
+        th = torch.arccos((p[:, 2] / p.norm(dim=-1)).clamp(-1, 1))
+        ph = torch.atan2(p[:, 1], p[:, 0]) % (2 * torch.pi)
+        idx = (th / (torch.pi / H)).long().clamp(max=H - 1) * W + (ph / (2 * torch.pi / W)).long() % W
+        return torch.bincount(idx, minlength=H * W).to(p.dtype).view(H, W)
+
+    assert_equivariant(project, (pos,), POINTS, "equirect:6x8", "equirect:8+perm", generator=0)
+    # a map whose columns start at the wrong azimuth is not equivariant under the flip
+    shifted = lambda p: project(p).roll(1, -1)  # noqa: E731
+    assert not equivariance_error(shifted, (pos,), POINTS, "equirect:6x8", "equirect:8", generator=0).passed
+
+
+def test_image2d_layers():
+    """A D4-symmetrised convolution is equivariant under D4, a plain one is not; rendering 2D points
+    into pixels is equivariant from points to image2d."""
+    from geodl.groups import GroupElement, act
+
+    img = torch.randn(2, 7, 7, generator=_gen(0), dtype=torch.float64)
+    k = torch.randn(3, 3, generator=_gen(1), dtype=torch.float64)
+    sym = sum(act("image2d", GroupElement(rotation=R), k) for R in get_group("D4").table) / 8
+    conv = lambda kern: (lambda x: torch.nn.functional.conv2d(x[:, None], kern[None, None], padding=1)[:, 0])  # noqa: E731
+    assert_equivariant(conv(sym), (img,), ("image2d",), "image2d", "D4", generator=0)
+    report = equivariance_error(conv(k), (img,), ("image2d",), "image2d", "D4", generator=0)
+    assert "finite:D4" in _failing_elements(report)
+
+    pts = torch.randn(30, 2, generator=_gen(3), dtype=torch.float64) * 1.5
+
+    def render(p):  # pixel (i, j) covers the unit square around (j - 3, 3 - i)
+        j = (p[:, 0] + 3.5).floor().long().clamp(0, 6)
+        i = (3.5 - p[:, 1]).floor().long().clamp(0, 6)
+        return torch.bincount(i * 7 + j, minlength=49).to(p.dtype).view(7, 7)
+
+    assert_equivariant(render, (pts,), POINTS, "image2d", "D4+perm", generator=0)
+    upside_down = lambda p: render(p).flip(0).transpose(0, 1)  # noqa: E731 (rows and columns mixed up)
+    assert not equivariance_error(upside_down, (pts,), POINTS, "image2d", "D4", generator=0).passed
+
+
+def test_piecewise_layers():
+    """Subtracting each part's centroid is equivariant under one E(3) element per part; subtracting
+    the global centroid is not; the checker needs the labels input."""
+    pos = torch.randn(9, 3, generator=_gen(0), dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 1, 1, 2, 2, 0, 2])
+
+    def part_centred(p, lab):
+        sums = torch.zeros(3, 3, dtype=p.dtype).index_add_(0, lab, p)
+        counts = torch.bincount(lab, minlength=3).to(p.dtype)[:, None]
+        return p - (sums / counts)[lab]
+
+    kinds = ("node:points", "parts")
+    report = assert_equivariant(part_centred, (pos, labels), kinds, "node:vectors", "E3^parts+perm", generator=0)
+    assert "parts" in {r.element for r in report.rows}
+    report = equivariance_error(lambda p, lab: p - p.mean(0), (pos, labels), kinds, "node:vectors", "E3^parts",
+                                generator=0)
+    assert {"parts", "haar"} <= _failing_elements(report)
+    assert "translation" in _failing_elements(report)  # part 0 alone moved
+    assert assert_equivariant(lambda p, lab: p - p.mean(0), (pos, labels), kinds, "node:vectors", "E3",
+                              generator=0).passed  # globally equivariant all the same
+    with pytest.raises(ValueError, match="parts"):
+        equivariance_error(part_centred, (pos, labels), ("node:points", "node:scalar"), "node:vectors",
+                           "E3^parts", generator=0)
+
+
+def test_irreps_layers():
+    from e3nn import o3
+
+    lin = o3.Linear("2x0e+1x1o+1x2e", "1x0e+2x1o+1x2e").double()
+    x = torch.randn(5, lin.irreps_in.dim, generator=_gen(0), dtype=torch.float64)
+    assert_equivariant(lin, (x,), ("node:2x0e+1x1o+1x2e",), "node:1x0e+2x1o+1x2e", "O3+perm", generator=0)
+    dense = torch.nn.Linear(lin.irreps_in.dim, lin.irreps_out.dim).double()
+    assert not equivariance_error(dense, (x,), ("2x0e+1x1o+1x2e",), "1x0e+2x1o+1x2e", "SO3", generator=0).passed
+    # parity matters: declaring the 1o input as 1e fails the reflections only
+    report = equivariance_error(lin, (x,), ("2x0e+1x1e+1x2e",), "1x0e+2x1o+1x2e", "O3", generator=0)
+    assert "reflection" in _failing_elements(report)
+    assert equivariance_error(lin, (x,), ("2x0e+1x1e+1x2e",), "1x0e+2x1o+1x2e", "SO3", generator=0).passed
+
+
+def test_batch_kind():
+    """A per-graph pooled invariant: the batch vector is permuted with the nodes."""
+    pos = torch.randn(8, 3, generator=_gen(0), dtype=torch.float64)
+    batch = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2])
+
+    def spread(p, b):
+        sums = torch.zeros(3, 3, dtype=p.dtype).index_add_(0, b, p)
+        mean = sums / torch.bincount(b, minlength=3).to(p.dtype)[:, None]
+        return torch.zeros(3, dtype=p.dtype).index_add_(0, b, ((p - mean[b]) ** 2).sum(-1))
+
+    assert_equivariant(spread, (pos, batch), ("node:points", "batch"), "scalar", "E3+perm", generator=0)
+    report = equivariance_error(spread, (pos, batch), ("node:points", "scalar"), "scalar",
+                                "E3+perm", generator=0)
+    assert "perm" in _failing_elements(report)  # the batch vector not permuted with its nodes

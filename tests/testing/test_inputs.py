@@ -17,6 +17,16 @@ def test_shapes_for_every_kind():
     assert random_inputs(["edge_index"], 1)[0].shape == (2, 0)
 
 
+def test_shapes_for_the_registered_new_kinds():
+    kinds = ["so3:2", "rotation", "equirect:4x8", "image2d", "node:2x0e+1x1o", "batch", "parts", "sh:1:e3nn"]
+    out = random_inputs(kinds, 6, generator=torch.Generator().manual_seed(0))
+    assert [tuple(t.shape) for t in out] == [(6, 35), (6, 3, 3), (6, 4, 8), (6, 8, 8), (6, 5), (6,), (6,), (6, 4)]
+    R = out[1]
+    assert torch.allclose(R @ R.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand(6, 3, 3), atol=1e-12)
+    assert out[5].dtype == out[6].dtype == torch.int64 and out[5].tolist() == sorted(out[5].tolist())
+    assert random_inputs(["rotation"], 3, dim=2)[0].shape == (3, 2, 2)
+
+
 def test_same_generator_seed_same_inputs():
     a = random_inputs(["node:points", "edge_index"], 5, generator=torch.Generator().manual_seed(3))
     b = random_inputs(["node:points", "edge_index"], 5, generator=torch.Generator().manual_seed(3))
