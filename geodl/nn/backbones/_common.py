@@ -12,7 +12,7 @@ __all__ = ["full_graph_edges", "check_dynamics_inputs", "dynamics_arguments", "D
 # n-body models (EGNN, FA-GNN): charges, positions, velocities, batch -> positions
 DYNAMICS_SYMMETRY = Symmetry(
     "E3+perm",
-    {"x": "node:scalar", "pos": "node:points", "batch": "node:scalar", "vel": "node:vectors",
+    {"x": "node:scalar", "pos": "node:points", "batch": "batch", "vel": "node:vectors",
      "edge_index": "edge_index"},
     "node:points",
     batch_arg="batch",

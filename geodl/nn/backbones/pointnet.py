@@ -95,7 +95,7 @@ class PointNet(nn.Module):
 
     @property
     def symmetry(self) -> Symmetry:
-        in_kinds = {"pos": "node:points", "batch": "node:scalar"}
+        in_kinds = {"pos": "node:points", "batch": "batch"}
         if self.in_channels:
             in_kinds["x"] = "node:scalar"
         return Symmetry("perm", in_kinds, "node:scalar" if self.level == "node" else "scalar", batch_arg="batch",

@@ -168,7 +168,7 @@ class FrameAveraging(nn.Module):
     @property
     def symmetry(self) -> Symmetry:
         exact = self.mode == "full"
-        in_kinds = {"pos": "node:points", "batch": "node:scalar"}
+        in_kinds = {"pos": "node:points", "batch": "batch"}
         for key, kind in self.inputs.items():
             if key != "pos":
                 in_kinds[key] = {"edge_index": "edge_index", "edge:scalar": "scalar"}.get(kind, f"node:{kind}")
