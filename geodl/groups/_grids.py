@@ -16,18 +16,14 @@ import math
 
 import torch
 
-from geodl._checks import check_tensor
+from geodl._checks import check_int, check_positive_int, check_tensor
 from geodl.groups._rotations import euler_to_matrix
 
 __all__ = ["s2_healpix_grid", "so3_healpix_grid", "nearest_rotation"]
 
 
 def _check_rec(rec) -> int:
-    if isinstance(rec, bool) or not isinstance(rec, int):
-        raise TypeError(f"rec: expected an int >= 0, got {type(rec).__name__}")
-    if not 0 <= rec <= 8:
-        raise ValueError(f"rec: expected an int in [0, 8] (N_side = 2**rec), got {rec}")
-    return rec
+    return check_int("rec", rec, min=0, max=8)  # N_side = 2**rec
 
 
 @functools.lru_cache(maxsize=8)
@@ -79,14 +75,8 @@ def _so3_grid64(rec: int) -> torch.Tensor:
 def so3_healpix_grid(rec: int, dtype=None, device=None) -> torch.Tensor:
     """The HEALPix SO(3) grid of ``72 · 8**rec`` rotations (see the module docstring for the layout).
 
-    Sizes: 72, 576, 4,608, 36,864, 294,912, 2,359,296 for ``rec = 0 .. 5``.
-
-    Parameters
-    ----------
-    rec : int
-        Resolution level, ``>= 0``.
-    dtype, device : optional
-        Default: torch's default dtype, CPU.
+    Sizes: 72, 576, 4,608, 36,864, 294,912, 2,359,296 for ``rec = 0 .. 5``. Parameters ``rec``
+    (resolution level), ``dtype`` and ``device`` as for :func:`s2_healpix_grid`.
 
     Returns
     -------
@@ -135,8 +125,7 @@ def nearest_rotation(R: torch.Tensor, grid: torch.Tensor, chunk_size: int | None
     grid = check_tensor("grid", grid, shape=(None, 3, 3), floating=True, min_rows=1)
     if chunk_size is None:
         chunk_size = max(1, (1 << 22) // grid.shape[0])
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size: expected an int >= 1, got {chunk_size!r}")
+    check_positive_int("chunk_size", chunk_size)
     q = R.reshape(-1, 9)
     g = grid.to(dtype=R.dtype, device=R.device).reshape(-1, 9).T  # (9, G)
     out = torch.empty(q.shape[0], dtype=torch.int64, device=R.device)

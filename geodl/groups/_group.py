@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from geodl._checks import check_positive_int, check_tensor
+from geodl._checks import check_number, check_positive_int, check_tensor
 from geodl.groups._finite import finite_group
 from geodl.groups._rotations import (
     euler_to_matrix,
@@ -113,10 +113,7 @@ class GroupElement:
                 raise ValueError(f"translation: expected shape ({d},), got {tuple(t.shape)}")
             check_tensor("translation", t, finite=t.device.type == "cpu")
         if self.scale is not None:
-            if isinstance(self.scale, bool) or not isinstance(self.scale, (int, float)):
-                raise TypeError(f"scale: expected a positive float, got {type(self.scale).__name__}")
-            if not (math.isfinite(self.scale) and self.scale > 0):
-                raise ValueError(f"scale: expected a positive finite float, got {self.scale!r}")
+            check_number("scale", self.scale, positive=True)
         if self.perm is not None:
             check_tensor("perm", self.perm, ndim=1, dtypes=(torch.int64,))
         if not isinstance(self.label, str):

@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from geodl._checks import check_tensor
+from geodl._checks import check_int, check_tensor
 
 __all__ = ["wigner_D", "wigner_D_blocks"]
 
@@ -100,11 +100,7 @@ def _check_R(R):
 
 
 def _check_l(l, name="l"):
-    if isinstance(l, bool) or not isinstance(l, int):
-        raise TypeError(f"{name}: expected a non-negative int, got {type(l).__name__}")
-    if l < 0:
-        raise ValueError(f"{name}: expected a non-negative int, got {l}")
-    return l
+    return check_int(name, l, min=0)
 
 
 def wigner_D_blocks(lmax: int, R: torch.Tensor) -> list[torch.Tensor]:

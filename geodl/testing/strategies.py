@@ -14,7 +14,7 @@ import math
 import torch
 from hypothesis import strategies as st
 
-from geodl._checks import check_choice
+from geodl._checks import check_choice, check_int
 
 __all__ = ["point_clouds", "rotations", "small_graphs", "spectra"]
 
@@ -26,9 +26,7 @@ def _size(arg: str, value, lo: int) -> st.SearchStrategy:
     if isinstance(value, st.SearchStrategy):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
-        if value < lo:
-            raise ValueError(f"{arg}: expected an int >= {lo}, got {value}")
-        return st.just(value)
+        return st.just(check_int(arg, value, min=lo))
     if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
         if not lo <= value[0] <= value[1]:
             raise ValueError(f"{arg}: expected (min, max) with {lo} <= min <= max, got {value}")
@@ -230,6 +228,5 @@ def small_graphs(n_nodes=(1, 8), *, directed: bool = False, self_loops: bool = F
     ...     assert edge_index.shape[0] == 2 and (edge_index < n).all()
     >>> test()
     """
-    if isinstance(max_edges, bool) or not isinstance(max_edges, int) or max_edges < 0:
-        raise ValueError(f"max_edges: expected a non-negative int, got {max_edges!r}")
+    check_int("max_edges", max_edges, min=0)
     return _graphs(_size("n_nodes", n_nodes, 1), bool(directed), bool(self_loops), max_edges)
