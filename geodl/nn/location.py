@@ -469,9 +469,7 @@ class LocationEncoder(nn.Module):
         super().__init__()
         check_int("num_classes", num_classes, min=1)
         self.encoder = make_encoder(encoder, **(encoder_kwargs or {})) if isinstance(encoder, str) else encoder
-        dim = getattr(self.encoder, "embedding_dim", None)
-        if not isinstance(dim, int):
-            raise TypeError("encoder: expected a module with an int attribute embedding_dim")
+        dim = check_int("encoder.embedding_dim", getattr(self.encoder, "embedding_dim", None), min=1)
         self.network = make_network(network, dim, num_classes, **(network_kwargs or {})) if isinstance(network, str) else network
         self.num_classes = num_classes
 

@@ -7,7 +7,7 @@ import inspect
 import torch
 from torch import nn
 
-from geodl._checks import check_choice, check_int, check_tensor
+from geodl._checks import check_choice, check_int, check_number, check_tensor
 from geodl.groups import Symmetry
 from geodl.nn.frame_averaging._frames import (
     _IN_KINDS,
@@ -159,8 +159,8 @@ class FrameAveraging(nn.Module):
         self.num_samples = check_int("num_samples", num_samples, min=1)
         self.differentiable = bool(differentiable)
         self.degeneracy = check_choice("degeneracy", degeneracy, _POLICIES)
-        self.gap_tol = gap_tol
-        self.augment_samples = augment_samples
+        self.gap_tol = check_number("gap_tol", gap_tol, nonnegative=True)
+        self.augment_samples = check_int("augment_samples", augment_samples, min=1)
         self.generator = generator
         self._pass_num_graphs = _accepts_num_graphs(module)
         self.last_degenerate = None
