@@ -150,29 +150,19 @@ def _act_vec(spec: KindSpec, g: GroupElement, x: torch.Tensor) -> torch.Tensor:
     return y
 
 
-def _act_tensor2(spec, g, x):
+def _act_matrix(spec, g, x):
+    """``tensor2``: ``R T Rᵀ``; ``rotation``: ``R @ R_x`` (globally or per part)."""
     check_tensor("x", x, floating=True)
     d = g.dim
     check_tensor("x", x, shape=(..., d, d) if d is not None else (..., None, None))
     R, lab = _rotation_of(spec, g, x)
     if R is None:
         return x
-    if lab is None:
-        return R @ x @ R.transpose(0, 1)
-    R = _per_row(R, _rows(spec, g, x, 2), x, 2)
-    return R @ x @ R.transpose(-1, -2)
-
-
-def _act_rotation(spec, g, x):
-    check_tensor("x", x, floating=True)
-    d = g.dim
-    check_tensor("x", x, shape=(..., d, d) if d is not None else (..., None, None))
-    R, lab = _rotation_of(spec, g, x)
-    if R is None:
-        return x
-    if lab is None:
+    if lab is not None:
+        R = _per_row(R, _rows(spec, g, x, 2), x, 2)
+    if spec.base == "rotation":
         return R @ x
-    return _per_row(R, _rows(spec, g, x, 2), x, 2) @ x
+    return R @ x @ R.transpose(-1, -2)
 
 
 def _act_sh(spec, g, x):
@@ -393,7 +383,7 @@ register_kind("scalar", act=_act_scalar, random=_rand_vec, shape="any", doc="unc
 register_kind("points", act=_act_vec, random=_rand_vec, shape="(..., d)", doc="s·R x + t")
 register_kind("vectors", act=_act_vec, random=_rand_vec, shape="(..., d)", doc="s·R v")
 register_kind("pseudovectors", act=_act_vec, random=_rand_vec, shape="(..., d)", doc="det(R)·s·R v")
-register_kind("tensor2", act=_act_tensor2, random=_rand_tensor2, shape="(..., d, d)",
+register_kind("tensor2", act=_act_matrix, random=_rand_tensor2, shape="(..., d, d)",
               doc="R T Rᵀ (scale not applied)")
 register_kind("sh", act=_act_sh, random=_rand_sh, param="<lmax>[:e3nn]", parse=_parse_lmax,
               shape="(..., (lmax+1)²)",
@@ -405,7 +395,7 @@ register_kind("so3", act=_act_so3, random=_rand_so3, param="<lmax>", parse=_pars
 register_kind("irreps", act=_act_irreps, random=_rand_irreps, param="<irreps>", parse=lambda t: (t, None, t),
               shape="(..., irreps.dim)",
               doc="e3nn Irreps, also bare ('2x0e+1x1o'): D^l per irrep, times p if improper")
-register_kind("rotation", act=_act_rotation, random=_rand_rotation, shape="(..., d, d)",
+register_kind("rotation", act=_act_matrix, random=_rand_rotation, shape="(..., d, d)",
               doc="R_x -> R @ R_x (left multiplication; s, t ignored)")
 register_kind("equirect", act=_act_equirect, random=_rand_equirect, param="<H>x<W>", parse=_parse_hw,
               shape="(..., H, W)",
