@@ -631,7 +631,7 @@ def _canonical_part(part: str) -> str:
         if p.lower() == name.lower():
             return name
     base, sep, w = p.partition(":")
-    if sep and base.lower() in _PARAM_TABLES:
+    if base.lower() in _PARAM_TABLES:
         if not w.isdigit() or int(w) < 1:
             raise ValueError(f"group: {part!r} needs a positive number of azimuth bins, e.g. '{base.lower()}:64'")
         return f"{base.lower()}:{int(w)}"

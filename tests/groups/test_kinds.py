@@ -257,3 +257,33 @@ def test_registry_is_the_one_table():
         register_kind("broken_kind_test", act=None)
     with pytest.raises(ValueError, match="kind"):
         parse_kind("vector_pair_test:3")
+
+
+@pytest.mark.parametrize("name, exc, match", [
+    ("equirect", ValueError, "group"),
+    ("equirect:0", ValueError, "group"),
+    ("equirect:x", ValueError, "group"),
+    ("tetrahedral^parts", ValueError, "parts"),
+    ("E3^parts+scale", ValueError, "scale"),
+    ("D4+SO3", ValueError, "several geometric"),
+])
+def test_bad_group_names(name, exc, match):
+    with pytest.raises(exc, match=match):
+        get_group(name)
+
+
+@pytest.mark.parametrize("kind", ["sh:2:real", "sh:2:", "so3:x", "equirect:8", "equirect:0x4", "image2d:3",
+                                  "node:edge_index", "3x9q", "irreps:foo"])
+def test_bad_kinds(kind):
+    with pytest.raises(ValueError, match="kind"):
+        parse_kind(kind)
+
+
+def test_table_groups():
+    assert get_group("equirect:8").name == "equirect:8" and get_group("Equirect:8+perm").name == "equirect:8+perm"
+    assert get_group("image_D4").name == "D4" and len(get_group("C4").table) == 4
+    assert get_group("SE3^parts+perm").name == "SE3^parts+perm" and get_group("E3^parts").has_reflections
+    G = get_group("D4+perm")
+    assert [e.label for e in G.structured(n_nodes=3)].count("finite:D4") == 7
+    g = G.sample(generator=gen(0), n_nodes=3)
+    assert any(torch.equal(g.rotation, m) for m in G.table)
