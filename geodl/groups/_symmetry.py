@@ -37,7 +37,7 @@ class Symmetry:
 
     Examples
     --------
-    >>> s = Symmetry("E3+perm", {"pos": "node:points"}, "scalar", batch_arg="batch")
+    >>> s = Symmetry("E3+perm", {"pos": "node:points", "batch": "batch"}, "scalar", batch_arg="batch")
     >>> s.group, s.in_kinds["pos"]
     ('E3+perm', 'node:points')
     """
