@@ -23,6 +23,7 @@ def _pair(name, n_nodes=N):
         ("pseudovectors", (N, 3), "O3+scale"),
         ("tensor2", (4, 3, 3), "O3"),
         ("sh:3", (N, 16), "O3"),
+        ("sh:3:e3nn", (N, 16), "O3"),
         ("points", (N, 2), "E2+scale"),
         ("node:points", (N, 3), "E3+perm+scale"),
         ("node:sh:2", (N, 9), "O3+perm"),
@@ -126,6 +127,8 @@ def test_dtype_follows_input_and_broadcasting():
 def test_parse_kind():
     assert parse_kind("vectors") == KindSpec("vectors", "vectors", False)
     assert parse_kind("node:sh:4") == KindSpec("node:sh:4", "sh", True, 4)
+    assert parse_kind("node:sh:4:e3nn") == KindSpec("node:sh:4:e3nn", "sh", True, 4, "e3nn")
+    assert parse_kind("so3:2").lmax == 2 and parse_kind("equirect:4x8").param == (4, 8)
     assert parse_kind("perm") == KindSpec("node:scalar", "scalar", True)
     assert parse_kind("edge_index").base == "edge_index"
     assert parse_kind(parse_kind("points")).kind == "points"
