@@ -147,22 +147,16 @@ def land_mask(lonlat: torch.Tensor) -> torch.Tensor:
 def healpix_lonlat(nside: int) -> torch.Tensor:
     """HEALPix pixel centres in RING order as ``(12 nside², 2)`` lon/lat degrees, lon in [-180, 180).
 
-    (:func:`geodl.groups.s2_healpix_grid` gives the NESTED centres as unit vectors; the maps of
-    the sphere tasks are RING-ordered lon/lat, taken from healpy's angles without a round trip
-    through xyz, so the test points are exactly those of earlier releases.)
+    The same as :func:`geodl.groups.s2_healpix_lonlat` (kept here under its old name).
 
     Examples
     --------
     >>> healpix_lonlat(1).shape
     torch.Size([12, 2])
     """
-    import healpy as hp
-    import numpy as np
+    from geodl.groups import s2_healpix_lonlat
 
-    check_int("nside", nside, min=1)
-    lon, lat = hp.pix2ang(nside, np.arange(hp.nside2npix(nside)), lonlat=True)
-    lon = ((lon + 180.0) % 360.0) - 180.0
-    return torch.from_numpy(np.stack([lon, lat], axis=1))
+    return s2_healpix_lonlat(nside)
 
 
 def landocean_dataset(split: str = "train", num_samples: int | None = None, *, seed: int = 0,

@@ -34,7 +34,7 @@ from geodl.groups import _rotations
 from geodl.groups._actions import KINDS, KindSpec, act, parse_kind
 from geodl.groups._coordinates import lonlat_to_xyz, xyz_to_lonlat
 from geodl.groups._finite import FINITE_GROUPS, finite_group
-from geodl.groups._grids import nearest_rotation, s2_healpix_grid, so3_healpix_grid
+from geodl.groups._grids import nearest_rotation, s2_healpix_grid, s2_healpix_lonlat, so3_healpix_grid
 from geodl.groups._group import GROUP_NAMES, Group, GroupElement, get_group
 from geodl.groups._kinds import KindDef, kind_table, random_input, register_kind
 from geodl.groups._rotations import *  # noqa: F403 (the names listed in _rotations.__all__)
@@ -65,6 +65,7 @@ __all__ = [
     "finite_group",
     "FINITE_GROUPS",
     "s2_healpix_grid",
+    "s2_healpix_lonlat",
     "so3_healpix_grid",
     "nearest_rotation",
     # sphere coordinates

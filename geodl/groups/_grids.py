@@ -19,21 +19,52 @@ import torch
 from geodl._checks import check_int, check_positive_int, check_tensor
 from geodl.groups._rotations import euler_to_matrix
 
-__all__ = ["s2_healpix_grid", "so3_healpix_grid", "nearest_rotation"]
+__all__ = ["s2_healpix_grid", "s2_healpix_lonlat", "so3_healpix_grid", "nearest_rotation"]
 
 
 def _check_rec(rec) -> int:
     return check_int("rec", rec, min=0, max=8)  # N_side = 2**rec
 
 
-@functools.lru_cache(maxsize=8)
-def _pixel_angles(rec: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _healpix_centres(nside: int, *, nest: bool, lonlat: bool = False):
+    """healpy's pixel-centre angles (float64 numpy): ``(θ, φ)`` radians, or ``(lon, lat)`` degrees.
+
+    The one place geodl asks healpy for pixel centres (grids here, sphere maps in geodl.data).
+    """
     import healpy
     import numpy as np
 
-    nside = 2**rec
-    theta, phi = healpy.pix2ang(nside, np.arange(12 * nside * nside), nest=True)
+    return healpy.pix2ang(nside, np.arange(12 * nside * nside), nest=nest, lonlat=lonlat)
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_angles(rec: int) -> tuple[torch.Tensor, torch.Tensor]:
+    theta, phi = _healpix_centres(2**rec, nest=True)
     return torch.from_numpy(theta), torch.from_numpy(phi)
+
+
+def s2_healpix_lonlat(nside: int, *, nest: bool = False) -> torch.Tensor:
+    """HEALPix pixel centres as ``(12 nside², 2)`` float64 lon/lat degrees, lon in [-180, 180).
+
+    RING order by default (the order of healpy maps); ``nest=True`` gives the nested order of
+    :func:`s2_healpix_grid`. Angles come straight from healpy, without a round trip through xyz.
+    ``nside`` is any positive int up to 2**13 (RING order allows non-powers of two).
+
+    Examples
+    --------
+    >>> s2_healpix_lonlat(1).shape
+    torch.Size([12, 2])
+    >>> bool((s2_healpix_lonlat(2)[:, 1].abs() < 90).all())
+    True
+    """
+    import numpy as np
+
+    check_int("nside", nside, min=1, max=2**13)
+    if nest and nside & (nside - 1):
+        raise ValueError(f"nside: the nested order needs a power of two, got {nside}")
+    lon, lat = _healpix_centres(nside, nest=nest, lonlat=True)
+    lon = ((lon + 180.0) % 360.0) - 180.0
+    return torch.from_numpy(np.stack([lon, lat], axis=1))
 
 
 def s2_healpix_grid(rec: int, dtype=None, device=None) -> torch.Tensor:

@@ -112,3 +112,17 @@ def test_nearest_rotation_memory_is_chunk_times_grid():
 def test_bad_input_names_the_argument(call, exc, name):
     with pytest.raises(exc, match=rf"^{name}:"):
         call()
+
+
+def test_s2_healpix_lonlat_nested_matches_the_unit_vector_grid():
+    from geodl.groups import lonlat_to_xyz, s2_healpix_grid, s2_healpix_lonlat
+
+    xyz = s2_healpix_grid(2, dtype=torch.float64)
+    assert torch.allclose(lonlat_to_xyz(s2_healpix_lonlat(4, nest=True)), xyz, atol=1e-12)
+    ring = s2_healpix_lonlat(4)
+    assert ring.shape == (192, 2) and not torch.equal(ring, s2_healpix_lonlat(4, nest=True))
+    assert torch.allclose(torch.sort(lonlat_to_xyz(ring)[:, 2]).values, torch.sort(xyz[:, 2]).values, atol=1e-12)
+    with pytest.raises(ValueError, match="nside"):
+        s2_healpix_lonlat(3, nest=True)
+    with pytest.raises(ValueError, match="nside"):
+        s2_healpix_lonlat(0)
