@@ -59,7 +59,7 @@ def _dtype(dtype):
 
 
 def _check_values(name: str, x, shape) -> torch.Tensor:
-    # Value checks (NaN/inf) only on the CPU: on CUDA they would force a host sync (DESIGN.md).
+    # Value checks (NaN/inf) only on the CPU: on CUDA they would force a host sync (docs/architecture.md, conventions).
     x = check_tensor(name, x, shape=shape, floating=True)
     return check_tensor(name, x, finite=x.device.type == "cpu")
 

@@ -2,7 +2,7 @@
 
 Written here rather than taken from e3nn: ``e3nn.o3.wigner_D`` goes through Euler angles and matrix
 exponentials of generators built in torch's *default* dtype, so its float64 results are only as
-accurate as float32 (~1e-6) unless the caller flips the global default (NUMERICS.md).
+accurate as float32 (~1e-6) unless the caller flips the global default (measured: see tests/groups/test_wigner.py).
 
 Method: the Ivanic–Ruedenberg recursion (J. Phys. Chem. 1996, 100, 6342; erratum 1998) builds the
 degree-``l`` block from the degree-``l-1`` block and the ``l = 1`` block with O(1) coefficients. Measured
