@@ -273,7 +273,7 @@ def segment_covariance(pos: torch.Tensor, batch: torch.Tensor | None = None, num
             S = int(batch.max()) + 1 if N else 0
         else:
             S = check_int("num_segments", num_segments, min=0)
-    if pos.device.type == "cpu":  # the range check would sync on CUDA
+    if pos.device.type == "cpu" and not torch.compiler.is_compiling():  # would sync on CUDA, break a compiled graph
         check_index("batch", batch, S)
     batch = batch.long()
     counts = torch.zeros(S, dtype=torch.long, device=pos.device).index_add_(0, batch, torch.ones_like(batch))
