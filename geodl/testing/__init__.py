@@ -8,6 +8,10 @@ the ``geodl`` plugin) needs neither torch nor hypothesis.
 ``assert_equivariant``     the same for outputs of any kind
 ``EquivarianceReport``     the result: ``.passed``, ``.max_error``, ``.rows``, ``str(report)`` is a table
 ``default_rtol``           the relative tolerance used for a dtype
+``check_module``           the standard battery on a module: equivariance, batching, state_dict round trip,
+                           finite gradients, torch.compile = eager, no side effects
+``ModuleReport``           its result: ``.passed``, ``.items``, ``.failed``, ``str(report)`` is a table
+``CHECKS``                 the names of the battery's items, in order
 ``random_inputs``          random tensors matching a list of kinds (used by ``geodl check``)
 ``devices``, ``dtypes``    parameter lists for ``pytest.mark.parametrize``
 
@@ -19,7 +23,7 @@ Submodules (imported explicitly): ``geodl.testing.strategies`` (hypothesis strat
 
 from __future__ import annotations
 
-from geodl._lazy import lazy_exports
+from geodl._lazy import lazy_module
 
 _EXPORTS = {
     "equivariance_error": "_equivariance",
@@ -28,15 +32,12 @@ _EXPORTS = {
     "default_rtol": "_equivariance",
     "EquivarianceReport": "_report",
     "EquivarianceRow": "_report",
+    "ModuleReport": "_report",
+    "check_module": "_check_module",
+    "CHECKS": "_check_module",
     "random_inputs": "_inputs",
     "devices": "_params",
     "dtypes": "_params",
 }
 
-__all__ = sorted(_EXPORTS)
-
-__getattr__ = lazy_exports(__name__, _EXPORTS)
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_module(__name__, _EXPORTS)

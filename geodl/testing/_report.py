@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["EquivarianceRow", "EquivarianceReport"]
+__all__ = ["EquivarianceRow", "EquivarianceReport", "ModuleReport"]
 
 
 @dataclass(frozen=True)
@@ -103,4 +103,63 @@ class EquivarianceReport:
             lines.append("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
         n_fail = len(self.failures)
         lines.append("PASSED" if not n_fail else f"FAILED: {n_fail} of {len(self.rows)} rows above tolerance")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ModuleReport:
+    """What :func:`~geodl.testing.check_module` found: one status per item of the battery.
+
+    Attributes
+    ----------
+    items : dict of str to (str, str)
+        Item name -> ``(status, detail)`` in the order run; status is ``"passed"``, ``"failed"`` or
+        ``"skipped"``; the detail says what was compared, why it failed or why it was skipped (the
+        equivariance item's detail is the :class:`EquivarianceReport` table).
+    module : str
+        The module's class name.
+    group : str
+        The group tested.
+    dtype : str
+        The dtype the checks ran in.
+
+    ``report.passed`` is true when no item failed; ``report.failed`` lists the failed items;
+    ``str(report)`` is a table with one row per item, followed by the details of failed items.
+
+    Examples
+    --------
+    >>> from geodl.testing import ModuleReport
+    >>> report = ModuleReport({"batching": ("passed", "2 graphs"), "compile": ("failed", "graph break")})
+    >>> report.passed, report.failed
+    (False, ['compile'])
+    """
+
+    items: dict = field(default_factory=dict)
+    module: str = ""
+    group: str = ""
+    dtype: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+    @property
+    def failed(self) -> list:
+        return [name for name, (status, _) in self.items.items() if status == "failed"]
+
+    def __str__(self) -> str:
+        head = ["item", "status", "detail"]
+        body = []
+        for name, (status, detail) in self.items.items():
+            first = detail.splitlines()[0] if detail else ""
+            body.append([name, "FAIL" if status == "failed" else status, first])
+        widths = [max(len(line[i]) for line in [head] + body) for i in range(2)]
+        lines = [f"check_module: {self.module or 'module'}, group {self.group or '?'}, dtype {self.dtype or '?'}"]
+        for line in [head, ["-" * w for w in widths] + ["-" * 6]] + body:
+            lines.append("  ".join([c.ljust(w) for c, w in zip(line[:2], widths)] + [line[2]]).rstrip())
+        lines.append("PASSED" if self.passed else f"FAILED: {', '.join(self.failed)}")
+        for name in self.failed:
+            detail = self.items[name][1]
+            if "\n" in detail:
+                lines += ["", f"{name}:", detail]
         return "\n".join(lines)

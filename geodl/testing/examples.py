@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from geodl._checks import check_index, check_tensor
+from geodl.groups import Symmetry
 
 __all__ = [
     "PairwiseDistanceEnergy",
@@ -29,13 +30,36 @@ __all__ = [
     "ChiralityScore",
     "IcosahedralInvariant",
     "CumulativeNorm",
+    "BatchCentredDisplacement",
+    "UnsavedScaleEnergy",
+    "CallCountingEnergy",
+    "RandomOrderMax",
+    "SelfPairDistanceEnergy",
+    "DataDependentEnergy",
     "invariant_model",
     "equivariant_model",
     "noninvariant_model",
     "chiral_model",
     "icosahedral_model",
     "nonperm_model",
+    "batch_mixing_model",
+    "unsaved_state_model",
+    "stateful_forward_model",
+    "random_draw_model",
+    "nan_gradient_model",
+    "compile_break_model",
 ]
+
+_POINTS = Symmetry("E3+perm", {"pos": "node:points"}, "scalar")
+_POINTS_BATCH = Symmetry("E3+perm", {"pos": "node:points", "batch": "batch"}, "scalar", batch_arg="batch")
+
+
+def _graph_mean(x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+    """Per-graph mean of the rows of ``x`` ``(N, C)``: ``(G, C)``."""
+    n_graphs = int(batch.max()) + 1
+    total = x.new_zeros(n_graphs, x.shape[1]).index_add_(0, batch, x)
+    count = x.new_zeros(n_graphs).index_add_(0, batch, torch.ones_like(x[:, 0]))
+    return total / count[:, None]
 
 
 def _centred(pos: torch.Tensor) -> torch.Tensor:
@@ -55,6 +79,8 @@ class PairwiseDistanceEnergy(nn.Module):
     >>> PairwiseDistanceEnergy()(torch.randn(5, 3), batch=torch.tensor([0, 0, 1, 1, 1])).shape
     torch.Size([2])
     """
+
+    symmetry = _POINTS_BATCH
 
     def forward(self, pos: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
         check_tensor("pos", pos, shape=(None, 3), floating=True)
@@ -82,11 +108,21 @@ class ScaledDisplacement(nn.Module):
     >>> v = ScaledDisplacement()(torch.tensor([[1.0, 0, 0], [-1.0, 0, 0]]))
     >>> v[:, 0]
     tensor([ 1.7616, -1.7616])
+
+    With ``batch`` (graph id per node), centroid and scale are per graph.
     """
 
-    def forward(self, pos: torch.Tensor) -> torch.Tensor:
-        a = _centred(pos)
-        return a * (1 + torch.tanh(a.norm(dim=-1).mean()))
+    symmetry = Symmetry("E3+perm", {"pos": "node:points", "batch": "batch"}, "node:vectors", batch_arg="batch")
+
+    def forward(self, pos: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
+        if batch is None:
+            a = _centred(pos)
+            return a * (1 + torch.tanh(a.norm(dim=-1).mean()))
+        check_tensor("pos", pos, shape=(None, 3), floating=True, min_rows=1)
+        check_tensor("batch", batch, shape=(pos.shape[0],))
+        a = pos - _graph_mean(pos, batch)[batch]
+        r = _graph_mean(a.norm(dim=-1, keepdim=True), batch)[batch]
+        return a * (1 + torch.tanh(r))
 
 
 class RawCoordinateEnergy(nn.Module):
@@ -100,6 +136,8 @@ class RawCoordinateEnergy(nn.Module):
     >>> bool(torch.isclose(model(pos.flip(0)), model(pos))), bool(torch.isclose(model(pos + 1), model(pos)))
     (True, False)
     """
+
+    symmetry = _POINTS  # declared, and broken: only permutation-invariant
 
     def __init__(self):
         super().__init__()
@@ -123,6 +161,8 @@ class ChiralityScore(nn.Module):
     >>> bool(torch.isclose(ChiralityScore()(mirror), -ChiralityScore()(pos)))
     True
     """
+
+    symmetry = _POINTS  # declared, and broken for reflections
 
     def forward(self, pos: torch.Tensor) -> torch.Tensor:
         a = _centred(pos)
@@ -150,6 +190,8 @@ class IcosahedralInvariant(nn.Module):
     True
     """
 
+    symmetry = _POINTS  # declared, and broken for SO(3)
+
     def __init__(self):
         super().__init__()
         from geodl.groups import finite_group
@@ -175,8 +217,163 @@ class CumulativeNorm(nn.Module):
     tensor([1., 2.])
     """
 
+    symmetry = Symmetry("E3+perm", {"pos": "node:points"}, "node:scalar")  # broken for perm
+
     def forward(self, pos: torch.Tensor) -> torch.Tensor:
         return _centred(pos).norm(dim=-1).cumsum(0)
+
+
+def _pair_energy(pos: torch.Tensor) -> torch.Tensor:
+    """``d_ij + exp(-d_ij**2)`` over the pairs ``i < j``, ``(N (N - 1) / 2,)``."""
+    n = pos.shape[0]
+    i, j = torch.triu_indices(n, n, 1, device=pos.device)
+    d = (pos[i] - pos[j]).norm(dim=-1)
+    return d + torch.exp(-d * d)
+
+
+class BatchCentredDisplacement(nn.Module):
+    """Broken for batching: :class:`ScaledDisplacement` that centres by the whole batch's mean.
+
+    Equivariant under E(3) x permutations (the same element moves every graph), but a graph's output
+    depends on the other graphs of its batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pos, batch = torch.tensor([[1.0, 0, 0], [3.0, 0, 0]]), torch.tensor([0, 1])
+    >>> BatchCentredDisplacement()(pos, batch)[:, 0]  # each graph alone would give zeros
+    tensor([-1.7616,  1.7616])
+    """
+
+    symmetry = Symmetry("E3+perm", {"pos": "node:points", "batch": "batch"}, "node:vectors", batch_arg="batch")
+
+    def forward(self, pos: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
+        a = _centred(pos)  # bug: ignores batch
+        return a * (1 + torch.tanh(a.norm(dim=-1).mean()))
+
+
+class UnsavedScaleEnergy(nn.Module):
+    """Broken for ``state_dict``: a learnt weight times a scale kept in a plain tensor attribute.
+
+    ``calibrate`` sets ``scale``; it is neither a parameter nor a buffer, so ``state_dict`` does not
+    carry it and a loaded copy keeps its own.
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = UnsavedScaleEnergy()
+    >>> "scale" in model.state_dict(), sorted(model.state_dict())
+    (False, ['weight'])
+    """
+
+    symmetry = _POINTS
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.tensor(0.5))
+        self.scale = torch.tensor(2.0)  # bug: should be self.register_buffer("scale", ...)
+
+    def calibrate(self, pos: torch.Tensor) -> None:
+        """Set ``scale`` to the inverse mean pair energy of ``pos``."""
+        self.scale = (1.0 / _pair_energy(pos).mean()).detach()
+
+    def forward(self, pos: torch.Tensor) -> torch.Tensor:
+        check_tensor("pos", pos, shape=(None, 3), floating=True)
+        return self.weight * self.scale.to(pos.dtype) * _pair_energy(pos).sum()
+
+
+class CallCountingEnergy(nn.Module):
+    """Broken for side effects: :class:`PairwiseDistanceEnergy` that counts its calls in a buffer.
+
+    The counter is incremented in eval mode too, so evaluating the model changes its state.
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = CallCountingEnergy().eval()
+    >>> _ = model(torch.randn(4, 3)); _ = model(torch.randn(4, 3))
+    >>> int(model.calls)
+    2
+    """
+
+    symmetry = _POINTS_BATCH
+
+    def __init__(self):
+        super().__init__()
+        self.energy = PairwiseDistanceEnergy()
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+
+    def forward(self, pos: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
+        self.calls += 1  # bug: state updated on every call
+        return self.energy(pos, batch)
+
+
+class RandomOrderMax(nn.Module):
+    """Broken for side effects: the largest pair energy, found in an order drawn from the global RNG.
+
+    The output does not depend on the order, but every call advances torch's global generator.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pos = torch.tensor([[0.0, 0, 0], [3.0, 4.0, 0], [0.0, 1.0, 0]])
+    >>> state = torch.get_rng_state()
+    >>> round(float(RandomOrderMax()(pos)), 4), torch.equal(state, torch.get_rng_state())
+    (5.0, False)
+    """
+
+    symmetry = _POINTS
+
+    def forward(self, pos: torch.Tensor) -> torch.Tensor:
+        check_tensor("pos", pos, shape=(None, 3), floating=True)
+        e = _pair_energy(pos)
+        order = torch.randperm(e.shape[0], device=e.device)  # bug: global RNG
+        return e[order].max()
+
+
+class SelfPairDistanceEnergy(nn.Module):
+    """Broken for gradients: ``sum_{i,j} sqrt(|x_i - x_j|**2)`` over all pairs, self-pairs included.
+
+    The value is right (half of it is the pairwise distance sum), but ``sqrt`` at the zero
+    self-distances has an infinite derivative: the gradient with respect to ``pos`` is NaN.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pos = torch.tensor([[0.0, 0, 0], [3.0, 4.0, 0]], requires_grad=True)
+    >>> energy = SelfPairDistanceEnergy()(pos)
+    >>> float(energy), bool(torch.autograd.grad(energy, pos)[0].isnan().any())
+    (10.0, True)
+    """
+
+    symmetry = _POINTS
+
+    def forward(self, pos: torch.Tensor) -> torch.Tensor:
+        check_tensor("pos", pos, shape=(None, 3), floating=True)
+        diff = pos[:, None, :] - pos[None, :, :]
+        return (diff * diff).sum(-1).sqrt().sum()  # bug: sqrt(0) on the diagonal
+
+
+class DataDependentEnergy(nn.Module):
+    """Broken for ``torch.compile(fullgraph=True)``: a Python branch on a tensor's value.
+
+    Returns the pair energy sum, clamped at ``1e6`` by an ``if`` on ``float(...)`` (a graph break).
+
+    Examples
+    --------
+    >>> import torch
+    >>> round(float(DataDependentEnergy()(torch.tensor([[0.0, 0, 0], [3.0, 4.0, 0]]))), 4)
+    5.0
+    """
+
+    symmetry = _POINTS
+
+    def forward(self, pos: torch.Tensor) -> torch.Tensor:
+        check_tensor("pos", pos, shape=(None, 3), floating=True)
+        e = _pair_energy(pos).sum()
+        if float(e.detach()) > 1e6:  # bug: host sync and data-dependent control flow
+            return e.new_tensor(1e6)
+        return e
 
 
 # The factories `geodl check` and the tests use: each class is a zero-argument callable that
@@ -187,3 +384,9 @@ noninvariant_model = RawCoordinateEnergy  # fails rotations, reflections and tra
 chiral_model = ChiralityScore  # fails reflections
 icosahedral_model = IcosahedralInvariant  # fails SO(3), passes "icosahedral"
 nonperm_model = CumulativeNorm  # fails permutations
+batch_mixing_model = BatchCentredDisplacement  # fails batching
+unsaved_state_model = UnsavedScaleEnergy  # fails state_dict
+stateful_forward_model = CallCountingEnergy  # fails side_effects (a buffer)
+random_draw_model = RandomOrderMax  # fails side_effects (the global RNG)
+nan_gradient_model = SelfPairDistanceEnergy  # fails gradients
+compile_break_model = DataDependentEnergy  # fails compile
