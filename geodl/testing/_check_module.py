@@ -14,6 +14,7 @@ import copy
 import importlib
 import inspect
 import io
+import sys
 from collections.abc import Mapping
 
 import torch
@@ -46,7 +47,8 @@ class _Call:
 
 
 def _is_pyg_data(x) -> bool:
-    return type(x).__module__.startswith("torch_geometric") and hasattr(x, "to_dict") and hasattr(x, "keys")
+    pyg = sys.modules.get("torch_geometric.data")  # loaded whenever x can be a PyG object
+    return pyg is not None and isinstance(x, pyg.Data)
 
 
 def _optional_args(module) -> set:
