@@ -20,6 +20,11 @@ def _fallback_check_module(module, inputs, *, group=None, in_kinds=None, out_kin
     from geodl.testing import assert_equivariant
 
     sym = None if (group and in_kinds and out_kinds) else get_symmetry(module)
+    extras = {k: v for k, v in inputs.items() if not isinstance(v, torch.Tensor)}  # e.g. num_graphs
+    inputs = {k: v for k, v in inputs.items() if k not in extras}
+    module_ = module
+    module = lambda **kw: module_(**kw, **extras)  # noqa: E731
+    module.parameters, module.state_dict = module_.parameters, module_.state_dict
     kinds = dict(in_kinds or sym.in_kinds)
     missing = [k for k in inputs if k not in kinds]
     if missing:
@@ -28,11 +33,11 @@ def _fallback_check_module(module, inputs, *, group=None, in_kinds=None, out_kin
     report = assert_equivariant(module, inputs, kinds, out_kinds or sym.out_kinds, group or sym.group,
                                 generator=generator, **tolerances)
     # state_dict round trip: a fresh copy loaded with the state gives the same output
-    clone = copy.deepcopy(module)
+    clone = copy.deepcopy(module_)
     for p in clone.parameters():
         torch.nn.init.zeros_(p) if p.dim() else None
     clone.load_state_dict(module.state_dict())
-    out, out2 = module(**inputs), clone(**inputs)
+    out, out2 = module(**inputs), clone(**inputs, **extras)
     outs = out if isinstance(out, tuple) else (out,)
     outs2 = out2 if isinstance(out2, tuple) else (out2,)
     for a, b in zip(outs, outs2):

@@ -85,8 +85,8 @@ class FrameAveraging(nn.Module):
         Passed to :func:`~geodl.nn.frames`. The frames are global (one set per graph);
         per-segment or kNN frames are available from :func:`~geodl.nn.frames` and
         :meth:`Frames.to_canonical`. Under ``degeneracy="flag"`` the per-graph mask of degenerate
-        frames is returned by ``forward(..., return_mask=True)`` and kept, after every call, as
-        the attribute ``last_degenerate`` (B,) bool.
+        frames is returned by ``forward(..., return_mask=True)`` as ``(output, degenerate)``
+        (the module keeps no state from a call: a forward has no side effects).
     num_samples : int
         Frames per sample in stochastic mode.
     generator : torch.Generator, optional
@@ -95,11 +95,11 @@ class FrameAveraging(nn.Module):
     Attributes
     ----------
     symmetry : geodl.groups.Symmetry
-        ``<group>+perm`` with the declared input kinds and the output kind (``"perm"`` only in the
-        "stochastic" and "canonical" modes, which are not equivariant call by call). Equivariance
-        also needs a permutation-equivariant backbone.
-    last_degenerate : Tensor (B,) bool or None
-        Degeneracy mask of the frames of the last call.
+        ``<group>+perm`` with the kinds of ``pos``, ``batch`` and the inputs named in ``inputs=``
+        (none besides ``pos`` with the default ``inputs=None``: pass ``inputs=`` to declare the
+        others) and the output kind (``"perm"`` only in the "stochastic" and "canonical" modes,
+        which are not equivariant call by call). Equivariance also needs a
+        permutation-equivariant backbone.
 
     Notes
     -----
@@ -145,6 +145,7 @@ class FrameAveraging(nn.Module):
         self.module = module
         self.group, self.dim, _, _ = _parse_group(group)
         self.mode = check_choice("mode", mode, ("full", "stochastic", "canonical"))
+        self._declared = () if inputs is None else tuple(inputs)  # what `symmetry` lists
         inputs = dict(_DEFAULT_INPUTS) if inputs is None else dict(inputs)
         for key, kind in inputs.items():
             if kind not in _EDGE_KINDS:
@@ -163,14 +164,13 @@ class FrameAveraging(nn.Module):
         self.augment_samples = check_int("augment_samples", augment_samples, min=1)
         self.generator = generator
         self._pass_num_graphs = _accepts_num_graphs(module)
-        self.last_degenerate = None
 
     @property
     def symmetry(self) -> Symmetry:
         exact = self.mode == "full"
         in_kinds = {"pos": "node:points", "batch": "batch"}
         for key, kind in self.inputs.items():
-            if key != "pos":
+            if key != "pos" and key in self._declared:
                 in_kinds[key] = {"edge_index": "edge_index", "edge:scalar": "scalar"}.get(kind, f"node:{kind}")
         out = "scalar" if self.output == "invariant" else self.output
         note = "exact for inputs with well-defined frames (see degeneracy=)" if exact else \
@@ -250,7 +250,6 @@ class FrameAveraging(nn.Module):
             augment_samples=self.augment_samples,
             validate=validate,
         )
-        self.last_degenerate = fr.degenerate
         rot = self._select(fr.rotations)
         F = rot.shape[1]
         step = F if self.chunk_size is None else self.chunk_size

@@ -47,7 +47,10 @@ def test_check_module_egnn(check_module):
     g = torch.Generator().manual_seed(1)
     pos, vel = torch.randn(10, 3, generator=g, dtype=F64), torch.randn(10, 3, generator=g, dtype=F64)
     q = torch.where(torch.rand(10, 1, generator=g) < 0.5, -1.0, 1.0).to(F64)
-    check_module(model, {"x": q, "pos": pos, "batch": torch.arange(2).repeat_interleave(5), "vel": vel})
+    batch = torch.arange(2).repeat_interleave(5)
+    # edge_index and num_graphs given: nothing data-dependent, so the compile item runs with fullgraph=True
+    check_module(model, {"x": q, "pos": pos, "batch": batch, "vel": vel, "edge_index": full_graph_edges(batch),
+                         "num_graphs": 2})
 
 
 # ------------------------------------------------------------------ EGNNConv

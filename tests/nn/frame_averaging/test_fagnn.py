@@ -37,7 +37,11 @@ def test_check_module_fagnn(check_module, name):
     systems = [_system(n=5, seed=s) for s in range(2)]
     pos, vel, q = (torch.cat(t) for t in zip(*systems))
     batch = torch.arange(2).repeat_interleave(5)
-    check_module(_model(name, torch.float64), {"x": q, "pos": pos, "batch": batch, "vel": vel})
+    torch.manual_seed(0)
+    model = FAGNN(hidden_channels=12, num_layers=3, latent_frames="centered" if name == "fagnn_centered" else "origin",
+                  degeneracy="flag").double()  # "flag": no host read of the degeneracy mask (compile item)
+    edges = torch.tensor([[i, j] for b in range(2) for i in range(5 * b, 5 * b + 5) for j in range(5 * b, 5 * b + 5) if i != j]).T
+    check_module(model, {"x": q, "pos": pos, "batch": batch, "vel": vel, "edge_index": edges, "num_graphs": 2})
 
 
 def test_protocol_call_equals_the_positional_call():
