@@ -198,6 +198,10 @@ def _restore(module, state: dict) -> None:
                         t.copy_(saved)
                     else:
                         t.data = saved.clone()
+            for name, t in list(vars(m).items()):
+                saved = state.get(f"{pre}{name} (attribute)")
+                if isinstance(t, torch.Tensor) and saved is not None and not torch.equal(t, saved):
+                    setattr(m, name, saved.clone())
 
 
 class _RNG:
