@@ -7,6 +7,7 @@ import torch
 
 from geodl.nn import location
 from geodl.nn.location import ENCODERS, NETWORKS, LocationEncoder, Siren, make_encoder
+from geodl.testing import check_module
 
 SMALL = {
     "sphericalharmonics": {"lmax": 6},
@@ -25,7 +26,7 @@ def _lonlat(n=16, seed=0, dtype=torch.float32):
 
 
 @pytest.mark.parametrize("name", sorted(ENCODERS))
-def test_check_module_encoders(check_module, name):
+def test_check_module_encoders(name):
     enc = make_encoder(name, **SMALL.get(name, {})).double()
     assert enc.symmetry.group == "perm"  # rows are independent samples; no rotation symmetry declared
     check_module(enc, {"lonlat": _lonlat(dtype=torch.float64)})
@@ -37,13 +38,13 @@ def test_check_module_encoders(check_module, name):
     lambda: location.FcNet(5, 3, dim_hidden=8, num_blocks=1).eval(),  # rows independent in eval mode
     lambda: location.LinearHead(5, 3),
 ], ids=["SirenLayer", "Siren", "FcNet", "LinearHead"])
-def test_check_module_networks(check_module, build):
+def test_check_module_networks(build):
     torch.manual_seed(0)
     net = build().double()
     check_module(net, {"x": torch.randn(9, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)})
 
 
-def test_check_module_location_encoder(check_module):
+def test_check_module_location_encoder():
     torch.manual_seed(0)
     model = LocationEncoder("sphericalharmonics", "siren", 2, encoder_kwargs={"lmax": 4},
                             network_kwargs={"dim_hidden": 8, "num_layers": 1}).double()

@@ -8,6 +8,7 @@ from torch_geometric.nn import MessagePassing
 
 from geodl.nn import EGNN, EGNNConv
 from geodl.nn.backbones import full_graph_edges
+from geodl.testing import check_module
 
 F64 = torch.float64
 
@@ -31,7 +32,7 @@ def _conv(**kw):
 
 # ------------------------------------------------------------------ check_module
 @pytest.mark.parametrize("kw", [{}, {"edge_dim": 2}, {"velocity": True, "coord_aggr": "sum"}])
-def test_check_module_egnnconv(check_module, kw):
+def test_check_module_egnnconv(kw):
     x, pos, vel, ei, attr = _graph(edge_dim=kw.get("edge_dim", 0))
     inputs = {"x": x, "pos": pos, "edge_index": ei}
     if attr is not None:
@@ -41,7 +42,7 @@ def test_check_module_egnnconv(check_module, kw):
     check_module(_conv(**kw), inputs)
 
 
-def test_check_module_egnn(check_module):
+def test_check_module_egnn():
     torch.manual_seed(0)
     model = EGNN(hidden_channels=8, num_layers=2).double()
     g = torch.Generator().manual_seed(1)

@@ -5,6 +5,7 @@ import torch
 
 from geodl.nn import PointNet
 from geodl.testing import assert_equivariant, assert_invariant
+from geodl.testing import check_module
 
 F64 = torch.float64
 
@@ -22,7 +23,7 @@ def data(n=12, c=2, seed=0):
 
 
 @pytest.mark.parametrize("level", ["graph", "node"])
-def test_check_module_pointnet(check_module, level):
+def test_check_module_pointnet(level):
     x, pos = data()
     model = net(in_channels=2, out_channels=3, level=level)
     assert model.symmetry.group == "perm"

@@ -9,6 +9,7 @@ import torch
 
 from geodl.nn import EGNN, FAGNN
 from geodl.testing import assert_equivariant, equivariance_error
+from geodl.testing import check_module
 
 KINDS = ("node:points", "node:vectors", "perm")
 MODELS = {
@@ -33,7 +34,7 @@ def _model(name, dtype):
 
 
 @pytest.mark.parametrize("name", ["fagnn", "fagnn_centered"])
-def test_check_module_fagnn(check_module, name):
+def test_check_module_fagnn(name):
     systems = [_system(n=5, seed=s) for s in range(2)]
     pos, vel, q = (torch.cat(t) for t in zip(*systems))
     batch = torch.arange(2).repeat_interleave(5)

@@ -8,6 +8,7 @@ from torch import nn
 from geodl.groups import random_rotation, random_rotation_2d
 from geodl.nn import FrameAveraging, PointNet
 from geodl.testing import assert_equivariant, assert_invariant, equivariance_error
+from geodl.testing import check_module
 
 F64 = torch.float64
 RTOL = {torch.float32: 1e-5, F64: 1e-10}
@@ -29,7 +30,7 @@ def fa(out=3, in_channels=0, level="graph", group="E3", output="invariant", dtyp
 
 
 @pytest.mark.parametrize("output, level, out", [("invariant", "graph", 2), ("vectors", "node", 3)])
-def test_check_module_frame_averaging(check_module, output, level, out):
+def test_check_module_frame_averaging(output, level, out):
     pos = cloud(12)
     batch = torch.tensor([0] * 5 + [1] * 7)
     # degeneracy="flag" and num_graphs: nothing reads a value back, so the compile item runs with fullgraph=True

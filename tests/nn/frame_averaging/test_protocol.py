@@ -12,6 +12,7 @@ from torch_geometric.nn import MessagePassing
 from geodl.groups import get_group
 from geodl.nn import EGNN, FrameAveraging, PointNet
 from geodl.nn.backbones import full_graph_edges
+from geodl.testing import check_module
 
 F64 = torch.float64
 
@@ -60,13 +61,13 @@ def _egnn_fa(**kw):
 
 
 # ------------------------------------------------------------------ check_module, one per wrapped backbone
-def test_check_module_frame_averaging_pointnet(check_module):
+def test_check_module_frame_averaging_pointnet():
     d = _clouds()
     # degeneracy="flag" and num_graphs: nothing reads a value back, so the compile item runs with fullgraph=True
     check_module(_pointnet_fa(degeneracy="flag"), {"pos": d["pos"], "batch": d["batch"], "num_graphs": 2})
 
 
-def test_check_module_frame_averaging_user_message_passing_with_edge_index(check_module):
+def test_check_module_frame_averaging_user_message_passing_with_edge_index():
     d = _clouds()
     inputs = {"x": d["x"], "pos": d["pos"], "batch": d["batch"], "edge_index": full_graph_edges(d["batch"]),
               "num_graphs": 2}
@@ -75,7 +76,7 @@ def test_check_module_frame_averaging_user_message_passing_with_edge_index(check
     check_module(net, inputs)
 
 
-def test_check_module_frame_averaging_egnn(check_module):
+def test_check_module_frame_averaging_egnn():
     net = _egnn_fa(degeneracy="flag")
     assert net.symmetry.group == "E3+perm"
     d = _clouds()
