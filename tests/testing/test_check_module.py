@@ -240,4 +240,4 @@ def test_module_is_not_modified_and_dtype_is_kept():
     model = E.unsaved_state_model()
     check_module(model, {"pos": POS}, raise_on_fail=False)
     assert model.weight.dtype == torch.float32 and model.scale.dtype == torch.float32
-    assert float(model.scale) == 2.0 and float(model.weight) == 0.5
+    assert model.scale.item() == 2.0 and model.weight.detach().item() == 0.5
