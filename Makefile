@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first: a CPU build where one is offered locally; otherwise pip's default.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[test,gpu,geo,bench,peers]"
+	$(BIN)/python -m pip install -q -e ".[test,gpu,geo,bench,peers,mesh]"
 	touch $(STAMP)
 
 setup: $(STAMP)
