@@ -8,13 +8,9 @@
 - :class:`FAGNN`: the frame-averaged message-passing network of the paper's n-body experiment.
 """
 
-from geodl._lazy import lazy_module
+# Eager imports: the method's modules need only torch and geodl's lower layers.
+from geodl.nn.frame_averaging._averaging import FrameAveraging
+from geodl.nn.frame_averaging._fagnn import FAGNN
+from geodl.nn.frame_averaging._frames import Frames, frames
 
-_EXPORTS = {
-    "frames": "_frames",
-    "Frames": "_frames",
-    "FrameAveraging": "_averaging",
-    "FAGNN": "_fagnn",
-}
-
-__getattr__, __dir__, __all__ = lazy_module(__name__, _EXPORTS)
+__all__ = ["frames", "Frames", "FrameAveraging", "FAGNN"]
