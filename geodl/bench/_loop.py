@@ -331,7 +331,9 @@ def train(model: torch.nn.Module, step_fn: StepFn, train_set: Dataset, val_set: 
     resume : bool
         Continue from ``run_dir/checkpoint.pt`` when it exists. The checkpoint must come from the
         same ``epochs``, ``batch_size``, ``lr``, ``seed``, ``weight_decay``, schedule and
-        optimiser/scheduler factories (by name).
+        optimiser/scheduler factories (by name). It is validated, not trusted: a truncated or
+        garbage file, an ``epoch`` outside ``[0, epochs]``, NaN/inf weights or a state that does
+        not fit the model raise a ``ValueError`` naming the file and ``run_dir``.
     deterministic : bool
         ``torch.use_deterministic_algorithms(True)`` for the run (restored afterwards).
     device : str or torch.device
@@ -448,15 +450,27 @@ def _train(model, step_fn, train_set, val_set, epochs, batch_size, lr, run_dir, 
     start = 0
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = load_checkpoint(ckpt_path, config) if resume else None
+    ckpt = None
+    if resume:
+        required = ("model", "optimizer", "history", "best", "best_state", "rng",
+                    *(("scheduler",) if scheduler is not None else ()))
+        ckpt = load_checkpoint(ckpt_path, config, epochs=epochs, required=required,
+                               params=[n for n, _ in model.named_parameters()])
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
+        try:  # a checkpoint of another model (or a damaged one) must not crash half-restored
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if scheduler is not None:
+                scheduler.load_state_dict(ckpt["scheduler"])
+            set_rng_state(ckpt["rng"], device)
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            msg = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            raise ValueError(
+                f"run_dir: checkpoint {ckpt_path} does not fit this model or optimizer "
+                f"({type(exc).__name__}: {msg}); delete it to start afresh, pass resume=False "
+                f"(--no-resume) or use another run_dir (--run-dir)") from None
         history, best, best_state = ckpt["history"], ckpt["best"], ckpt["best_state"]
-        start = int(ckpt["epoch"])
-        set_rng_state(ckpt["rng"], device)
+        start = ckpt["epoch"]
     resumed_from = start
 
     net: torch.nn.Module = model
