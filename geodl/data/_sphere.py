@@ -1,7 +1,8 @@
 """Classification tasks on the sphere: land/ocean and the spherical checkerboard.
 
 Both are procedural and seeded: a call with the same arguments returns the same tensors. The only
-cache is a bit-packed copy of the land mask under ``geodl.data.default_root()`` (built on first use). Points are ``(longitude, latitude)`` in degrees, float32; labels are int64.
+cache is a bit-packed copy of the land mask under ``geodl.data.default_root()`` (built on first use;
+rebuilt with a ``RuntimeWarning`` when it does not load or has the wrong shape). Points are ``(longitude, latitude)`` in degrees, float32; labels are int64.
 
 - land/ocean: labels from the GLOBE 1 km land mask shipped in the ``global-land-mask`` package
   (the paper used Natural Earth 110 m polygons, so numbers are not comparable with it). Train and
@@ -21,6 +22,7 @@ from torch.utils.data import TensorDataset
 
 from geodl._checks import check_choice, check_int, check_positive_int
 from geodl.groups import lonlat_to_xyz, xyz_to_lonlat
+from geodl.groups._grids import _float_dtype
 
 __all__ = ["fibonacci_sphere", "uniform_sphere", "landocean_dataset", "checkerboard_dataset", "land_mask",
            "healpix_lonlat"]
@@ -38,6 +40,8 @@ def fibonacci_sphere(n: int, *, output: str = "lonlat", dtype: torch.dtype = tor
     n : int
     output : {"lonlat", "xyz"}
         ``(n, 2)`` longitude/latitude in degrees or ``(n, 3)`` unit vectors.
+    dtype : torch.dtype
+        A floating-point dtype (``TypeError`` otherwise, also for strings such as ``"float32"``).
 
     Examples
     --------
@@ -49,6 +53,7 @@ def fibonacci_sphere(n: int, *, output: str = "lonlat", dtype: torch.dtype = tor
     """
     check_positive_int("n", n)
     check_choice("output", output, ("lonlat", "xyz"))
+    dtype = _float_dtype(torch.float64 if dtype is None else dtype)
     i = torch.arange(n, dtype=torch.float64)
     z = 1.0 - (2.0 * i + 1.0) / n
     phi = torch.remainder(i * math.pi * (3.0 - math.sqrt(5.0)), 2 * math.pi)
@@ -61,12 +66,15 @@ def fibonacci_sphere(n: int, *, output: str = "lonlat", dtype: torch.dtype = tor
 def uniform_sphere(n: int, *, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """``n`` points uniform on the sphere as lon/lat degrees ``(n, 2)`` (z and longitude uniform).
 
+    ``dtype`` is a floating-point ``torch.dtype`` (``TypeError`` otherwise).
+
     Examples
     --------
     >>> uniform_sphere(3, seed=1).equal(uniform_sphere(3, seed=1))
     True
     """
     check_positive_int("n", n)
+    dtype = _float_dtype(torch.float64 if dtype is None else dtype)
     g = torch.Generator().manual_seed(int(seed))
     u = torch.rand(n, 2, generator=g, dtype=torch.float64)
     lon = u[:, 0] * 360.0 - 180.0
@@ -80,45 +88,89 @@ def _index(v, grid0: float, step: float, lo: float, hi: float):
     return ((np.clip(v, lo, hi) - grid0) / step).astype("int64")
 
 
+def _build_land_bits(root: Path, bits_path: Path, meta_path: Path) -> None:
+    """Pack the GLOBE mask of ``global_land_mask`` into ``bits_path`` and write ``meta_path``."""
+    import json
+
+    import numpy as np
+    from global_land_mask import globe
+
+    from geodl._io import atomic_write, atomic_write_text
+
+    root.mkdir(parents=True, exist_ok=True)
+    lat, lon = globe._lat, globe._lon
+    meta = {"lat": [float(lat[0]), float(lat[1] - lat[0]), float(lat.min()), float(lat.max())],
+            "lon": [float(lon[0]), float(lon[1] - lon[0]), float(lon.min()), float(lon.max())],
+            "shape": list(globe._mask.shape)}
+    bits = np.packbits(~globe._mask, axis=1)
+    rng = np.random.default_rng(0)
+    qlat, qlon = rng.uniform(-90, 90, 20000), rng.uniform(-180, 180, 20000)
+    i, j = _index(qlat, *meta["lat"]), _index(qlon, *meta["lon"])
+    mine = (bits[i, j >> 3] >> (7 - (j & 7))) & 1
+    if not np.array_equal(mine.astype(bool), globe.is_land(qlat, qlon)):
+        raise RuntimeError("global_land_mask: packed copy disagrees with globe.is_land")
+    def save(tmp):  # through a handle: np.save would append ".npy" to the temporary name
+        with open(tmp, "wb") as fh:
+            np.save(fh, bits, allow_pickle=False)
+
+    atomic_write(bits_path, save)
+    atomic_write_text(meta_path, json.dumps(meta))
+
+
+def _read_land_cache(bits_path: Path, meta_path: Path):
+    """``(bits, meta, None)`` for a valid land-mask cache, else ``(None, None, why)``."""
+    import json
+    import math as _math
+
+    import numpy as np
+
+    try:
+        meta = json.loads(meta_path.read_text())
+        bits = np.load(bits_path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # truncated, garbage, not JSON / not .npy
+        msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        return None, None, f"does not load (truncated or damaged: {type(exc).__name__}: {msg})"
+    ok_axis = lambda v: (isinstance(v, list) and len(v) == 4  # noqa: E731
+                         and all(isinstance(x, (int, float)) and _math.isfinite(x) for x in v)
+                         and v[1] != 0)
+    shape = meta.get("shape") if isinstance(meta, dict) else None
+    if not (isinstance(meta, dict) and ok_axis(meta.get("lat")) and ok_axis(meta.get("lon"))
+            and isinstance(shape, list) and len(shape) == 2
+            and all(isinstance(x, int) and x > 0 for x in shape)):
+        return None, None, f"{meta_path.name} expected {{'lat': [4 numbers], 'lon': [4 numbers], 'shape': [rows, cols]}}"
+    rows, cols = shape
+    if bits.dtype != np.uint8 or bits.shape != (rows, -(-cols // 8)):
+        return None, None, (f"expected uint8 of shape ({rows}, {-(-cols // 8)}), got {bits.dtype} "
+                            f"{bits.shape}")
+    return bits, meta, None
+
+
 def _land_bits(root=None):
     """The GLOBE land mask as packed bits, memory-mapped from ``default_root()`` (built once).
 
     Importing ``global_land_mask`` decompresses a 21600 × 43200 boolean array (≈ 1 GB, ~15 s);
     the bit-packed copy (117 MB) is memory-mapped instead, so a lookup reads only the pages it
     touches. The copy is checked against ``globe.is_land`` at 20,000 random points when built.
+    An existing copy is validated, not trusted: one that does not load (truncated, garbage) or has
+    the wrong dtype or shape is rebuilt with a ``RuntimeWarning`` naming the file.
     """
-    import json
+    import warnings
 
-    import numpy as np
-
-    from geodl._io import atomic_write, atomic_write_text
     from geodl.data._root import default_root
 
     root = Path(root if root is not None else default_root()) / "global_land_mask"
     bits_path, meta_path = root / "land_bits.npy", root / "land_bits.json"
-    if not (bits_path.exists() and meta_path.exists()):
-        from global_land_mask import globe
-
-        root.mkdir(parents=True, exist_ok=True)
-        lat, lon = globe._lat, globe._lon
-        meta = {"lat": [float(lat[0]), float(lat[1] - lat[0]), float(lat.min()), float(lat.max())],
-                "lon": [float(lon[0]), float(lon[1] - lon[0]), float(lon.min()), float(lon.max())],
-                "shape": list(globe._mask.shape)}
-        bits = np.packbits(~globe._mask, axis=1)
-        rng = np.random.default_rng(0)
-        qlat, qlon = rng.uniform(-90, 90, 20000), rng.uniform(-180, 180, 20000)
-        i, j = _index(qlat, *meta["lat"]), _index(qlon, *meta["lon"])
-        mine = (bits[i, j >> 3] >> (7 - (j & 7))) & 1
-        if not np.array_equal(mine.astype(bool), globe.is_land(qlat, qlon)):
-            raise RuntimeError("global_land_mask: packed copy disagrees with globe.is_land")
-        def save(tmp):  # through a handle: np.save would append ".npy" to the temporary name
-            with open(tmp, "wb") as fh:
-                np.save(fh, bits, allow_pickle=False)
-
-        atomic_write(bits_path, save)
-        atomic_write_text(meta_path, json.dumps(meta))
-    meta = json.loads(meta_path.read_text())
-    return np.load(bits_path, mmap_mode="r"), meta
+    if bits_path.exists() and meta_path.exists():
+        bits, meta, problem = _read_land_cache(bits_path, meta_path)
+        if problem is None:
+            return bits, meta
+        warnings.warn(f"{bits_path}: {problem}; rebuilding it (to rebuild it by hand, delete it or "
+                      f"run `geodl data generate landmask`)", RuntimeWarning, stacklevel=2)
+    _build_land_bits(root, bits_path, meta_path)
+    bits, meta, problem = _read_land_cache(bits_path, meta_path)
+    if problem is not None:
+        raise RuntimeError(f"{bits_path}: freshly built land-mask cache is invalid: {problem}")
+    return bits, meta
 
 
 def land_mask(lonlat: torch.Tensor) -> torch.Tensor:

@@ -288,7 +288,16 @@ def _act_image2d(spec, g, x):
 
 
 def _act_edge_index(spec, g, x):
+    # Node ids are checked on the CPU (a -1 would otherwise wrap to the last node): non-negative,
+    # and below N when the element has a permutation of N nodes. CUDA tensors are not read (no host sync).
     check_tensor("x", x, shape=(2, None), dtypes=(torch.int64, torch.int32))
+    if x.device.type == "cpu" and x.numel():
+        lo, hi = int(x.min()), int(x.max())
+        if g.perm is not None and (lo < 0 or hi >= g.perm.shape[0]):
+            raise ValueError(f"x: edge_index node ids must lie in [0, {g.perm.shape[0]}) (the element permutes "
+                             f"{g.perm.shape[0]} nodes), got range [{lo}, {hi}]")
+        if lo < 0:
+            raise ValueError(f"x: edge_index node ids must be non-negative, got {lo}")
     if g.perm is None:
         return x
     inv = torch.argsort(g.perm.to(x.device))

@@ -17,9 +17,22 @@ import math
 import torch
 
 from geodl._checks import check_int, check_positive_int, check_tensor
+from geodl.groups._rotations import _dtype as _rotation_dtype
 from geodl.groups._rotations import euler_to_matrix
 
 __all__ = ["s2_healpix_grid", "s2_healpix_lonlat", "so3_healpix_grid", "nearest_rotation"]
+
+
+def _float_dtype(dtype) -> torch.dtype:
+    """``dtype`` (None: torch's default) if it is a floating-point ``torch.dtype``, else ``TypeError``.
+
+    Shared by the grid and sphere generators; a string such as ``"float32"`` gets a hint to pass
+    ``torch.float32``.
+    """
+    if isinstance(dtype, str):
+        raise TypeError(f"dtype: expected a floating-point torch.dtype, got the string {dtype!r}; "
+                        f"pass torch.{dtype.removeprefix('torch.')} instead")
+    return _rotation_dtype(dtype)
 
 
 def _check_rec(rec) -> int:
@@ -75,7 +88,8 @@ def s2_healpix_grid(rec: int, dtype=None, device=None) -> torch.Tensor:
     rec : int
         Resolution level, ``>= 0``.
     dtype, device : optional
-        Default: torch's default dtype, CPU.
+        Default: torch's default dtype, CPU. ``dtype`` must be a floating-point ``torch.dtype``
+        (``TypeError`` otherwise, e.g. for ``torch.int64`` or the string ``"float32"``).
 
     Returns
     -------
@@ -87,10 +101,11 @@ def s2_healpix_grid(rec: int, dtype=None, device=None) -> torch.Tensor:
     >>> x.shape, bool(torch.allclose(x.norm(dim=-1), torch.ones(48, dtype=torch.float64)))
     (torch.Size([48, 3]), True)
     """
+    dtype = _float_dtype(dtype)
     theta, phi = _pixel_angles(_check_rec(rec))
     st = torch.sin(theta)
     x = torch.stack([st * torch.cos(phi), st * torch.sin(phi), torch.cos(theta)], dim=-1)
-    return x.to(dtype=dtype or torch.get_default_dtype(), device=device)
+    return x.to(dtype=dtype, device=device)
 
 
 @functools.lru_cache(maxsize=4)
@@ -121,7 +136,8 @@ def so3_healpix_grid(rec: int, dtype=None, device=None) -> torch.Tensor:
     >>> bool(torch.allclose(G[:, :, 2], s2_healpix_grid(1, dtype=torch.float64).repeat_interleave(12, 0)))
     True
     """
-    return _so3_grid64(_check_rec(rec)).to(dtype=dtype or torch.get_default_dtype(), device=device)
+    dtype = _float_dtype(dtype)
+    return _so3_grid64(_check_rec(rec)).to(dtype=dtype, device=device)
 
 
 def nearest_rotation(R: torch.Tensor, grid: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:

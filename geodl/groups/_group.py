@@ -54,6 +54,40 @@ GROUP_NAMES = tuple(_GEOMETRIC) + tuple(_TABLES) + tuple(f"{n}:<W>" for n in _PA
 
 
 # --------------------------------------------------------------------------------------------- element
+def _orthogonality_tol(dtype: torch.dtype, d: int) -> float:
+    """Largest accepted ``max |RᵀR - I|``: ``100 · eps · d`` (float32/64), ``10 · eps · d`` (16-bit)."""
+    eps = torch.finfo(dtype).eps
+    return (10.0 if torch.finfo(dtype).bits <= 16 else 100.0) * eps * d
+
+
+def _check_orthogonal(name: str, R: torch.Tensor) -> None:
+    """``ValueError`` unless every matrix of ``R (..., d, d)`` is orthogonal (CPU only: no host sync)."""
+    if R.device.type != "cpu" or R.numel() == 0:
+        return
+    with torch.no_grad():
+        M = R.detach().to(torch.float64)
+        d = M.shape[-1]
+        err = float((M.transpose(-1, -2) @ M - torch.eye(d, dtype=torch.float64)).abs().max())
+    tol = _orthogonality_tol(R.dtype, d)
+    if not err <= tol:
+        raise ValueError(f"{name}: expected an orthogonal matrix (max |RᵀR - I| <= {tol:.3g} for {R.dtype}), "
+                         f"got max |RᵀR - I| = {err:.3g}; put a scale factor in `scale`, not in the matrix")
+
+
+def _check_perm(perm: torch.Tensor) -> None:
+    """``ValueError`` unless ``perm (N,)`` holds each of ``0..N-1`` once (CPU only: no host sync)."""
+    n = perm.shape[0]
+    if perm.device.type != "cpu" or n == 0:
+        return
+    lo, hi = int(perm.min()), int(perm.max())
+    if lo < 0 or hi >= n:
+        raise ValueError(f"perm: expected a permutation of 0..{n - 1}, got values in [{lo}, {hi}]")
+    counts = torch.bincount(perm, minlength=n)
+    if bool((counts != 1).any()):
+        dup = int(torch.nonzero(counts > 1)[0, 0])
+        raise ValueError(f"perm: expected a permutation of 0..{n - 1}, got value {dup} {int(counts[dup])} times")
+
+
 @dataclass(frozen=True, eq=False)
 class GroupElement:
     """One group element: ``x -> scale · rotation @ x + translation``, plus a node permutation.
@@ -62,18 +96,23 @@ class GroupElement:
     ----------
     rotation : Tensor ``(d, d)`` or None
         Orthogonal matrix, ``d`` in {2, 3}; determinant -1 for reflections. None means identity.
+        On the CPU it is checked: ``max |RᵀR - I|`` must be at most ``100 · eps · d`` for float32 and
+        float64 (``10 · eps · d`` for 16-bit types), which float32 matrices rounded from float64 and
+        long chains of compositions pass. CUDA tensors are not checked (no host sync).
     translation : Tensor ``(d,)`` or None
         None means zero.
     scale : float or None
         Positive scale factor; None means 1.
     perm : LongTensor ``(N,)`` or None
         Node permutation: a node-indexed tensor ``x`` becomes ``x[perm]``. None means identity.
+        Must hold each of ``0..N-1`` exactly once (checked on the CPU only).
     label : str
         What kind of element this is: ``"identity"``, ``"haar"``, ``"reflection"``, ``"translation"``,
         ``"perm"``, ``"scale"``, ``"finite:<name>"``, ``"roll"``, ``"pole_flip"``, ``"parts"``,
         ``"composed"``, ``"inverse"``.
     part_rotation : Tensor ``(P, d, d)`` or None
-        Piecewise elements (groups ``"<G>^parts"``): one orthogonal matrix per part. Set together
+        Piecewise elements (groups ``"<G>^parts"``): one orthogonal matrix per part (checked as
+        ``rotation``). Set together
         with ``part_labels`` and instead of ``rotation``/``translation``.
     part_translation : Tensor ``(P, d)`` or None
         One translation per part (None means zero).
@@ -87,6 +126,10 @@ class GroupElement:
     >>> g = GroupElement(rotation=torch.eye(3).flip(0), translation=torch.ones(3), label="reflection")
     >>> g.dim, float(g.det)
     (3, -1.0)
+    >>> GroupElement(rotation=2 * torch.eye(3))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: rotation: expected an orthogonal matrix ...
     """
 
     rotation: torch.Tensor | None = None
@@ -106,6 +149,7 @@ class GroupElement:
             if R.dim() != 2 or R.shape[0] != R.shape[1] or R.shape[0] not in (2, 3):
                 raise ValueError(f"rotation: expected shape (2, 2) or (3, 3), got {tuple(R.shape)}")
             check_tensor("rotation", R, finite=R.device.type == "cpu")
+            _check_orthogonal("rotation", R)
         if t is not None:
             check_tensor("translation", t, ndim=1, floating=True)
             if t.shape[0] not in (2, 3) or (R is not None and t.shape[0] != R.shape[0]):
@@ -116,6 +160,7 @@ class GroupElement:
             check_number("scale", self.scale, positive=True)
         if self.perm is not None:
             check_tensor("perm", self.perm, ndim=1, dtypes=(torch.int64,))
+            _check_perm(self.perm)
         if not isinstance(self.label, str):
             raise TypeError(f"label: expected a string, got {type(self.label).__name__}")
 
@@ -134,6 +179,8 @@ class GroupElement:
             check_tensor("part_rotation", PR, ndim=3, floating=True)
             if PR.shape[-1] != PR.shape[-2] or PR.shape[-1] not in (2, 3):
                 raise ValueError(f"part_rotation: expected shape (P, d, d) with d in (2, 3), got {tuple(PR.shape)}")
+            check_tensor("part_rotation", PR, finite=PR.device.type == "cpu")
+            _check_orthogonal("part_rotation", PR)
             P = PR.shape[0]
         if Pt is not None:
             check_tensor("part_translation", Pt, ndim=2, floating=True)

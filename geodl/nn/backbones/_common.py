@@ -49,6 +49,9 @@ def full_graph_edges(batch: torch.Tensor, num_graphs: int | None = None) -> torc
 def check_dynamics_inputs(pos, vel, charges, batch, *, validate: bool = True):
     """Validate (pos, vel, charges, batch) of the n-body models; return (charges (N, 1), batch).
 
+    ``charges`` must have shape ``(N,)`` or ``(N, 1)``; any other shape (``(1, N)``, ``(N/2, 2)``,
+    ...) is refused rather than reshaped.
+
     ``validate=False`` keeps the shape and dtype checks and skips those that read values (finite
     numbers, non-negative ids, at least 2 nodes per graph): no host sync.
     """
@@ -60,10 +63,10 @@ def check_dynamics_inputs(pos, vel, charges, batch, *, validate: bool = True):
     if n < 2:
         raise ValueError(f"pos: expected at least 2 nodes, got {n}")
     check_tensor("vel", vel, shape=(n, 3), floating=True, finite=validate)
-    check_tensor("charges", charges, ndim=(1, 2), floating=True, finite=validate)
-    charges = charges.reshape(n, -1) if charges.numel() == n else None
-    if charges is None:
-        raise ValueError(f"charges: expected shape ({n},) or ({n}, 1) matching pos")
+    if isinstance(charges, torch.Tensor) and tuple(charges.shape) not in ((n,), (n, 1)):
+        raise ValueError(f"charges: expected shape ({n},) or ({n}, 1) matching pos, got {tuple(charges.shape)}")
+    check_tensor("charges", charges, floating=True, finite=validate)
+    charges = charges.reshape(n, 1)
     if batch is None:
         batch = torch.zeros(n, dtype=torch.long, device=pos.device)
     else:
