@@ -22,11 +22,13 @@ The saved velocity is the leapfrog velocity used in the drift that produced the 
 (as in the reference). The random streams differ from the reference's numpy ones, so the
 trajectories are statistically alike, not identical. Integration runs in float64, vectorised over
 trajectories (7,000 trajectories take seconds), and the result is cached as a ``.pt`` file under
-``geodl.data.default_root() / "nbody"`` (written atomically), keyed by every setting.
+``geodl.data.default_root() / "nbody"`` (written atomically), keyed by every setting. A cache file
+that does not load or has the wrong shapes or dtypes is regenerated with a ``RuntimeWarning``.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -149,11 +151,43 @@ def _cache_path(root: Path, seed: int, sizes: tuple[int, int, int], settings: di
     return root / "nbody" / f"charged5_seed{seed}_n{sizes[0]}-{sizes[1]}-{sizes[2]}_{tag}.pt"
 
 
+def _cache_problem(data, n: int, n_particles: int) -> str | None:
+    """Why ``data`` is not a valid cache of ``n`` trajectories of ``n_particles``, or None."""
+    expected = {"loc": 3, "vel": 3, "charges": 1, "target": 3}
+    if not isinstance(data, dict) or not set(expected) <= set(data):
+        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+        return f"expected a dict with the keys {sorted(expected)}, got {keys}"
+    for k, last in expected.items():
+        t, shape = data[k], (n, n_particles, last)
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape or t.dtype != torch.float64:
+            return (f"{k!r} expected float64 of shape {shape}, got "
+                    f"{getattr(t, 'dtype', type(t).__name__)} {tuple(getattr(t, 'shape', ()))}")
+        if not bool(torch.isfinite(t).all()):
+            return f"{k!r} holds non-finite values"
+    if not bool(data["charges"].abs().eq(1).all()):
+        return "charges expected in {-1, +1}"
+    return None
+
+
+def _read_cache(path: Path, n: int, n_particles: int = 5):
+    """``(data, None)`` for a valid cache file at ``path``, else ``(None, why)`` (``weights_only``)."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, garbage, or holding objects weights_only refuses
+        msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        return None, f"does not load (truncated or damaged: {type(exc).__name__}: {msg})"
+    problem = _cache_problem(data, n, n_particles)
+    return (None, problem) if problem is not None else (data, None)
+
+
 def load_splits(root=None, seed: int = 0, sizes: tuple[int, int, int] = (3000, 2000, 2000),
                 **settings) -> dict[str, dict[str, torch.Tensor]]:
     """Generate (or read from the cache) the train/val/test splits; float64 tensors.
 
     The three splits come from one simulation of ``sum(sizes)`` trajectories (train first).
+    A cache file is validated, not trusted: one that does not load (truncated, garbage) or holds
+    the wrong keys, shapes, dtypes or non-finite values is regenerated with a ``RuntimeWarning``
+    naming the file (the data is a pure function of the cache key, so nothing is lost).
     """
     from geodl.data._root import default_root
 
@@ -162,9 +196,11 @@ def load_splits(root=None, seed: int = 0, sizes: tuple[int, int, int] = (3000, 2
     path = _cache_path(root, seed, sizes, settings)
     data = None
     if path.exists():
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # a damaged cache file is regenerated, never trusted
+        n_particles = settings.get("n_particles", 5)
+        data, problem = _read_cache(path, sum(sizes), n_particles)
+        if problem is not None:  # a damaged cache file is regenerated (it is a pure function of its key)
+            warnings.warn(f"{path}: {problem}; regenerating it (to rebuild it by hand, delete it "
+                          f"or run `geodl data generate nbody`)", RuntimeWarning, stacklevel=3)
             data = None
     if data is None:
         data = generate_nbody(sum(sizes), seed=seed, **settings)
