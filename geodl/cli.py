@@ -1,9 +1,14 @@
 """The ``geodl`` command: ``info``, ``check``, ``bench``, ``data``.
 
+``geodl --version``            the installed version
 ``geodl info``                 versions, devices and kernel back ends
 ``geodl check MOD:FACTORY ...``  run the equivariance suite on a user model (see ``geodl check -h``)
 ``geodl bench TASK ...``       run a benchmark task (see ``geodl bench --help``, ``geodl bench TASK -h``)
 ``geodl data ACTION ...``      the data home: ``root``, ``list``, ``generate NAME``, ``verify NAME``
+
+Exit status: 0 success (for ``check``: every check passed), 1 ``check`` found the model not
+equivariant, 2 a usage error (unknown command, task or option; a bad option value), and for
+``check`` also a model that cannot be imported, built or called.
 """
 
 from __future__ import annotations
@@ -67,10 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="geodl", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("command", choices=["info", "check", "bench", "data"], help="what to run")
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2
+    if argv[0] in ("--version", "-V"):
+        import geodl
+
+        print(f"geodl {geodl.__version__}")
+        return 0
     cmd, rest = argv[0], argv[1:]
     if cmd == "info":
         return info(rest)
@@ -84,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         if not rest or rest[0] in ("-h", "--help"):
             print(bench_help())
             return 0 if rest else 2
+        from geodl.bench import TASKS
+
+        if rest[0] not in TASKS:
+            print(f"geodl bench: error: unknown task {rest[0]!r}; expected one of {sorted(TASKS)} "
+                  "(geodl bench --help)", file=sys.stderr)
+            return 2
         return run_task(rest[0], rest[1:])
     if cmd == "data":
         from geodl.data._cli import main as data_main

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["Task", "COMMON_FLAGS", "add_common_arguments", "common_options", "positive_int"]
+__all__ = ["Task", "COMMON_FLAGS", "add_common_arguments", "common_options", "positive_int", "name_list",
+           "torch_device"]
 
 COMMON_FLAGS = ("--quick", "--epochs", "--seed", "--device", "--out", "--run-dir", "--no-resume",
                 "--no-progress")
@@ -52,6 +53,79 @@ def positive_int(text: str) -> int:
     return v
 
 
+def name_list(choices, what: str = "name"):
+    """``argparse`` type: a non-empty comma-separated list of distinct names, each one of ``choices``.
+
+    Parameters
+    ----------
+    choices : sequence of str or callable
+        The allowed names, or a zero-argument callable returning them (called when the option is
+        parsed, so a registry can be imported lazily).
+    what : str
+        What a name is, for the error message (``"model"``, ``"encoder"``).
+
+    Returns
+    -------
+    callable
+        ``parse(text) -> list[str]`` raising :class:`argparse.ArgumentTypeError` (which ``argparse``
+        reports as ``error: argument --flag: ...``, exit status 2) on an empty list, a repeated or an
+        unknown name.
+
+    Examples
+    --------
+    >>> parse = name_list(["a", "b"], "model")
+    >>> parse("b, a")
+    ['b', 'a']
+    >>> parse("c")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: unknown model 'c'; expected some of ['a', 'b']
+    """
+
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        if not names:
+            raise argparse.ArgumentTypeError(f"expected a non-empty comma-separated list of {what}s, got {text!r}")
+        allowed = list(choices() if callable(choices) else choices)
+        for n in names:
+            if n not in allowed:
+                raise argparse.ArgumentTypeError(f"unknown {what} {n!r}; expected some of {allowed}")
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise argparse.ArgumentTypeError(f"{what} {repeated[0]!r} given more than once in {text!r}")
+        return names
+
+    parse.__name__ = f"{what} list"
+    return parse
+
+
+def torch_device(text: str) -> str:
+    """``argparse`` type: a torch device string that exists on this machine (returned unchanged).
+
+    Examples
+    --------
+    >>> torch_device("cpu")
+    'cpu'
+    >>> torch_device("gpu")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a torch device such as 'cpu' or 'cuda:0', got 'gpu'
+    """
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError, TypeError):
+        raise argparse.ArgumentTypeError(f"expected a torch device such as 'cpu' or 'cuda:0', got {text!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {torch.cuda.device_count()} CUDA "
+                                             "device(s)")
+    return text
+
+
 def add_common_arguments(parser: argparse.ArgumentParser, task: str) -> argparse._ArgumentGroup:
     """Add the common flags (:data:`COMMON_FLAGS`) to ``parser`` in their own group."""
     g = parser.add_argument_group(_COMMON_TITLE)
@@ -60,7 +134,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, task: str) -> argparse
                    help="override the task's number of epochs")
     g.add_argument("--seed", type=int, default=0, metavar="N",
                    help="seed of the data, the initialisation and the shuffling (default 0)")
-    g.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    g.add_argument("--device", type=torch_device, default="cpu", help="torch device (default cpu)")
     g.add_argument("--out", default=None, metavar="DIR",
                    help=f"results folder (default ./geodl-bench/{task})")
     g.add_argument("--run-dir", default=None, metavar="DIR",

@@ -29,8 +29,10 @@ def test_quick_run_writes_every_combination(task, tmp_path, capsys):
     assert "best:" in capsys.readouterr().out
 
 
-def test_bad_arguments(tmp_path):
-    with pytest.raises(ValueError, match="--encoders"):
+def test_bad_arguments(tmp_path, capsys):  # rejected by the parser: exit status 2, the option named
+    with pytest.raises(SystemExit) as exc:
         run_task("landocean", ["--quick", "--encoders", "nope", "--out", str(tmp_path), "--run-dir", str(tmp_path)])
-    with pytest.raises(ValueError, match="--networks"):
+    assert exc.value.code == 2 and "--encoders" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
         run_task("checkerboard", ["--quick", "--networks", "mlp", "--out", str(tmp_path), "--run-dir", str(tmp_path)])
+    assert exc.value.code == 2 and "--networks" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from geodl.bench._task import Task
+from geodl.bench._task import Task, name_list
 
 __all__ = ["main_landocean", "main_checkerboard", "run", "LANDOCEAN", "CHECKERBOARD"]
 
@@ -45,9 +45,20 @@ SETTINGS = {
 }
 
 
+def _registry(name: str):
+    def names():
+        from geodl.nn import location
+
+        return sorted(getattr(location, name))
+
+    return names
+
+
 def _add_arguments(p) -> None:
-    p.add_argument("--encoders", default=",".join(ENCODER_ORDER), help="comma-separated encoder names")
-    p.add_argument("--networks", default=",".join(NETWORK_ORDER), help="comma-separated network names")
+    p.add_argument("--encoders", type=name_list(_registry("ENCODERS"), "encoder"), default=",".join(ENCODER_ORDER),
+                   help="comma-separated encoder names")
+    p.add_argument("--networks", type=name_list(_registry("NETWORKS"), "network"), default=",".join(NETWORK_ORDER),
+                   help="comma-separated network names")
     p.add_argument("--img-dir", default=None, metavar="DIR",
                    help="a second folder for the map image (the repository uses docs/img)")
 
@@ -139,20 +150,12 @@ def _run(args) -> int:
     from geodl.bench._loop import train
     from geodl.bench._plots import try_plot
     from geodl.bench._results import print_table, write_results
-    from geodl.nn.location import ENCODERS, NETWORKS
 
     task = args.task
     cfg = dict(SETTINGS[task]["quick" if args.quick else "full"])
     if args.epochs is not None:
         cfg["epochs"] = args.epochs
-    encoders = [e for e in args.encoders.split(",") if e]
-    networks = [n for n in args.networks.split(",") if n]
-    for e in encoders:
-        if e not in ENCODERS:
-            raise ValueError(f"--encoders: unknown encoder {e!r}; expected some of {sorted(ENCODERS)}")
-    for n in networks:
-        if n not in NETWORKS:
-            raise ValueError(f"--networks: unknown network {n!r}; expected some of {sorted(NETWORKS)}")
+    encoders, networks = list(args.encoders), list(args.networks)  # validated by the parser
     num_classes = 1 if task == "landocean" else 16
     train_set, val_set, test_set = _datasets(task, cfg, args.seed)
     step = _step_fn(num_classes)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from geodl.bench._task import Task, positive_int
+from geodl.bench._task import Task, name_list, positive_int
 
 __all__ = ["main", "TASK", "MODELS", "PUBLISHED"]
 
@@ -68,11 +68,21 @@ def _overrides(name: str, args) -> dict:
     return {"residual": args.fagnn_output == "residual", "latent_frames": args.fagnn_latent}
 
 
+def _stem(text: str) -> str:
+    """``--results-name``: a plain file name without suffix (no folder, not empty)."""
+    import argparse
+
+    if not text.strip() or text in (".", "..") or "/" in text or os.sep in text:
+        raise argparse.ArgumentTypeError(f"expected a file name without folder or suffix, got {text!r}")
+    return text
+
+
 def _add_arguments(p) -> None:
     p.add_argument("--data-root", default=None, help="data root (default: geodl.data.default_root())")
-    p.add_argument("--results-name", default=None, metavar="STEM",
+    p.add_argument("--results-name", type=_stem, default=None, metavar="STEM",
                    help="results file name without suffix (default nbody, or nbody_quick with --quick)")
-    p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {list(MODELS)}")
+    p.add_argument("--models", type=name_list(list(MODELS), "model"), default=",".join(MODELS),
+                   help=f"comma-separated subset of {list(MODELS)}")
     p.add_argument("--fagnn-output", choices=["residual", "direct"], default="residual",
                    help="FA-GNN predicts the displacement (residual, default) or the positions (direct, as in the paper)")
     p.add_argument("--fagnn-latent", choices=["origin", "centered"], default="origin",
@@ -91,10 +101,7 @@ def _run(args) -> int:
     cfg = QUICK if args.quick else FULL
     epochs = args.epochs if args.epochs is not None else cfg["epochs"]
     eval_every = args.eval_every if args.eval_every is not None else min(cfg["eval_every"], epochs)
-    names = [m.strip() for m in args.models.split(",") if m.strip()]
-    for m in names:
-        if m not in MODELS:
-            raise SystemExit(f"--models: unknown model {m!r}; expected some of {list(MODELS)}")
+    names = list(args.models)  # validated by the parser: non-empty, known, distinct
     tag = "quick" if args.quick else "full"
     out = args.out / f"{args.results_name or ('nbody_quick' if args.quick else 'nbody')}.json"
     rank = int(os.environ.get("RANK", "0"))
