@@ -224,7 +224,8 @@ def segment_covariance(pos: torch.Tensor, batch: torch.Tensor | None = None, num
     by ``counts`` for the biased covariance). With ``centered=False`` the second moment about the
     origin ``sum x_i x_i^T`` is returned instead (``centroid`` is still the mean). Two passes (centre
     first, then accumulate), so no cancellation for clouds far from the origin. Empty segments give a
-    zero centroid and a zero matrix. Differentiable in ``pos``.
+    zero centroid and a zero matrix, also when there are no points at all (``N = 0``). Differentiable
+    in ``pos``.
 
     Parameters
     ----------
@@ -234,6 +235,8 @@ def segment_covariance(pos: torch.Tensor, batch: torch.Tensor | None = None, num
         Segment of each point (need not be sorted); ``None`` puts all points in one segment.
     num_segments : int, optional
         Number of segments S; default ``batch.max() + 1`` (a host sync on CUDA: pass it in hot paths).
+        An output that would not fit in the memory available on the device raises ``ValueError``
+        (naming ``num_segments``, or ``batch`` when S is read from it) before allocating.
     centered : bool
         Subtract the centroid before accumulating (default) or not.
 
@@ -256,7 +259,7 @@ def segment_covariance(pos: torch.Tensor, batch: torch.Tensor | None = None, num
     (tensor([[2., 0.],
             [0., 0.]]), tensor([2, 1]))
     """
-    from geodl.ops._scatter import scatter  # lazily: eigh3x3 does not need the scatter ops
+    from geodl.ops._scatter import check_alloc, scatter  # lazily: eigh3x3 does not need the scatter ops
 
     check_tensor("pos", pos, ndim=2, floating=True)
     if pos.shape[1] not in (2, 3):
@@ -273,6 +276,9 @@ def segment_covariance(pos: torch.Tensor, batch: torch.Tensor | None = None, num
             S = int(batch.max()) + 1 if N else 0
         else:
             S = check_int("num_segments", num_segments, min=0)
+    # centroid (S, d) and cov (S, d, d) in pos.dtype, int64 counts, checked before allocating
+    name, value = ("num_segments", S) if num_segments is not None else ("batch", f"a maximum of {S - 1}")
+    check_alloc(name, value, S, d + d * d, pos.dtype, pos.device, row_bytes=8)
     if pos.device.type == "cpu" and not torch.compiler.is_compiling():  # would sync on CUDA, break a compiled graph
         check_index("batch", batch, S)
     batch = batch.long()

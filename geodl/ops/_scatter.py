@@ -25,13 +25,25 @@ Conventions (all reductions)
   position** among the ties, on every back end.
   NaN inputs: on the torch path they propagate to their group's value; on the Triton path the
   value is unspecified; the arg index is unspecified on both.
-* No host syncs unless asked: pass ``dim_size`` (``scatter``) and ``size`` (``gather_csr``); when
-  they are ``None`` the size is read from the index, which syncs on CUDA. ``validate=True`` checks
-  index ranges / pointer monotonicity and always syncs on CUDA: use it while debugging, not in
-  training loops.
+* Empty inputs are normal: zero rows of ``src``, a zero-length ``index`` (a graph without edges)
+  or empty segments give results of the right shape (``0`` where a group is empty) and gradients
+  of the input's shape.
+* Index and pointer values are checked on CPU tensors on every call (``index`` in
+  ``[0, dim_size)``, ``ptr`` from 0 to the number of rows, non-decreasing; ``ValueError`` naming
+  the argument). On CUDA they are checked only with ``validate=True``: without it a malformed
+  index or pointer is undefined behaviour there. Both are skipped under ``torch.compile``.
+* Output sizes are checked before allocating: an output above 1 GiB that does not fit in the
+  memory available on its device raises ``ValueError`` naming ``dim_size`` / ``size`` (or the
+  index or pointer it was read from) with the memory it would need (skipped under ``torch.compile``).
+* No host syncs on CUDA unless asked: pass ``dim_size`` (``scatter``) and ``size`` (``gather_csr``);
+  when they are ``None`` the size is read from the index, which syncs on CUDA. ``validate=True``
+  checks index ranges / pointer monotonicity and always syncs on CUDA: use it while debugging,
+  not in training loops.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 from torch import Tensor
@@ -295,40 +307,125 @@ def _to_rows(name: str, src, dim: int, floating: bool = False):
         raise ValueError(f"dim: expected a value in [{-src.dim()}, {src.dim()}), got {dim}")
     dim = dim % src.dim()
     moved = src.movedim(dim, 0)
-    return moved.reshape(moved.shape[0], -1).contiguous(), dim, tuple(moved.shape[1:])
+    rest = tuple(moved.shape[1:])
+    width = 1
+    for size in rest:  # not reshape(N, -1): that is ambiguous (an error) when N == 0
+        width *= size
+    return moved.reshape(moved.shape[0], width).contiguous(), dim, rest
 
 
 def _from_rows(out: Tensor, dim: int, rest: tuple) -> Tensor:
     return out.reshape((out.shape[0],) + rest).movedim(0, dim)
 
 
-def _check_index(index, n: int, dim_size, validate: bool) -> int:
+# Output sizes are checked against the memory they would take before anything is allocated.
+# Requests below _CHECKED_BYTES are never looked at further (no cost in hot paths); above it the
+# memory available on the device is read and a request that does not fit raises ValueError.
+_CHECKED_BYTES = 1 << 30
+_FALLBACK_LIMIT = 16 << 30  # where the available memory cannot be read
+
+
+def _available_bytes(device: torch.device) -> int:
+    """Memory that an allocation on ``device`` can take now (free + cached on CUDA, MemAvailable on CPU)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            pass
+    return _FALLBACK_LIMIT
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"
+
+
+def check_alloc(name: str, value, rows: int, width: int, dtype: torch.dtype, device: torch.device,
+                row_bytes: int = 0, elem_bytes: int = 0) -> None:
+    """Raise ``ValueError`` naming ``name`` (whose value ``value`` asks for ``rows`` output rows of
+    ``width`` elements of ``dtype``, plus ``elem_bytes`` per element and ``row_bytes`` per row of
+    bookkeeping) when that output would not fit in the memory available on ``device``. Skipped
+    under ``torch.compile``."""
+    if torch.compiler.is_compiling():
+        return
+    need = rows * (width * (dtype.itemsize + elem_bytes) + row_bytes)
+    if need <= _CHECKED_BYTES:
+        return
+    limit = _available_bytes(device)
+    if need > limit:
+        raise ValueError(f"{name}: {value} asks for an output of {rows} rows x {width} {dtype} values, "
+                         f"which would need {_gib(need)} of memory; {_gib(limit)} is available on {device}")
+
+
+def _reads_values(t: Tensor, validate: bool) -> bool:
+    """Whether to check index/pointer values: always on CPU (cheap), on other devices only with
+    ``validate=True`` (a host sync), never while ``torch.compile`` traces."""
+    return (validate or t.device.type == "cpu") and not torch.compiler.is_compiling()
+
+
+def _check_device(name: str, t: Tensor, src: Tensor) -> None:
+    if t.device != src.device:
+        raise ValueError(f"{name}: expected a tensor on {src.device} (the device of src), got {t.device}")
+
+
+def _check_index(index, rows: Tensor, dim_size, validate: bool, row_bytes: int, elem_bytes: int) -> int:
+    n = rows.shape[0]
     check_index("index", index)
     if index.dim() != 1:
         raise ValueError(f"index: expected a 1-D tensor, got shape {tuple(index.shape)}")
     if index.shape[0] != n:
         raise ValueError(f"index: expected {n} entries (the size of src along dim), got {index.shape[0]}")
+    _check_device("index", index, rows)
+    values = _reads_values(index, validate)
     if dim_size is None:
-        dim_size = int(index.max()) + 1 if n else 0  # host sync, documented
-    else:
-        dim_size = check_int("dim_size", dim_size, min=0)
-    if validate:
+        if not n:
+            return 0
+        if values:
+            lo, hi = (int(v) for v in torch.aminmax(index))
+            if lo < 0:
+                raise ValueError(f"index: values must be non-negative, got a minimum of {lo}")
+            dim_size = hi + 1
+        else:
+            dim_size = int(index.max()) + 1  # host sync, documented
+        check_alloc("index", f"a maximum of {dim_size - 1}", dim_size, rows.shape[1], rows.dtype, rows.device,
+                    row_bytes, elem_bytes)
+        return dim_size
+    dim_size = check_int("dim_size", dim_size, min=0)
+    check_alloc("dim_size", dim_size, dim_size, rows.shape[1], rows.dtype, rows.device, row_bytes, elem_bytes)
+    if values:
         check_index("index", index, dim_size)
     return dim_size
 
 
-def _grouped(src, index, dim: int, dim_size, validate: bool, floating: bool = False):
-    """Checked (N, F) rows of ``src``, the normalised ``dim``, trailing shape and ``dim_size``."""
+def _grouped(src, index, dim: int, dim_size, validate: bool, floating: bool = False, row_bytes: int = 0,
+             elem_bytes: int = 0):
+    """Checked (N, F) rows of ``src``, the normalised ``dim``, trailing shape and ``dim_size``
+    (``row_bytes``, ``elem_bytes``: bookkeeping per output row / element, see :func:`check_alloc`)."""
     rows, dim, rest = _to_rows("src", src, dim, floating)
-    return rows, dim, rest, _check_index(index, rows.shape[0], dim_size, validate)
+    return rows, dim, rest, _check_index(index, rows, dim_size, validate, row_bytes, elem_bytes)
 
 
-def _check_ptr(ptr, n: int, validate: bool) -> Tensor:
+def _check_ptr(ptr, n: int, validate: bool, what: str = "the number of rows of src") -> Tensor:
     check_index("ptr", ptr)
     if ptr.dim() != 1 or ptr.shape[0] < 1:
         raise ValueError(f"ptr: expected a 1-D tensor with at least one entry, got shape {tuple(ptr.shape)}")
-    if validate and (int(ptr[0]) != 0 or int(ptr[-1]) != n or bool((ptr[1:] < ptr[:-1]).any())):
-        raise ValueError(f"ptr: expected a non-decreasing pointer from 0 to {n} (the number of rows of src)")
+    if _reads_values(ptr, validate):
+        first, last = int(ptr[0]), int(ptr[-1])
+        if first != 0:
+            raise ValueError(f"ptr: expected ptr[0] == 0, got {first}")
+        if last != n:
+            raise ValueError(f"ptr: expected ptr[-1] == {n} ({what}), got {last}")
+        if ptr.shape[0] > 1 and bool((ptr[1:] < ptr[:-1]).any()):
+            raise ValueError("ptr: expected non-decreasing offsets, got a decreasing step")
     return ptr
 
 
@@ -351,7 +448,8 @@ def scatter(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | None = Non
         Dimension of ``src`` that ``index`` runs along.
     dim_size : int, optional
         Number of groups ``S``. Pass it in hot paths: ``None`` reads ``index.max() + 1``, which
-        forces a host sync on CUDA.
+        forces a host sync on CUDA. An output that would not fit in the memory available on the
+        device raises ``ValueError`` before anything is allocated.
     reduce : {"sum", "mean", "max", "min", "mul"}
         Reduction. ``max``/``min`` split a group's gradient evenly among tied elements.
         ``mul`` uses ``torch.scatter_reduce`` (``prod``) on every device.
@@ -360,9 +458,9 @@ def scatter(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | None = Non
         bitwise reproducible on CUDA (atomics are not). Costs a sort. ``max``/``min`` are
         reproducible anyway; ``mul`` on CUDA is not (it is ignored there).
     validate : bool
-        Check that ``index`` lies in ``[0, dim_size)`` (raises ``ValueError``). This reads the
-        index on the host, i.e. syncs on CUDA; without it, out-of-range indices are undefined
-        behaviour on CUDA and an error from torch on CPU.
+        Check that ``index`` lies in ``[0, dim_size)`` (raises ``ValueError``) on CUDA too. This
+        reads the index on the host, i.e. syncs on CUDA; without it, out-of-range indices are
+        undefined behaviour on CUDA. CPU tensors are always checked (skipped under ``torch.compile``).
     return_arg : bool
         For ``max``/``min``: also return the position along ``dim`` of the selected element,
         the lowest among ties (``N`` for empty groups). Costs a second pass.
@@ -385,7 +483,9 @@ def scatter(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | None = Non
     check_choice("reduce", reduce, _REDUCE)
     if return_arg and reduce not in ("max", "min"):
         raise ValueError(f"return_arg: only available for reduce='max' or 'min', got reduce={reduce!r}")
-    rows, dim, rest, dim_size = _grouped(src, index, dim, dim_size, validate)
+    counted = reduce in ("mean", "max", "min") or deterministic  # an int64 count per group
+    rows, dim, rest, dim_size = _grouped(src, index, dim, dim_size, validate, row_bytes=8 if counted else 0,
+                                         elem_bytes=8 if return_arg else 0)
     if reduce in ("max", "min"):
         out, arg = _scatter_minmax(rows, index, dim_size, reduce, return_arg)
         out = _from_rows(out, dim, rest)
@@ -422,8 +522,9 @@ def segment(src: Tensor, ptr: Tensor, reduce: str = "sum", *, validate: bool = F
     reduce : {"sum", "mean", "max", "min"}
         ``max``/``min`` split a segment's gradient evenly among tied elements.
     validate : bool
-        Check the pointer (start, end, monotonicity); syncs on CUDA. Without it a malformed
-        ``ptr`` gives undefined results.
+        Check the pointer (``ptr[0] == 0``, ``ptr[-1] == N``, non-decreasing; ``ValueError``) on
+        CUDA too, which syncs; without it a malformed ``ptr`` is undefined behaviour on CUDA. CPU
+        tensors are always checked (skipped under ``torch.compile``).
     return_arg : bool
         For ``max``/``min``: also return the row of the selected element (``N`` for empty ranges).
 
@@ -446,6 +547,9 @@ def segment(src: Tensor, ptr: Tensor, reduce: str = "sum", *, validate: bool = F
         raise ValueError(f"return_arg: only available for reduce='max' or 'min', got reduce={reduce!r}")
     rows, dim, rest = _to_rows("src", src, 0)
     _check_ptr(ptr, rows.shape[0], validate)
+    _check_device("ptr", ptr, rows)
+    check_alloc("ptr", f"{ptr.shape[0]} entries", ptr.shape[0] - 1, rows.shape[1], rows.dtype, rows.device,
+                8, 8 if return_arg else 0)
     if reduce in ("sum", "mean"):
         return _from_rows(_segment_sum_mean(rows, ptr, reduce), 0, rest)
     out, arg = _segment_minmax(rows, ptr, reduce, return_arg)
@@ -467,7 +571,8 @@ def gather_csr(src: Tensor, ptr: Tensor, size: int | None = None, *, validate: b
         Number of output rows ``N = ptr[-1]``. Pass it in hot paths: ``None`` reads ``ptr[-1]``,
         a host sync on CUDA.
     validate : bool
-        Check the pointer against ``size`` (syncs on CUDA).
+        Check the pointer against ``size`` on CUDA too (syncs); CPU tensors are always checked
+        (skipped under ``torch.compile``).
 
     Returns
     -------
@@ -481,14 +586,17 @@ def gather_csr(src: Tensor, ptr: Tensor, size: int | None = None, *, validate: b
     tensor([10., 10., 30.])
     """
     rows, _, rest = _to_rows("src", src, 0)
+    check_index("ptr", ptr)
+    _check_device("ptr", ptr, rows)
     if size is None:
-        check_index("ptr", ptr)
         size = int(ptr[-1]) if ptr.numel() else 0  # host sync, documented
+        check_alloc("ptr", f"ptr[-1] = {size}", size, rows.shape[1], rows.dtype, rows.device)
     else:
         size = check_int("size", size, min=0)
-    _check_ptr(ptr, size, validate)
-    if ptr.shape[0] != rows.shape[0] + 1:
+        check_alloc("size", size, size, rows.shape[1], rows.dtype, rows.device)
+    if ptr.dim() == 1 and ptr.shape[0] != rows.shape[0] + 1:
         raise ValueError(f"ptr: expected {rows.shape[0] + 1} entries (rows of src + 1), got {ptr.shape[0]}")
+    _check_ptr(ptr, size, validate, "size, the number of output rows")
     return _from_rows(_gather_csr(rows, ptr, size), 0, rest)
 
 
@@ -506,8 +614,9 @@ def gather(src: Tensor, index: Tensor, dim: int = 0, *, validate: bool = False) 
     dim : int
         Dimension of ``src`` to select along.
     validate : bool
-        Check that ``index`` lies in ``[0, S)`` (syncs on CUDA; out-of-range indices are undefined
-        behaviour on CUDA without it).
+        Check that ``index`` lies in ``[0, S)`` on CUDA too (syncs; out-of-range indices are
+        undefined behaviour on CUDA without it). CPU tensors are always checked (skipped under
+        ``torch.compile``).
 
     Returns
     -------
@@ -523,9 +632,13 @@ def gather(src: Tensor, index: Tensor, dim: int = 0, *, validate: bool = False) 
             [1., 2.]])
     """
     rows, dim, rest = _to_rows("src", src, dim)
-    check_index("index", index, rows.shape[0] if validate else None)
+    check_index("index", index)
     if index.dim() != 1:
         raise ValueError(f"index: expected a 1-D tensor, got shape {tuple(index.shape)}")
+    _check_device("index", index, rows)
+    check_alloc("index", f"{index.shape[0]} entries", index.shape[0], rows.shape[1], rows.dtype, rows.device)
+    if _reads_values(index, validate):
+        check_index("index", index, rows.shape[0])
     return _from_rows(_gather_rows(rows, index), dim, rest)
 
 
@@ -538,7 +651,9 @@ def _shifted_exp(rows: Tensor, index: Tensor, dim_size: int) -> tuple[Tensor, Te
 
 def _grouped_exp(src, index, dim: int, dim_size, validate: bool):
     """Checked floating ``src`` grouped by ``index``: (dim, trailing shape, dim_size, group max, shifted exp)."""
-    rows, dim, rest, dim_size = _grouped(src, index, dim, dim_size, validate, floating=True)
+    check_tensor("src", src, floating=True)
+    rows, dim, rest, dim_size = _grouped(src, index, dim, dim_size, validate, floating=True, row_bytes=8,
+                                         elem_bytes=2 * src.dtype.itemsize)  # counts; group max and sum
     return (dim, rest, dim_size) + _shifted_exp(rows, index, dim_size)
 
 
