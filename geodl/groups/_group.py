@@ -20,6 +20,7 @@ import torch
 
 from geodl._checks import check_number, check_positive_int, check_tensor
 from geodl.groups._finite import finite_group
+from geodl.groups._grids import _float_dtype
 from geodl.groups._rotations import (
     euler_to_matrix,
     random_rotation,
@@ -331,6 +332,12 @@ def inverse(g: GroupElement) -> GroupElement:
 
 
 # ----------------------------------------------------------------------------------------------- group
+def _check_dtype(dtype) -> None:
+    """``TypeError`` unless ``dtype`` is None or a floating-point ``torch.dtype`` (strings get a hint)."""
+    if dtype is not None:
+        _float_dtype(dtype)
+
+
 def _orthonormal_basis(axis: torch.Tensor) -> torch.Tensor:
     """A rotation matrix whose third column is ``axis`` (unit, float64)."""
     a = axis / axis.norm()
@@ -441,6 +448,7 @@ class Group:
     def identity(self, dtype=torch.float64, device=None, n_nodes=None, labels=None) -> GroupElement:
         """The identity, with explicit parts for what the group has (``perm`` only when ``n_nodes`` given;
         piecewise groups need ``labels``)."""
+        _check_dtype(dtype)
         d = self.dim
         if self.has_parts:
             labels, P = self._need_labels(labels)
@@ -473,6 +481,7 @@ class Group:
         >>> g.rotation.shape, g.translation.shape, g.perm.shape, g.label
         (torch.Size([3, 3]), torch.Size([3]), torch.Size([5]), 'haar')
         """
+        _check_dtype(dtype)
         n_nodes = self._need_nodes(n_nodes)
         if self.has_parts:
             labels, P = self._need_labels(labels)
@@ -527,6 +536,7 @@ class Group:
         >>> [g.label for g in get_group("equirect:8").structured()]
         ['identity', 'roll', 'roll', 'roll', 'pole_flip', 'pole_flip']
         """
+        _check_dtype(dtype)
         n_nodes = self._need_nodes(n_nodes)
         if self.has_parts:
             return self._structured_parts(dtype, device, n_nodes, generator, labels)

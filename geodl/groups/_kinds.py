@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from geodl.groups._group import GroupElement
+from geodl.groups._grids import _float_dtype
 
 __all__ = ["KindSpec", "KindDef", "register_kind", "parse_kind", "act", "random_input", "kind_table", "KINDS"]
 
@@ -293,7 +294,10 @@ def act(kind, g: GroupElement, x: torch.Tensor) -> torch.Tensor:
     Returns
     -------
     Tensor of the same shape, dtype and device as ``x`` (``g`` is cast to ``x``'s dtype).
-    NaN/inf in ``x`` propagate (no value checks, so that checkers can report them).
+    NaN/inf in ``x`` propagate (no value checks, so that checkers can report them). The node ids
+    of an ``edge_index`` are the exception: on the CPU a negative id, or one ``>= N`` when ``g``
+    permutes ``N`` nodes, raises ``ValueError`` (it would otherwise wrap around or fail inside the
+    indexing); CUDA tensors are not read, to avoid a host sync.
 
     Examples
     --------
@@ -325,12 +329,15 @@ def act(kind, g: GroupElement, x: torch.Tensor) -> torch.Tensor:
 def random_input(kind, n: int, *, dim: int = 3, dtype=torch.float64, generator=None, device=None) -> torch.Tensor:
     """A random tensor of the given kind with ``n`` rows, from the kind's registered generator.
 
+    ``dtype`` is a floating-point ``torch.dtype`` (None: float64); integer kinds ignore it.
+
     Examples
     --------
     >>> random_input("node:sh:1", 5, generator=torch.Generator().manual_seed(0)).shape
     torch.Size([5, 4])
     """
     spec = parse_kind(kind)
+    dtype = _float_dtype(torch.float64 if dtype is None else dtype)
     gen = spec.definition.random
     if gen is None:
         raise ValueError(f"kind: {spec.kind!r} has no registered random generator")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from geodl.data import fibonacci_sphere, uniform_sphere
-from geodl.groups import GroupElement, act, get_group, s2_healpix_grid, so3_healpix_grid
+from geodl.groups import GroupElement, act, get_group, random_input, s2_healpix_grid, so3_healpix_grid
 
 from ._helpers import F64, gen
 
@@ -120,3 +122,42 @@ def test_generators_refuse_dtype_strings_with_a_hint(make):
 def test_generators_accept_float_dtypes(make):
     for dtype in (F32, F64):
         assert make(dtype).dtype == dtype
+
+
+def test_group_methods_and_random_input_refuse_bad_dtypes():
+    G = get_group("E3+perm")
+    for method in (G.identity, G.sample, G.structured):
+        with pytest.raises(TypeError, match=r"dtype: .*torch\.float32"):
+            method(dtype="float32", n_nodes=3)
+        with pytest.raises(TypeError, match="dtype: .*floating-point"):
+            method(dtype=torch.int64, n_nodes=3)
+    for kind in ("node:vectors", "edge_index"):
+        with pytest.raises(TypeError, match=r"dtype: .*torch\.float32"):
+            random_input(kind, 4, dtype="float32")
+    with pytest.raises(TypeError, match="dtype: .*floating-point"):
+        random_input("node:vectors", 4, dtype=torch.int64)
+    assert random_input("node:vectors", 4).dtype == F64
+
+
+# ------------------------------------------------------------------ property: permutations
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(-3, 12), min_size=1, max_size=10))
+def test_perm_accepted_iff_it_is_a_permutation(values):
+    p = torch.tensor(values)
+    if sorted(values) == list(range(len(values))):
+        assert torch.equal(GroupElement(perm=p).perm, p)
+    else:
+        with pytest.raises(ValueError, match="perm"):
+            GroupElement(perm=p)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(-3, 8), min_size=2, max_size=12), st.integers(1, 6))
+def test_edge_index_accepted_iff_ids_in_range(ids, n):
+    edges = torch.tensor(ids[: len(ids) // 2 * 2]).view(2, -1)
+    g = GroupElement(perm=torch.randperm(n, generator=gen(n)))
+    if edges.numel() == 0 or (int(edges.min()) >= 0 and int(edges.max()) < n):
+        assert torch.equal(g.perm[act("edge_index", g, edges)], edges)
+    else:
+        with pytest.raises(ValueError, match="x"):
+            act("edge_index", g, edges)
