@@ -154,7 +154,7 @@ def _cache_path(root: Path, seed: int, sizes: tuple[int, int, int], settings: di
 def _cache_problem(data, n: int, n_particles: int) -> str | None:
     """Why ``data`` is not a valid cache of ``n`` trajectories of ``n_particles``, or None."""
     expected = {"loc": 3, "vel": 3, "charges": 1, "target": 3}
-    if not isinstance(data, dict) or not set(expected) <= set(data):
+    if not isinstance(data, dict) or set(data) != set(expected):
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
         return f"expected a dict with the keys {sorted(expected)}, got {keys}"
     for k, last in expected.items():

@@ -46,29 +46,16 @@ def _nbody_generate(root: Path, quick: bool, seed: int) -> Path:
 
 
 def _nbody_verify(root: Path, quick: bool, seed: int) -> str:
-    import torch
+    from geodl.data._nbody import _read_cache
 
     path = _nbody_path(root, quick, seed)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist (run `geodl data generate nbody"
                                 f"{' --quick' if quick else ''}`)")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: does not load ({type(exc).__name__}: {exc})") from None
     n = sum(NBODY_SIZES["quick" if quick else "full"])
-    expected = {"loc": (n, 5, 3), "vel": (n, 5, 3), "charges": (n, 5, 1), "target": (n, 5, 3)}
-    if not isinstance(data, dict) or set(data) != set(expected):
-        raise ValueError(f"{path}: expected the keys {sorted(expected)}")
-    for k, shape in expected.items():
-        t = data[k]
-        if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape or t.dtype != torch.float64:
-            raise ValueError(f"{path}: {k!r} expected float64 of shape {shape}, got "
-                             f"{getattr(t, 'dtype', type(t))} {tuple(getattr(t, 'shape', ()))}")
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{path}: {k!r} holds non-finite values")
-    if not bool(data["charges"].abs().eq(1).all()):
-        raise ValueError(f"{path}: charges expected in {{-1, +1}}")
+    _, problem = _read_cache(path, n)  # the same checks as the loader's
+    if problem is not None:
+        raise ValueError(f"{path}: {problem}")
     return f"{path}: {n} trajectories, loc/vel/target (N, 5, 3), charges (N, 5, 1), float64"
 
 
@@ -84,22 +71,16 @@ def _land_generate(root: Path, quick: bool, seed: int) -> Path:
 
 
 def _land_verify(root: Path, quick: bool, seed: int) -> str:
-    import json
-
-    import numpy as np
+    from geodl.data._sphere import _read_land_cache
 
     path = _land_path(root, quick, seed)
     meta_path = path.with_name("land_bits.json")
     if not (path.exists() and meta_path.exists()):
         raise FileNotFoundError(f"{path} does not exist (run `geodl data generate landmask`)")
-    try:
-        bits = np.load(path, mmap_mode="r")
-        meta = json.loads(meta_path.read_text())
-    except Exception as exc:
-        raise ValueError(f"{path}: does not load ({type(exc).__name__}: {exc})") from None
+    _, meta, problem = _read_land_cache(path, meta_path)  # the same checks as the loader's
+    if problem is not None:
+        raise ValueError(f"{path}: {problem}")
     rows, cols = meta["shape"]
-    if bits.dtype != np.uint8 or bits.shape != (rows, -(-cols // 8)):
-        raise ValueError(f"{path}: expected uint8 of shape ({rows}, {-(-cols // 8)}), got {bits.dtype} {bits.shape}")
     return f"{path}: {rows} x {cols} land mask, bit-packed"
 
 

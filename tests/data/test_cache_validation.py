@@ -44,13 +44,16 @@ def _bad_tensors(which):
     if which == "charges":
         good["charges"] *= 0.5
         return good
+    if which == "extra_key":
+        return {**good, "junk": torch.zeros(1)}
     if which == "not_a_dict":
         return [good["loc"]]
     raise AssertionError(which)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "wrong_n", "wrong_dtype",
-                                    "wrong_particles", "missing_key", "nan", "charges", "not_a_dict"])
+                                    "wrong_particles", "missing_key", "extra_key", "nan", "charges",
+                                    "not_a_dict"])
 def test_a_bad_nbody_cache_is_regenerated_with_a_warning(tmp_path, damage):
     expected = _fresh(tmp_path / "ref")
     path = _path(tmp_path / "bad")
