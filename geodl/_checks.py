@@ -90,7 +90,7 @@ def check_index(name: str, index: torch.Tensor, size: int | None = None) -> torc
     if index.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"{name}: expected an int64 or int32 tensor, got {index.dtype}")
     if size is not None and index.numel():
-        lo, hi = int(index.min()), int(index.max())
+        lo, hi = (int(v) for v in torch.aminmax(index))  # one pass over the index
         if lo < 0 or hi >= size:
             raise ValueError(f"{name}: values must lie in [0, {size}), got range [{lo}, {hi}]")
     return index
