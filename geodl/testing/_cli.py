@@ -71,7 +71,7 @@ def _module_from_file(path: str):
     Registering it matters: ``dataclasses`` and PyG's ``MessagePassing`` look their class's module up
     in ``sys.modules``. The module is named after the file unless that name is taken by another
     module (then ``_geodl_check_<stem>``); the file's folder is put on ``sys.path`` so that it can
-    import its neighbours.
+    import its neighbours (:func:`main` restores ``sys.path`` when the check ends).
     """
     path = os.path.abspath(path)
     stem = os.path.splitext(os.path.basename(path))[0]
@@ -197,16 +197,19 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # -h or an argparse error
         return int(exc.code or 0)
+    saved_path = list(sys.path)  # _load may add the model's folder; a caller's process keeps its own
     try:
         in_kinds, out_kinds, report = _run(args)
     except Exception as exc:
-        if args.traceback:
-            traceback.print_exc()
+        if args.traceback:  # the trace of the user's error, not of its wrapper
+            traceback.print_exception(exc.exc if isinstance(exc, _CheckError) else exc)
         msg = str(exc) if isinstance(exc, _CheckError) else f"{type(exc).__name__}: {exc}"
         msg = " ".join(msg.split())  # one line, whatever the exception's text
         hint = " (--traceback shows where)" if isinstance(exc, _CheckError) and not args.traceback else ""
         print(f"geodl check: error: {msg}{hint}", file=sys.stderr)
         return 2
+    finally:
+        sys.path[:] = saved_path
     print(f"geodl check {args.target}  (inputs {','.join(in_kinds)}; outputs {','.join(out_kinds)}; "
           f"{args.n_points} points, seed {args.seed})")
     print(report)
