@@ -324,3 +324,82 @@ def test_empty_inputs_on_the_triton_path():
     from _triton_interp import run_interpreted  # tests/ops helper (pytest puts this folder on sys.path)
 
     run_interpreted(_TRITON_EMPTY)
+
+
+# --------------------------------------------------------------------------- fuzz (child process)
+_FUZZ = """
+import json, torch
+from hypothesis import given, settings, strategies as st, HealthCheck
+from geodl.ops import gather, gather_csr, scatter, segment
+counts = {"tried": 0, "clean_error": 0, "other_error": 0, "wrong": 0}
+bad = []
+
+def ref_reduce(vals, reduce, f):
+    if not vals:
+        return [0.0] * f
+    cols = list(zip(*vals))
+    if reduce == "sum":
+        return [sum(c) for c in cols]
+    if reduce == "mean":
+        return [sum(c) / len(c) for c in cols]
+    return [max(c) if reduce == "max" else min(c) for c in cols]
+
+def classify(fn, valid, expect, names):
+    counts["tried"] += 1
+    try:
+        out = fn()
+    except (ValueError, TypeError) as e:
+        if not valid and str(e).split(":")[0] in names:
+            counts["clean_error"] += 1
+        else:
+            counts["other_error"] += 1; bad.append(repr(e)[:200])
+        return
+    except Exception as e:
+        counts["other_error"] += 1; bad.append(repr(e)[:200]); return
+    if not valid or out.tolist() != expect:
+        counts["wrong"] += 1; bad.append(("wrong", valid, out.tolist(), expect))
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(n=st.integers(0, 5), f=st.integers(0, 2), s=st.integers(0, 5), data=st.data(),
+       reduce=st.sampled_from(["sum", "mean", "max", "min"]))
+def run(n, f, s, data, reduce):
+    src = torch.arange(n * f, dtype=torch.float64).reshape(n, f) * 0.5 - 1.0
+    rows = src.tolist()
+    idx = data.draw(st.lists(st.integers(-2, s + 1), min_size=n, max_size=n))
+    index = torch.tensor(idx, dtype=torch.long)
+    valid = all(0 <= i < s for i in idx)
+    expect = [ref_reduce([rows[j] for j in range(n) if idx[j] == g], reduce, f) for g in range(s)]
+    classify(lambda: scatter(src, index, dim_size=s, reduce=reduce), valid, expect, ("index",))
+    valid_g = all(0 <= i < n for i in idx)
+    classify(lambda: gather(src, index), valid_g, [rows[i] for i in idx] if valid_g else None, ("index",))
+    if data.draw(st.booleans()):  # a valid pointer
+        cuts = sorted(data.draw(st.lists(st.integers(0, n), min_size=max(s - 1, 0), max_size=max(s - 1, 0))))
+        ptr = [0] + cuts + [n] if s or n else [0]
+    else:
+        ptr = data.draw(st.lists(st.integers(-3, n + 3), min_size=1, max_size=s + 2))
+    okp = ptr[0] == 0 and ptr[-1] == n and all(a <= b for a, b in zip(ptr, ptr[1:]))
+    ptr_t = torch.tensor(ptr, dtype=torch.long)
+    expect_s = [ref_reduce(rows[a:b], reduce, f) for a, b in zip(ptr, ptr[1:])] if okp else None
+    classify(lambda: segment(src, ptr_t, reduce), okp, expect_s, ("ptr",))
+    seg_src = torch.arange((len(ptr) - 1) * f, dtype=torch.float64).reshape(len(ptr) - 1, f)
+    srows = seg_src.tolist()
+    expect_c = [srows[k] for k, (a, b) in enumerate(zip(ptr, ptr[1:])) for _ in range(b - a)] if okp else None
+    classify(lambda: gather_csr(seg_src, ptr_t, size=n), okp, expect_c, ("ptr",))
+
+run()
+print(json.dumps({"counts": counts, "bad": bad[:5]}))
+"""
+
+
+def test_fuzz_scatter_family_in_a_child():
+    """Generated valid and malformed indices / pointers (sizes 0 included): every call either
+    matches a loop reference exactly or raises a ValueError naming ``index`` / ``ptr``."""
+    pytest.importorskip("hypothesis")
+    proc = subprocess.run([sys.executable, "-c", _FUZZ], capture_output=True, text=True, timeout=300,
+                          preexec_fn=_limit_memory, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, f"child exited with {proc.returncode}: {proc.stderr[-2000:]}"
+    report = json.loads(proc.stdout.splitlines()[-1])
+    counts = report["counts"]
+    assert counts["tried"] >= 1000 and counts["clean_error"] > 100, counts
+    assert counts["other_error"] == 0 and counts["wrong"] == 0, report
