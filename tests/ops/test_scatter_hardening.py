@@ -117,7 +117,7 @@ def test_size_limit_follows_available_memory(monkeypatch):
     src, index = torch.ones(3, 8), torch.tensor([0, 1, 2])
     monkeypatch.setattr(S, "_CHECKED_BYTES", 0)
     monkeypatch.setattr(S, "_available_bytes", lambda device: 1000)
-    with pytest.raises(ValueError, match=r"dim_size: 100 .*3.2e\+03|dim_size: 100 .*GiB"):
+    with pytest.raises(ValueError, match=r"^dim_size: 100 .*would need .* GiB of memory"):
         scatter(src, index, dim_size=100)
     with pytest.raises(ValueError, match=r"^index: "):
         gather(src, torch.zeros(100, dtype=torch.long))
