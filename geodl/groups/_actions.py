@@ -101,18 +101,29 @@ def _sh_blocks(R: torch.Tensor, lmax: int) -> list[torch.Tensor]:
     return [b * s**l for l, b in enumerate(wigner_D_blocks(lmax, s * R))]
 
 
-def _apply_rep(spec, g, x, n, matrix_of):
-    """Apply the linear representation ``R -> matrix_of(R) (..., n, n)`` to the last dim of ``x``."""
+def _linear_prologue(spec, g, x, n, dim_text):
+    """Shared checks of the linear actions on the last dim of ``x``: ``(R, per-row labels)``.
+
+    ``R`` is None when ``g`` has no rotation (the action is then the identity); the labels are
+    None unless ``g`` is a piecewise element.
+    """
     check_tensor("x", x, floating=True)
     if x.dim() == 0 or x.shape[-1] != n:
-        raise ValueError(f"x: kind {spec.kind!r} expects last dim {n}, got shape {tuple(x.shape)}")
+        raise ValueError(f"x: kind {spec.kind!r} expects last dim {dim_text}{n}, got shape {tuple(x.shape)}")
     R, lab = _rotation_of(spec, g, x)
     if R is None:
-        return x
+        return None, None
     _need_dim(spec, R)
+    return R, (None if lab is None else _rows(spec, g, x, 1))
+
+
+def _apply_rep(spec, g, x, n, matrix_of):
+    """Apply the linear representation ``R -> matrix_of(R) (..., n, n)`` to the last dim of ``x``."""
+    R, lab = _linear_prologue(spec, g, x, n, "")
+    if R is None:
+        return x
     if lab is None:
         return x @ matrix_of(R).transpose(-1, -2)
-    lab = _rows(spec, g, x, 1)
     return _matvec(_per_row(matrix_of(R), lab, x, 1), x)
 
 
@@ -184,16 +195,9 @@ def _real_basis(R: torch.Tensor) -> torch.Tensor:
 
 def _act_so3(spec, g, x):
     lmax = spec.lmax
-    n = _so3_dim(lmax)
-    check_tensor("x", x, floating=True)
-    if x.dim() == 0 or x.shape[-1] != n:
-        raise ValueError(f"x: kind {spec.kind!r} expects last dim sum_l (2l+1)² = {n}, got shape {tuple(x.shape)}")
-    R, lab = _rotation_of(spec, g, x)
+    R, lab = _linear_prologue(spec, g, x, _so3_dim(lmax), "sum_l (2l+1)² = ")
     if R is None:
         return x
-    _need_dim(spec, R)
-    if lab is not None:
-        lab = _rows(spec, g, x, 1)
     out, i = [], 0
     for l, D in enumerate(_sh_blocks(R, lmax)):
         k = 2 * l + 1
