@@ -7,11 +7,13 @@ tensor does sync; hot paths pass ``finite=False`` there).
 
 from __future__ import annotations
 
+import os
 from typing import Iterable, Sequence
 
 import torch
 
-__all__ = ["check_tensor", "check_choice", "check_finite", "check_index", "check_int", "check_positive_int", "check_number"]
+__all__ = ["check_tensor", "check_choice", "check_finite", "check_index", "check_int", "check_positive_int", "check_number",
+           "check_memory", "check_alloc"]
 
 
 def _shape_str(shape: Sequence) -> str:
@@ -154,3 +156,64 @@ def check_number(name: str, value, *, positive: bool = False, nonnegative: bool 
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ValueError(f"{name}: expected a number in [{lo}, {hi}], got {value!r}")
     return value
+
+
+# Output sizes are checked against the memory they would take before anything is allocated.
+# Requests below _CHECKED_BYTES are never looked at further (no cost in hot paths); above it the
+# memory available on the device is read and a request that does not fit raises ValueError.
+_CHECKED_BYTES = 1 << 30
+_FALLBACK_LIMIT = 16 << 30  # where the available memory cannot be read
+
+
+def _available_bytes(device: torch.device) -> int:
+    """Memory that an allocation on ``device`` can take now (free + cached on CUDA, MemAvailable on CPU)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            pass
+    return _FALLBACK_LIMIT
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"
+
+
+def check_memory(name: str, value, nbytes: int, device, what: str = "an output") -> None:
+    """Raise ``ValueError`` naming ``name`` (whose value ``value`` asks for ``what`` taking
+    ``nbytes`` bytes) when that would not fit in the memory available on ``device``; requests up
+    to 1 GiB are not looked at (no cost in hot paths). Skipped under ``torch.compile``.
+
+    >>> check_memory("lmax", 10, 1000, "cpu")
+    >>> check_memory("lmax", 10**9, 2**70, "cpu")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: lmax: 1000000000 asks for an output, which would need ... GiB of memory; ...
+    """
+    if nbytes <= _CHECKED_BYTES or torch.compiler.is_compiling():
+        return
+    device = torch.device(device)
+    limit = _available_bytes(device)
+    if nbytes > limit:
+        raise ValueError(f"{name}: {value} asks for {what}, which would need {_gib(nbytes)} of memory; "
+                         f"{_gib(limit)} is available on {device}")
+
+
+def check_alloc(name: str, value, rows: int, width: int, dtype: torch.dtype, device: torch.device,
+                row_bytes: int = 0, elem_bytes: int = 0) -> None:
+    """Raise ``ValueError`` naming ``name`` (whose value ``value`` asks for ``rows`` output rows of
+    ``width`` elements of ``dtype``, plus ``elem_bytes`` per element and ``row_bytes`` per row of
+    bookkeeping) when that output would not fit in the memory available on ``device``. Skipped
+    under ``torch.compile``."""
+    need = rows * (width * (dtype.itemsize + elem_bytes) + row_bytes)
+    check_memory(name, value, need, device, what=f"an output of {rows} rows x {width} {dtype} values")

@@ -259,7 +259,8 @@ def segment_covariance(pos: torch.Tensor, batch: torch.Tensor | None = None, num
     (tensor([[2., 0.],
             [0., 0.]]), tensor([2, 1]))
     """
-    from geodl.ops._scatter import check_alloc, scatter  # lazily: eigh3x3 does not need the scatter ops
+    from geodl._checks import check_alloc
+    from geodl.ops._scatter import scatter  # lazily: eigh3x3 does not need the scatter ops
 
     check_tensor("pos", pos, ndim=2, floating=True)
     if pos.shape[1] not in (2, 3):

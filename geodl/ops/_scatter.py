@@ -48,7 +48,7 @@ import os
 import torch
 from torch import Tensor
 
-from geodl._checks import check_choice, check_index, check_int, check_tensor
+from geodl._checks import check_alloc, check_choice, check_index, check_int, check_tensor
 from geodl.ops._dispatch import public_op, register_kernel
 
 __all__ = ["scatter", "segment", "gather", "gather_csr", "scatter_softmax", "scatter_logsumexp"]
@@ -316,54 +316,6 @@ def _to_rows(name: str, src, dim: int, floating: bool = False):
 
 def _from_rows(out: Tensor, dim: int, rest: tuple) -> Tensor:
     return out.reshape((out.shape[0],) + rest).movedim(0, dim)
-
-
-# Output sizes are checked against the memory they would take before anything is allocated.
-# Requests below _CHECKED_BYTES are never looked at further (no cost in hot paths); above it the
-# memory available on the device is read and a request that does not fit raises ValueError.
-_CHECKED_BYTES = 1 << 30
-_FALLBACK_LIMIT = 16 << 30  # where the available memory cannot be read
-
-
-def _available_bytes(device: torch.device) -> int:
-    """Memory that an allocation on ``device`` can take now (free + cached on CUDA, MemAvailable on CPU)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    if device.type == "cpu":
-        try:
-            with open("/proc/meminfo") as f:
-                for line in f:
-                    if line.startswith("MemAvailable:"):
-                        return int(line.split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            pass
-        try:
-            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            pass
-    return _FALLBACK_LIMIT
-
-
-def _gib(nbytes: int) -> str:
-    return f"{nbytes / 2**30:.3g} GiB"
-
-
-def check_alloc(name: str, value, rows: int, width: int, dtype: torch.dtype, device: torch.device,
-                row_bytes: int = 0, elem_bytes: int = 0) -> None:
-    """Raise ``ValueError`` naming ``name`` (whose value ``value`` asks for ``rows`` output rows of
-    ``width`` elements of ``dtype``, plus ``elem_bytes`` per element and ``row_bytes`` per row of
-    bookkeeping) when that output would not fit in the memory available on ``device``. Skipped
-    under ``torch.compile``."""
-    if torch.compiler.is_compiling():
-        return
-    need = rows * (width * (dtype.itemsize + elem_bytes) + row_bytes)
-    if need <= _CHECKED_BYTES:
-        return
-    limit = _available_bytes(device)
-    if need > limit:
-        raise ValueError(f"{name}: {value} asks for an output of {rows} rows x {width} {dtype} values, "
-                         f"which would need {_gib(need)} of memory; {_gib(limit)} is available on {device}")
 
 
 def _reads_values(t: Tensor, validate: bool) -> bool:

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from geodl.ops import gather, gather_csr, scatter, scatter_logsumexp, scatter_softmax, segment, segment_covariance
-from geodl.ops import _scatter as S
+from geodl import _checks as S
 
 _AS_LIMIT = 6 << 30  # address space of the child: enough for torch, far below the requests tested
 
