@@ -67,7 +67,9 @@ def _sign_fixed(x):
 def _eigh_chunk(A: torch.Tensor, sweeps: int):
     """Plain-torch Jacobi on a (B, 3, 3) chunk; returns ascending w (B, 3) and columns V (B, 3, 3)."""
     B = A.shape[0]
-    S = 0.5 * (A + A.transpose(-1, -2))  # read both triangles: gradients stay symmetric
+    # read both triangles (gradients stay symmetric); halve before adding: A + A^T overflows for
+    # entries above max/2 (3e38 in float32), and 0.5 a + 0.5 b == 0.5 (a + b) bit for bit otherwise
+    S = 0.5 * A + 0.5 * A.transpose(-1, -2)
     scale = S.abs().amax(dim=(-1, -2))
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     S = (S / scale[:, None, None]).reshape(B, 9).T.contiguous()  # (9, B): each entry contiguous
@@ -115,14 +117,26 @@ def _backward(ctx, grad_w, grad_V):
     Guard at near-ties: F_ij = D / (D^2 + eps^2) with D = w_j - w_i and eps = sqrt(machine eps) *
     max|w| (Lorentzian broadening). It equals 1/D up to a relative (eps/D)^2 (below 1e-10 in float64
     for a relative gap >= 1e-3) and stays bounded by 1/(2 eps) where eigenvalues tie, where the true
-    derivative of the eigenvectors does not exist.
+    derivative of the eigenvectors does not exist. At an exact tie D = 0 gives F_ij = 0: the terms
+    coupling the tied eigenvectors are dropped, and what is returned is the derivative with the
+    eigenvector basis of the tied eigenspace held fixed (the eigenvalue part, ``V diag(g_w) V^T``, is
+    exact for every symmetric function of the tied eigenvalues). For spectra whose squares would
+    under- or overflow (max|w| outside ``[sqrt(tiny / eps), sqrt(max) / 2]``, e.g. the zero matrix,
+    where the plain formula is 0/0) the same Lorentzian is evaluated in units of max|w|, so the
+    gradient is finite there too.
     """
     w, V = ctx.saved_tensors
     G = torch.zeros_like(V)
     if grad_V is not None:
+        fi = torch.finfo(w.dtype)
         D = w[:, None, :] - w[:, :, None]
-        eps = torch.finfo(w.dtype).eps ** 0.5 * w.abs().amax(-1).clamp_min(torch.finfo(w.dtype).tiny)
-        G = (V.transpose(-1, -2) @ grad_V) * (D / (D * D + eps[:, None, None] ** 2))
+        scale = w.abs().amax(-1).clamp_min(fi.tiny)
+        eps = fi.eps ** 0.5 * scale
+        F = D / (D * D + eps[:, None, None] ** 2)
+        ok = (scale >= (fi.tiny / fi.eps) ** 0.5) & (scale <= fi.max ** 0.5 / 2)
+        Dn = D / scale[:, None, None]  # |Dn| <= 2: no under- or overflow in the squares
+        Fs = Dn / (Dn * Dn + fi.eps) / scale[:, None, None]
+        G = (V.transpose(-1, -2) @ grad_V) * torch.where(ok[:, None, None], F, Fs)
     if grad_w is not None:
         G = G + torch.diag_embed(grad_w)
     gA = V @ G @ V.transpose(-1, -2)
@@ -153,7 +167,13 @@ def eigh3x3(A: torch.Tensor, *, validate: bool = True, sym_tol: float | None = N
     op. Differentiable (``torch.library.custom_op`` ``geodl::eigh3x3`` with autograd);
     near-tied eigenvalues are guarded in the eigenvector gradient by a Lorentzian broadening of
     ``1/(w_j - w_i)`` with width ``sqrt(eps) * max|w|``: exact up to a relative ``(width/gap)^2``
-    and bounded where eigenvalues tie (where the true derivative does not exist).
+    and bounded where eigenvalues tie (where the true derivative does not exist). At an exact tie
+    (the zero matrix, ``c * I``, a double eigenvalue) the gradient is finite: the terms coupling
+    the tied eigenvectors are dropped, i.e. it is the derivative with the basis of the tied
+    eigenspace held fixed. Every finite input gives a finite result: the matrix is halved before
+    it is symmetrised and scaled by its largest entry before the sweeps (``3e38 * I`` in float32
+    is fine); only eigenvalues that do not fit the dtype (``|w| > max``, e.g. ``3e38 * ones``) come
+    back as ``inf``, with a NaN ``gap``.
 
     Parameters
     ----------

@@ -73,12 +73,13 @@ def _eigh3x3_kernel(a_ptr, w_ptr, v_ptr, n, SWEEPS: tl.constexpr, BLOCK: tl.cons
     idx = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
     mask = idx < n
     base = a_ptr + idx * 9
+    # halve before adding (no overflow above max/2), as the reference does
     a00 = tl.load(base + 0, mask=mask, other=0.0)
     a11 = tl.load(base + 4, mask=mask, other=0.0)
     a22 = tl.load(base + 8, mask=mask, other=0.0)
-    a01 = 0.5 * (tl.load(base + 1, mask=mask, other=0.0) + tl.load(base + 3, mask=mask, other=0.0))
-    a02 = 0.5 * (tl.load(base + 2, mask=mask, other=0.0) + tl.load(base + 6, mask=mask, other=0.0))
-    a12 = 0.5 * (tl.load(base + 5, mask=mask, other=0.0) + tl.load(base + 7, mask=mask, other=0.0))
+    a01 = 0.5 * tl.load(base + 1, mask=mask, other=0.0) + 0.5 * tl.load(base + 3, mask=mask, other=0.0)
+    a02 = 0.5 * tl.load(base + 2, mask=mask, other=0.0) + 0.5 * tl.load(base + 6, mask=mask, other=0.0)
+    a12 = 0.5 * tl.load(base + 5, mask=mask, other=0.0) + 0.5 * tl.load(base + 7, mask=mask, other=0.0)
     scale = tl.maximum(tl.maximum(tl.maximum(tl.abs(a00), tl.abs(a11)), tl.maximum(tl.abs(a22), tl.abs(a01))),
                        tl.maximum(tl.abs(a02), tl.abs(a12)))
     scale = tl.where(scale > 0, scale, 1.0)
