@@ -12,6 +12,13 @@ Conventions (shared by all of ``geodl``):
 roma does the work where it is accurate to float64 round-off (checked in ``tests/groups``); two
 places are done differently, see the comments in :func:`axis_angle_to_matrix` and
 :func:`matrix_to_euler`.
+
+Range: every finite input gives a finite result. Norms are taken after scaling by a power of two
+(exact: the result is bit for bit what the unscaled formula gives wherever that one neither
+overflows nor underflows), so quaternions and 6D columns of norm 1e-30 or 1e30 in float32 are
+fine, and rotation angles up to the largest finite value are rotations by exactly that angle.
+Inputs that define no rotation (a zero quaternion, a zero or collinear pair of 6D columns) raise
+``ValueError`` on the CPU; on CUDA they are not checked (no host synchronisation) and give NaN.
 """
 
 from __future__ import annotations
@@ -59,9 +66,52 @@ def _dtype(dtype):
 
 
 def _check_values(name: str, x, shape) -> torch.Tensor:
-    # Value checks (NaN/inf) only on the CPU: on CUDA they would force a host sync (docs/architecture.md, conventions).
+    # Value checks (NaN/inf) only on the CPU and outside torch.compile: on CUDA they would force a
+    # host sync (docs/architecture.md, conventions), under compile a graph break.
     x = check_tensor(name, x, shape=shape, floating=True)
-    return check_tensor(name, x, finite=x.device.type == "cpu")
+    return check_tensor(name, x, finite=_checking(x))
+
+
+def _pow2_unscale(x: torch.Tensor) -> torch.Tensor:
+    """``x (..., k)`` divided by a power of two near its largest magnitude along the last axis.
+
+    A power of two makes the division exact, so a norm or a normalisation of the result equals the
+    one of ``x`` bit for bit where that neither overflows nor underflows, and never does either itself
+    (rows of zeros are returned as they are).
+    """
+    big = x.abs().amax(dim=-1, keepdim=True)
+    _, exp = torch.frexp(big)
+    lowest = int(math.log2(torch.finfo(x.dtype).tiny)) + 2  # 2**-lowest stays finite for subnormal rows
+    return torch.ldexp(x, -exp.clamp_min(lowest).to(x.dtype))
+
+
+def _safe_norm(x: torch.Tensor) -> torch.Tensor:
+    """``vector_norm(x, dim=-1)``, rescaled where the plain sum of squares overflows (bit-identical elsewhere)."""
+    n = torch.linalg.vector_norm(x, dim=-1)
+    big = x.abs().amax(dim=-1)
+    scaled = big * torch.linalg.vector_norm(x / torch.where(big > 0, big, 1.0)[..., None], dim=-1)
+    return torch.where(torch.isfinite(n), n, scaled)
+
+
+def _checking(x: torch.Tensor) -> bool:
+    """Whether value checks run: on the CPU, outside ``torch.compile`` (elsewhere they would sync)."""
+    return x.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def _raise_where(name: str, bad: torch.Tensor, what: str) -> None:
+    if bool(bad.any()):
+        where = bad.nonzero().tolist()[:5] if bad.dim() else []
+        at = f" at batch positions {where}" if bad.dim() else ""
+        raise ValueError(f"{name}: {what}{at}; such an input defines no rotation")
+
+
+def _rotvec_to_unitquat(v: torch.Tensor) -> torch.Tensor:
+    """roma's ``rotvec_to_unitquat`` with an overflow-free norm (the same bits for ordinary angles)."""
+    from roma.mappings import sinc
+
+    norms = _safe_norm(v)
+    scale = sinc(norms / 2) / 2.0
+    return torch.cat((scale[..., None] * v, torch.cos(norms / 2)[..., None]), dim=-1)
 
 
 def random_quaternion(*shape, generator=None, dtype=None, device=None) -> torch.Tensor:
@@ -187,7 +237,14 @@ def geodesic_distance(R1: torch.Tensor, R2: torch.Tensor) -> torch.Tensor:
 def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
     """Unit quaternions ``(..., 4)`` in ``(x, y, z, w)`` order -> rotation matrices ``(..., 3, 3)``.
 
-    The input is normalised first.
+    The input is normalised first (after an exact power-of-two rescaling, so norms from the
+    smallest to the largest finite value are fine). A zero quaternion raises ``ValueError`` on
+    the CPU; on CUDA it is not checked (no host sync) and gives NaN.
+
+    Raises
+    ------
+    ValueError
+        ``q`` is not ``(..., 4)``, holds NaN/inf or (CPU) a zero quaternion.
 
     Examples
     --------
@@ -199,6 +256,9 @@ def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
     import roma
 
     q = _check_values("q", q, (..., 4))
+    if _checking(q):
+        _raise_where("q", (q == 0).all(-1), "zero quaternion")
+    q = _pow2_unscale(q)
     return roma.unitquat_to_rotmat(q / torch.linalg.vector_norm(q, dim=-1, keepdim=True))
 
 
@@ -222,6 +282,9 @@ def matrix_to_quaternion(R: torch.Tensor) -> torch.Tensor:
 def axis_angle_to_matrix(v: torch.Tensor) -> torch.Tensor:
     """Rotation vectors ``(..., 3)`` (``angle * unit_axis``) -> rotation matrices ``(..., 3, 3)``.
 
+    Any finite angle, up to the largest finite value, is a rotation by exactly that angle (the
+    norm is rescaled where its square would overflow).
+
     Examples
     --------
     >>> R = axis_angle_to_matrix(torch.tensor([0.0, 0.0, math.pi / 2], dtype=torch.float64))
@@ -235,8 +298,9 @@ def axis_angle_to_matrix(v: torch.Tensor) -> torch.Tensor:
     v = _check_values("v", v, (..., 3))
     # Not roma.rotvec_to_rotmat: below angle 1e-6 it switches to the first-order matrix I + [v]x, which
     # is off by angle²/2 (5e-13) and not orthogonal. Going through the quaternion (sinc is exact near
-    # 0) is accurate to round-off at every angle.
-    return roma.unitquat_to_rotmat(roma.rotvec_to_unitquat(v))
+    # 0) is accurate to round-off at every angle. roma's norm overflows above sqrt(max) (1.8e19 in
+    # float32): the norm here is rescaled there, the same bits elsewhere.
+    return roma.unitquat_to_rotmat(_rotvec_to_unitquat(v))
 
 
 def matrix_to_axis_angle(R: torch.Tensor) -> torch.Tensor:
@@ -272,6 +336,16 @@ def sixd_to_matrix(d6: torch.Tensor) -> torch.Tensor:
     """6D representations ``(..., 6)`` -> rotation matrices ``(..., 3, 3)`` by Gram–Schmidt (roma).
 
     Columns: ``a = normalise(d6[:3])``, ``b = normalise(d6[3:] - (a·d6[3:]) a)``, ``a × b``.
+    Each column is rescaled by a power of two first (exact), so columns of any finite norm work.
+    Columns that define no rotation -- a zero column, or two columns collinear to working
+    precision (``|b before normalising| <= 8 eps |d6[3:]|``, where the second column would be
+    rounding noise) -- raise ``ValueError`` on the CPU; on CUDA they are not checked (no host sync):
+    exact zeros give NaN, collinear columns an orthonormal matrix whose second column is noise.
+
+    Raises
+    ------
+    ValueError
+        ``d6`` is not ``(..., 6)``, holds NaN/inf or (CPU) a zero or collinear pair of columns.
 
     Examples
     --------
@@ -283,7 +357,15 @@ def sixd_to_matrix(d6: torch.Tensor) -> torch.Tensor:
     import roma
 
     d6 = _check_values("d6", d6, (..., 6))
-    return roma.special_gramschmidt(d6.unflatten(-1, (2, 3)).transpose(-1, -2))
+    cols = _pow2_unscale(d6.unflatten(-1, (2, 3)))  # (..., 2, 3): each column scaled on its own
+    if _checking(d6):
+        _raise_where("d6", (cols[..., 0, :] == 0).all(-1), "zero first column d6[..., :3]")
+        a = cols[..., 0, :] / torch.linalg.vector_norm(cols[..., 0, :], dim=-1, keepdim=True)
+        b = cols[..., 1, :] - (a * cols[..., 1, :]).sum(-1, keepdim=True) * a
+        eps = torch.finfo(d6.dtype).eps
+        _raise_where("d6", torch.linalg.vector_norm(b, dim=-1) <= 8 * eps * torch.linalg.vector_norm(cols[..., 1, :], dim=-1),
+                     "second column d6[..., 3:] zero or collinear with the first")
+    return roma.special_gramschmidt(cols.transpose(-1, -2))
 
 
 def _check_convention(convention) -> str:
@@ -308,7 +390,8 @@ def euler_to_matrix(angles: torch.Tensor, convention: str = "ZYZ") -> torch.Tens
     """Euler angles ``(..., 3)`` -> rotation matrices ``(..., 3, 3)``.
 
     Upper-case conventions are intrinsic (``"ZYZ"``: ``R = Rz(a0) @ Ry(a1) @ Rz(a2)``), lower-case
-    extrinsic (``"zyz"``: ``R = Rz(a2) @ Ry(a1) @ Rz(a0)``), as in scipy and roma.
+    extrinsic (``"zyz"``: ``R = Rz(a2) @ Ry(a1) @ Rz(a0)``), as in scipy and roma. Any finite
+    angle, up to the largest finite value, is a rotation by exactly that angle.
 
     Examples
     --------
@@ -320,7 +403,17 @@ def euler_to_matrix(angles: torch.Tensor, convention: str = "ZYZ") -> torch.Tens
 
     convention = _check_convention(convention)
     angles = _check_values("angles", angles, (..., 3))
-    return roma.unitquat_to_rotmat(roma.euler_to_unitquat(convention, angles))
+    # roma.euler_to_unitquat, with the overflow-free rotation-vector map (roma's squares each angle:
+    # NaN above sqrt(max), 1.8e19 in float32); the same bits for ordinary angles
+    axes, parts = convention.upper(), list(angles.unbind(-1))
+    if convention.islower():  # extrinsic = intrinsic with the axes and angles reversed
+        axes, parts = axes[::-1], parts[::-1]
+    quats = []
+    for axis, angle in zip(axes, parts):
+        rotvec = torch.zeros(*angle.shape, 3, dtype=angle.dtype, device=angle.device)
+        rotvec[..., "XYZ".index(axis)] = angle
+        quats.append(_rotvec_to_unitquat(rotvec))
+    return roma.unitquat_to_rotmat(roma.quat_composition(quats, normalize=True))
 
 
 def matrix_to_euler(R: torch.Tensor, convention: str = "ZYZ") -> torch.Tensor:
