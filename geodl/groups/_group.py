@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from geodl._checks import check_number, check_positive_int, check_tensor
+from geodl._checks import check_alloc, check_memory, check_number, check_positive_int, check_tensor
 from geodl.groups._finite import finite_group
 from geodl.groups._grids import _float_dtype
 from geodl.groups._rotations import (
@@ -332,6 +332,14 @@ def inverse(g: GroupElement) -> GroupElement:
 
 
 # ----------------------------------------------------------------------------------------------- group
+# Bytes per part of a piecewise group's element while it is drawn (Python objects and 3x3 tensors).
+_PART_BYTES = 4096
+
+
+def _device(device) -> torch.device:
+    return torch.device("cpu") if device is None else torch.device(device)
+
+
 def _check_dtype(dtype) -> None:
     """``TypeError`` unless ``dtype`` is None or a floating-point ``torch.dtype`` (strings get a hint)."""
     if dtype is not None:
@@ -408,12 +416,15 @@ class Group:
     def __hash__(self) -> int:
         return hash(self.name)
 
-    def _need_nodes(self, n_nodes):
+    def _need_nodes(self, n_nodes, device=None):
         if not self.has_permutations:
             return None
         if n_nodes is None:
             raise ValueError(f"n_nodes: group {self.name!r} permutes nodes, so n_nodes (an int >= 1) is required")
-        return check_positive_int("n_nodes", n_nodes)
+        n_nodes = check_positive_int("n_nodes", n_nodes)
+        # the permutations drawn (randperm's work space, the structured ones): a few int64 per node
+        check_alloc("n_nodes", n_nodes, n_nodes, 4, torch.int64, _device(device))
+        return n_nodes
 
     def _need_labels(self, labels):
         if not self.has_parts:
@@ -427,6 +438,9 @@ class Group:
         lo, P = int(labels.min()), int(labels.max()) + 1
         if lo < 0:
             raise ValueError(f"labels: expected part ids >= 0, got {lo}")
+        # one element per part id up to the largest (a Python object and small tensors each)
+        check_memory("labels", f"(largest part id {P - 1})", P * _PART_BYTES, _device(labels.device),
+                     what=f"{P} per-part group elements")
         return labels.to(torch.int64), P
 
     def _parts_element(self, elems: list[GroupElement], labels, label: str, perm=None) -> GroupElement:
@@ -482,7 +496,7 @@ class Group:
         (torch.Size([3, 3]), torch.Size([3]), torch.Size([5]), 'haar')
         """
         _check_dtype(dtype)
-        n_nodes = self._need_nodes(n_nodes)
+        n_nodes = self._need_nodes(n_nodes, device)
         if self.has_parts:
             labels, P = self._need_labels(labels)
             base = self._base()
@@ -537,7 +551,7 @@ class Group:
         ['identity', 'roll', 'roll', 'roll', 'pole_flip', 'pole_flip']
         """
         _check_dtype(dtype)
-        n_nodes = self._need_nodes(n_nodes)
+        n_nodes = self._need_nodes(n_nodes, device)
         if self.has_parts:
             return self._structured_parts(dtype, device, n_nodes, generator, labels)
         out = [self.identity(dtype=dtype, device=device, n_nodes=n_nodes)]
