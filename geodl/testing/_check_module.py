@@ -11,6 +11,7 @@ restored afterwards.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 import inspect
 import io
@@ -20,6 +21,7 @@ from collections.abc import Mapping
 import torch
 
 from geodl.testing._report import ModuleReport
+from geodl.testing._state import RNGState, module_state, restore_state, state_diff
 
 __all__ = ["check_module", "CHECKS"]
 
@@ -29,21 +31,64 @@ _FROM_DECLARATION = object()
 
 # ----------------------------------------------------------------------------- inputs and kinds
 class _Call:
-    """The module's arguments: ``args`` (name or position -> tensor) with ``kinds``, plus ``extras``."""
+    """The module's arguments: ``args`` (name or position -> tensor) with ``kinds``, plus ``extras``.
 
-    def __init__(self, args: dict, kinds: dict, extras: dict, positional: bool):
+    With a ``template`` (a PyG ``Data``/``Batch`` the module takes whole), ``args`` and ``extras`` are
+    its fields, and each call passes a copy of the template holding them.
+    """
+
+    def __init__(self, args: dict, kinds: dict, extras: dict, positional: bool, template=None):
         self.args, self.kinds, self.extras, self.positional = args, kinds, extras, positional
+        self.template = template
 
     def __call__(self, module, args=None, extras=None):
         args = self.args if args is None else args
         extras = self.extras if extras is None else extras
         if self.positional:
             return module(*[args[i] for i in range(len(args))])
+        if self.template is not None:
+            return module(_rebuild(self.template, args, extras))
         return module(**args, **extras)
 
     def cast(self, dtype, args=None):
         args = self.args if args is None else args
         return {k: v.to(dtype) if v.is_floating_point() else v for k, v in args.items()}
+
+
+def _rebuild(template, args: dict, extras: dict):
+    """A shallow copy of a PyG ``Data``/``Batch`` holding ``args`` and ``extras`` as its fields; floating
+    extras follow the floating args' dtype, and a ``Batch``'s ``ptr`` and graph count follow ``batch``."""
+    obj = copy.copy(template)
+    dtype = next((v.dtype for v in args.values() if isinstance(v, torch.Tensor) and v.is_floating_point()), None)
+    for k, v in extras.items():
+        if dtype is not None and isinstance(v, torch.Tensor) and v.is_floating_point():
+            v = v.to(dtype)
+        obj[k] = v
+    for k, v in args.items():
+        obj[k] = v
+    batch = args.get("batch")
+    if isinstance(batch, torch.Tensor) and batch.dim() == 1 and not batch.is_floating_point():
+        n_graphs = int(batch.max()) + 1 if batch.numel() else 0
+        if "ptr" in template.keys():
+            counts = torch.bincount(batch, minlength=n_graphs)
+            obj.ptr = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
+        if hasattr(template, "_num_graphs"):
+            obj._num_graphs = n_graphs
+    return obj
+
+
+def _takes_data(module, fields) -> bool:
+    """Whether ``module.forward`` takes a PyG object whole rather than the fields ``fields`` by name."""
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return False
+    names = {p.name for p in params}
+    positional = [p for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                  inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    return bool(positional) and not all(k in names for k in fields)
 
 
 def _is_pyg_data(x) -> bool:
@@ -62,12 +107,21 @@ def _optional_args(module) -> set:
 def _build_call(module, inputs, in_kinds) -> _Call:
     from geodl.groups import parse_kind
 
+    template = None
     if _is_pyg_data(inputs):
         if not isinstance(in_kinds, Mapping):
             raise TypeError("in_kinds: PyG Data/Batch inputs need a dict of field name -> kind, "
                             f"got {type(in_kinds).__name__}")
-        fields = {k: inputs[k] for k in inputs.keys() if k in in_kinds}
-        inputs = fields
+        present = [k for k in inputs.keys() if k in in_kinds]
+        if _takes_data(module, present):  # forward(data): fields without a kind travel as extras
+            template = inputs
+            missing = [k for k in in_kinds if k not in present]
+            if missing:
+                raise ValueError(f"inputs: the {type(inputs).__name__} has no field {missing}, named in in_kinds "
+                                 f"{sorted(in_kinds)} (it has {sorted(inputs.keys())})")
+            inputs = {k: inputs[k] for k in inputs.keys() if k in in_kinds or isinstance(inputs[k], torch.Tensor)}
+        else:
+            inputs = {k: inputs[k] for k in present}
     if isinstance(inputs, Mapping):
         if not isinstance(in_kinds, Mapping):
             raise TypeError(f"in_kinds: inputs is a dict, so expected a dict of argument name -> kind, "
@@ -111,7 +165,7 @@ def _build_call(module, inputs, in_kinds) -> _Call:
                 raise ValueError(f"{name}: {x.shape[0]} rows along dim 0 (kind {kinds[k]!r}), but {first} "
                                  f"has {n_nodes}")
             n_nodes, first = x.shape[0], name
-    return _Call(args, kinds, extras, positional)
+    return _Call(args, kinds, extras, positional, template)
 
 
 def _flat_outputs(y, out_kinds, what="output"):
@@ -132,12 +186,25 @@ def _flat_outputs(y, out_kinds, what="output"):
     raise TypeError(f"out_kinds: expected a kind string, a tuple or a dict of kinds, got {type(out_kinds).__name__}")
 
 
+def _input_scale(call) -> float:
+    """The largest absolute value of the floating inputs (it sets the default absolute tolerance)."""
+    vals = [float(v.detach().abs().max()) for v in call.args.values()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel()]
+    return max(vals, default=0.0)
+
+
 def _tensors(flat):
     return [(n, t) for n, t, _ in flat if isinstance(t, torch.Tensor)]
 
 
-def _compare(got, ref, rtol, atol):
-    """``None`` when every output matches, else a sentence naming the first that does not."""
+def _compare(got, ref, rtol, atol, floor=None):
+    """``None`` when every output matches, else a sentence naming the first that does not.
+
+    With ``atol=None``, the absolute tolerance is :func:`~geodl.testing.atol_floor` of
+    ``floor = (dtype, input scale)`` and of each output's size and scale.
+    """
+    from geodl.testing._equivariance import atol_floor
+
     for (name, a), (_, b) in zip(_tensors(got), _tensors(ref)):
         if a.shape != b.shape:
             return f"{name}: shape {tuple(a.shape)} instead of {tuple(b.shape)}"
@@ -147,82 +214,19 @@ def _compare(got, ref, rtol, atol):
             diff = torch.where(both_nan, 0.0, (a64 - b64).abs())
             err = float(diff.max()) if diff.numel() else 0.0
             scale = float(b64.abs().nan_to_num(0.0).max()) if b64.numel() else 0.0
-            if not err <= atol + rtol * scale:
-                return f"{name}: max abs. difference {err:.3e} > {atol:.1e} + {rtol:.1e} * {scale:.3e}"
+            tol = atol if atol is not None else atol_floor(floor[0], b.numel(), max(scale, floor[1]), rtol)
+            one_nan = torch.isnan(a64) ^ torch.isnan(b64)
+            if bool(one_nan.any()):
+                return f"{name}: NaN in {int(one_nan.sum())} entries of one output where the other is not NaN"
+            if not err <= tol + rtol * scale:
+                return f"{name}: max abs. difference {err:.3e} > {tol:.1e} + {rtol:.1e} * {scale:.3e}"
         elif not torch.equal(a, b):
             return f"{name}: values differ"
     return None
 
 
 # ----------------------------------------------------------------------------- state snapshots
-def _state(module) -> dict:
-    """Every tensor a module holds (parameters, buffers, plain tensor attributes) and training flags."""
-    out = {}
-    for prefix, m in module.named_modules(remove_duplicate=False):
-        pre = f"{prefix}." if prefix else ""
-        out[f"{pre}<training>"] = m.training
-        for name, t in m._parameters.items():
-            if t is not None:
-                out[pre + name] = t.detach().clone()
-        for name, t in m._buffers.items():
-            if t is not None:
-                out[pre + name] = t.detach().clone()
-        for name, t in vars(m).items():
-            if isinstance(t, torch.Tensor) and not name.startswith("_"):
-                out[f"{pre}{name} (attribute)"] = t.detach().clone()
-    return out
-
-
-def _state_diff(before: dict, after: dict) -> list:
-    changed = []
-    for k in before.keys() | after.keys():
-        a, b = before.get(k), after.get(k)
-        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-            same = a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
-        else:
-            same = a is b or a == b
-        if not same:
-            changed.append(k)
-    return sorted(changed)
-
-
-def _restore(module, state: dict) -> None:
-    with torch.no_grad():
-        for prefix, m in module.named_modules(remove_duplicate=False):
-            pre = f"{prefix}." if prefix else ""
-            m.training = state.get(f"{pre}<training>", m.training)
-            for name, t in list(m._parameters.items()) + list(m._buffers.items()):
-                saved = state.get(pre + name)
-                if t is not None and saved is not None:
-                    if t.shape == saved.shape:
-                        t.copy_(saved)
-                    else:
-                        t.data = saved.clone()
-            for name, t in list(vars(m).items()):
-                saved = state.get(f"{pre}{name} (attribute)")
-                if isinstance(t, torch.Tensor) and saved is not None and not torch.equal(t, saved):
-                    setattr(m, name, saved.clone())
-
-
-class _RNG:
-    """torch's global RNG states (CPU, and CUDA when initialised)."""
-
-    def __init__(self):
-        self.cpu = torch.get_rng_state()
-        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-
-    def restore(self):
-        torch.set_rng_state(self.cpu)
-        if self.cuda is not None:
-            torch.cuda.set_rng_state_all(self.cuda)
-
-    def changed(self, other: "_RNG") -> list:
-        out = [] if torch.equal(self.cpu, other.cpu) else ["CPU"]
-        if self.cuda is not None and other.cuda is not None:
-            out += [f"cuda:{i}" for i, (a, b) in enumerate(zip(self.cuda, other.cuda)) if not torch.equal(a, b)]
-        elif (self.cuda is None) != (other.cuda is None):
-            out.append("CUDA (initialised by the forward)")
-        return out
+_state, _state_diff, _restore, _RNG = module_state, state_diff, restore_state, RNGState
 
 
 def _perturb(module, gen: torch.Generator) -> None:
@@ -247,6 +251,8 @@ def _equivariance(work, call, sym, out_kinds, opts):
     extras = call.extras
 
     def fn(*a, **kw):
+        if call.template is not None:
+            return call(work, kw)
         return work(*a, **kw, **extras)
 
     args = call.cast(opts["dtype"])
@@ -256,8 +262,26 @@ def _equivariance(work, call, sym, out_kinds, opts):
         inputs, kinds = args, dict(call.kinds)
     report = equivariance_error(fn, inputs, kinds, out_kinds, sym["group"], n_samples=opts["n_samples"],
                                 generator=opts["generator"], dtype=opts["dtype"], atol=opts["atol_arg"],
-                                rtol=opts["rtol_arg"])
+                                rtol=opts["rtol_arg"], per_graph=opts["per_graph"])
+    other = _other_dtypes(work, opts["dtype"])
+    if other:
+        report = dataclasses.replace(report, notes=(
+            f"note: the {str(opts['dtype']).replace('torch.', '')} copy of the module still holds tensors of "
+            f"another floating dtype (plain tensor attributes, which .to() does not convert): {', '.join(other)}",))
     return ("passed" if report.passed else "failed"), str(report)
+
+
+def _other_dtypes(module, dtype) -> list:
+    """``"name (dtype)"`` of every floating tensor the module holds in a dtype other than ``dtype``."""
+    out = []
+    for prefix, m in module.named_modules():
+        pre = f"{prefix}." if prefix else ""
+        tensors = list(m._parameters.items()) + list(m._buffers.items()) + \
+            [(n, t) for n, t in vars(m).items() if isinstance(t, torch.Tensor) and not n.startswith("_")]
+        for name, t in tensors:
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != dtype:
+                out.append(f"{pre}{name} ({str(t.dtype).replace('torch.', '')})")
+    return out
 
 
 def _batching(work, call, sym, out_kinds, opts):
@@ -317,7 +341,7 @@ def _batching(work, call, sym, out_kinds, opts):
             else:
                 skipped.append(name)
         keep_full = [f for f in full if f[0] not in skipped]
-        bad = _compare(merged, keep_full, rtol, atol)
+        bad = _compare(merged, keep_full, rtol, atol, opts["floor"])
         what = f"{n_graphs} graphs one at a time vs. batched"
     else:
         if any(parse_kind(k).base == "edge_index" for k in call.kinds.values()):
@@ -338,7 +362,7 @@ def _batching(work, call, sym, out_kinds, opts):
         names = {f[0] for f in rows}
         merged = [(nm, torch.cat([outs[0][j][1], outs[1][j][1]]), kd) for j, (nm, _, kd) in enumerate(full)
                   if nm in names]
-        bad = _compare(merged, rows, rtol, atol)
+        bad = _compare(merged, rows, rtol, atol, opts["floor"])
         skipped = [f[0] for f in full if f[0] not in names]
         what = f"rows [:{h}] and [{h}:] separately vs. all {n} rows"
     note = f" (not compared: {', '.join(skipped)})" if skipped else ""
@@ -414,7 +438,7 @@ def _compile(work, call, sym, out_kinds, opts):
                          f"{type(exc).__name__}: {msg[0] if msg else ''}"
     finally:
         importlib.import_module("torch._dynamo").reset()
-    bad = _compare(got, ref, opts["rtol"], opts["atol"])
+    bad = _compare(got, ref, opts["rtol"], opts["atol"], opts["floor"])
     if bad:
         return "failed", "compiled vs. eager: " + bad
     return "passed", f"backend {opts['compile_backend']!r}, fullgraph: equal to eager"
@@ -467,7 +491,7 @@ _ITEMS = {"equivariance": _equivariance, "batching": _batching, "state_dict": _s
 def check_module(module, inputs, *, group=None, in_kinds=None, out_kinds=None, batch_arg=_FROM_DECLARATION,
                  checks=CHECKS, generator=0, n_samples: int = 4, dtype: torch.dtype | None = None,
                  atol: float | None = None, rtol: float | None = None, compile_backend: str = "aot_eager",
-                 raise_on_fail: bool = True) -> ModuleReport:
+                 per_graph: bool = False, raise_on_fail: bool = True) -> ModuleReport:
     """Run the standard battery of checks on an equivariant or invariant module.
 
     The items, in order (each passed, failed or skipped with a reason):
@@ -569,6 +593,8 @@ def check_module(module, inputs, *, group=None, in_kinds=None, out_kinds=None, b
         raise TypeError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
     if not isinstance(compile_backend, str):
         raise TypeError(f"compile_backend: expected a backend name (str), got {type(compile_backend).__name__}")
+    if not isinstance(per_graph, bool):
+        raise TypeError(f"per_graph: expected a bool, got {type(per_graph).__name__}")
 
     declared = None
     if group is None or in_kinds is None or out_kinds is None:
@@ -594,7 +620,8 @@ def check_module(module, inputs, *, group=None, in_kinds=None, out_kinds=None, b
 
     opts = {"dtype": dtype, "n_samples": n_samples, "generator": seed, "seed": seed, "atol_arg": atol,
             "rtol_arg": rtol, "rtol": default_rtol(dtype) if rtol is None else float(rtol),
-            "atol": 0.0 if atol is None else float(atol), "compile_backend": compile_backend}
+            "atol": None if atol is None else float(atol), "compile_backend": compile_backend,
+            "per_graph": per_graph, "floor": (dtype, _input_scale(call))}
 
     snapshot, rng = _state(module), _RNG()
     items = {}

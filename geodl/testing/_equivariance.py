@@ -8,6 +8,8 @@ never cast.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Mapping
 
 import torch
@@ -15,6 +17,7 @@ import torch
 from geodl._checks import check_finite, check_index, check_int, check_tensor
 
 from ._report import EquivarianceReport, EquivarianceRow
+from ._state import preserved
 
 __all__ = ["equivariance_error", "assert_invariant", "assert_equivariant", "default_rtol"]
 
@@ -22,6 +25,10 @@ __all__ = ["equivariance_error", "assert_invariant", "assert_equivariant", "defa
 # rounding for float64/float32; half precisions already lose ~eps on the transformed input itself.
 _RTOL = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}
 _TINY = torch.finfo(torch.float64).tiny
+# The default absolute tolerance is a floor of rounding noise, so that an output that is zero by
+# symmetry (a net force, a pseudoscalar of a symmetric cloud) does not fail on 1e-16:
+# c · eps(dtype) · max(|output|, |input|, 1) · sqrt(numel), never more than rtol · max(|output|, |input|, 1).
+_FLOOR_C = 16.0
 _ALL_SCALAR = object()  # out_kinds sentinel used by assert_invariant: every output is a scalar
 
 
@@ -38,6 +45,38 @@ def default_rtol(dtype: torch.dtype) -> float:
     if dtype not in _RTOL:
         raise ValueError(f"dtype: expected one of {[str(d) for d in _RTOL]}, got {dtype}")
     return _RTOL[dtype]
+
+
+def atol_floor(dtype: torch.dtype, numel: int, scale: float, rtol: float | None = None) -> float:
+    """The default absolute tolerance: the rounding noise of ``numel`` values of magnitude ``scale``.
+
+    ``16 · eps(dtype) · max(scale, 1) · sqrt(numel)``, at most ``rtol · max(scale, 1)`` (``rtol``
+    defaults to :func:`default_rtol`), where ``scale`` is the larger of the output's and the
+    (transformed) input's largest absolute value. An output that is zero by symmetry then passes on
+    rounding noise, while any genuine symmetry error (far above eps) still fails.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geodl.testing import atol_floor
+    >>> f64 = atol_floor(torch.float64, 30, 2.0)
+    >>> 1e-14 < f64 < 1e-12
+    True
+    >>> atol_floor(torch.bfloat16, 30, 2.0) == 2.0 * 5e-2  # capped at rtol · scale
+    True
+    """
+    rtol = default_rtol(dtype) if rtol is None else rtol
+    s = max(float(scale), 1.0) if math.isfinite(scale) else 1.0
+    return min(_FLOOR_C * torch.finfo(dtype).eps * s * math.sqrt(max(int(numel), 1)), rtol * s)
+
+
+def _scale_of(xs) -> float:
+    """The largest absolute value of the floating tensors ``xs`` (finite entries only)."""
+    out = 0.0
+    for x in xs:
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and x.numel():
+            out = max(out, float(x.detach().abs().nan_to_num(0.0, 0.0, 0.0).max()))
+    return out
 
 
 def _structure(arg: str, value, kinds_arg: str, kinds, what: str):
@@ -173,10 +212,7 @@ def _resolve_group(group, kinds):
 
 
 def _elements(group, n_samples, structured, generator, n_nodes, device, labels=None):
-    if isinstance(generator, int) and not isinstance(generator, bool):
-        generator = torch.Generator().manual_seed(generator)
-    elif generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator: expected a torch.Generator, an int seed or None, got {type(generator).__name__}")
+    generator = _generator(generator)
     check_int("n_samples", n_samples, min=0)
     kw = {"n_nodes": n_nodes} if group.has_permutations else {}
     if labels is not None:
@@ -190,22 +226,28 @@ def _elements(group, n_samples, structured, generator, n_nodes, device, labels=N
 
 
 def _compare(got, ref, expected):
-    """Return (absolute error, scale) between an output for g·x and g applied to the output for x."""
+    """``(absolute error, scale, issue, message)`` between an output for g·x and g applied to the
+    output for x; issue is ``"shape"`` or ``"nan"`` when the error is infinite."""
     if got.shape != expected.shape:
-        return float("inf"), 0.0
+        return float("inf"), 0.0, "shape", (f"the output for g·x has shape {tuple(got.shape)}, g·fn(x) has "
+                                            f"{tuple(expected.shape)}")
     got, ref = got.detach().to(torch.float64), ref.to(torch.float64)
     if got.numel() == 0:
-        return 0.0, 0.0
+        return 0.0, 0.0, "", ""
+    if not bool(torch.isfinite(ref).all()):
+        return float("inf"), 0.0, "nan", f"fn(x) itself holds {int((~torch.isfinite(ref)).sum())} NaN/inf values"
     if not bool(torch.isfinite(got).all() & torch.isfinite(expected).all()):
-        return float("inf"), 0.0
+        where = "fn(g·x)" if not bool(torch.isfinite(got).all()) else "g·fn(x)"
+        bad = int((~torch.isfinite(got if where == "fn(g·x)" else expected)).sum())
+        return float("inf"), 0.0, "nan", f"{where} holds {bad} NaN/inf values (fn(x) is finite)"
     abs_err = float((got - expected).abs().max())
     scale = max(float(ref.abs().max()), float(expected.abs().max()))
-    return abs_err, scale
+    return abs_err, scale, "", ""
 
 
 def equivariance_error(fn, inputs, in_kinds, out_kinds, group, *, n_samples: int = 4, structured: bool = True,
                        generator=None, dtype: torch.dtype | None = None, atol: float | None = None,
-                       rtol: float | None = None) -> EquivarianceReport:
+                       rtol: float | None = None, per_graph: bool = False) -> EquivarianceReport:
     """Measure how far ``fn`` is from equivariance under ``group``.
 
     For every tested group element ``g`` (``n_samples`` random Haar elements plus, with
@@ -290,9 +332,12 @@ def equivariance_error(fn, inputs, in_kinds, out_kinds, group, *, n_samples: int
         check_finite(name, x)
     run_dtype = _run_dtype(entries, dtype)
     rtol = default_rtol(run_dtype) if rtol is None else float(rtol)
+    floor = atol is None  # the default: a rounding-noise floor per output and element
     atol = 0.0 if atol is None else float(atol)
     if not rtol >= 0 or not atol >= 0:
         raise ValueError(f"rtol, atol: expected non-negative numbers, got rtol={rtol}, atol={atol}")
+    if not isinstance(per_graph, bool):
+        raise TypeError(f"per_graph: expected a bool, got {type(per_graph).__name__}")
     n_nodes = _n_nodes(entries)
     if group.has_permutations and n_nodes is None:
         raise ValueError(f"in_kinds: group {group.name!r} permutes nodes, but no input has a node kind "
@@ -300,38 +345,151 @@ def equivariance_error(fn, inputs, in_kinds, out_kinds, group, *, n_samples: int
     device = entries[0][2].device
     xs = [x.to(run_dtype) if x.is_floating_point() else x for _, _, x, _ in entries]
     x64 = [x.to(torch.float64) if x.is_floating_point() else x for x in xs]
-    elems = _elements(group, n_samples, structured, generator, n_nodes, device, _labels(entries, group))
+    gen = _generator(generator)
+    elems = _elements(group, n_samples, structured, gen, n_nodes, device, _labels(entries, group))
+    batch = _batch_input(entries)
+    if batch is not None:  # permutations stay within each graph: a sorted batch vector stays sorted
+        elems = [_within_graphs(g, batch) for g in elems]
+    if structured:
+        elems += _rotation_parts(group, elems, n_nodes, device)
+    graph_elems = {}  # id(element on nodes) -> the same element acting on graph rows
+    if per_graph:
+        pairs = _per_graph_elements(group, entries, batch, max(1, n_samples), gen, n_nodes, device)
+        graph_elems = {id(a): b for a, b in pairs}
+        elems += [a for a, _ in pairs]
     for (_, name, _, kind), x in zip(entries, x64):  # shapes that do not fit their kind fail before fn runs
         _act(kind, elems[-1], x, name)
 
-    y = _call(fn, entries, mode, xs)
-    out_entries, _ = _structure("out", y, "out_kinds", out_kinds, "outputs")
-    for _, name, t, _ in out_entries:
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"fn: output {name} is a {type(t).__name__}, expected a tensor")
-    ref = [t.detach().to(torch.float64) for _, _, t, _ in out_entries]
+    from geodl.groups import parse_kind
 
-    stats: dict = {}
-    for g in elems:
-        gx = [_act(kind, g, x, name).to(x0.dtype) for (_, name, _, kind), x, x0 in zip(entries, x64, xs)]
-        yg = _call(fn, entries, mode, gx)
-        try:
-            got_entries = _restructure(yg, out_entries)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"fn: the output for a transformed input has another structure: {exc}") from None
-        label = getattr(g, "label", None) or "element"
-        for (_, name, _, kind), r, got in zip(out_entries, ref, got_entries):
-            expected = _act(kind, g, r, f"out_kinds for output {name}")
-            abs_err, scale = _compare(got, r, expected)
-            rel = abs_err / (scale + _TINY) if abs_err else 0.0
-            ok = abs_err <= atol + rtol * scale
-            key = (name, label)
-            n, worst, worst_abs, all_ok = stats.get(key, (0, 0.0, 0.0, True))
-            stats[key] = (n + 1, max(worst, rel), max(worst_abs, abs_err), all_ok and ok)
+    with preserved(fn):  # a module runs in eval mode and is left as it was (buffers, RNG, grads)
+        y = _call(fn, entries, mode, xs)
+        out_entries, _ = _structure("out", y, "out_kinds", out_kinds, "outputs")
+        for _, name, t, _ in out_entries:
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"fn: output {name} is a {type(t).__name__}, expected a tensor")
+        ref = [t.detach().to(torch.float64) for _, _, t, _ in out_entries]
+
+        stats: dict = {}
+        for g in elems:
+            gx = [_act(kind, g, x, name).to(x0.dtype) for (_, name, _, kind), x, x0 in zip(entries, x64, xs)]
+            in_scale = max(_scale_of(x64), _scale_of(gx))
+            yg = _call(fn, entries, mode, gx)
+            try:
+                got_entries = _restructure(yg, out_entries)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"fn: the output for a transformed input has another structure: {exc}") from None
+            label = getattr(g, "label", None) or "element"
+            for (_, name, _, kind), r, got in zip(out_entries, ref, got_entries):
+                g_out = g
+                if id(g) in graph_elems and not parse_kind(kind).node:
+                    g_out = graph_elems[id(g)]
+                    if parse_kind(kind).is_geometric and (r.dim() == 0 or r.shape[0] != g_out.part_labels.shape[0]):
+                        raise ValueError(f"per_graph: output {name} (kind {kind!r}, shape {tuple(r.shape)}) needs "
+                                         f"one row per graph ({g_out.part_labels.shape[0]}) along dim 0, or a "
+                                         "node: kind")
+                expected = _act(kind, g_out, r, f"out_kinds for output {name}")
+                abs_err, scale, issue, msg = _compare(got, r, expected)
+                rel = abs_err / (scale + _TINY) if abs_err else 0.0
+                tol_abs = atol_floor(run_dtype, r.numel(), max(scale, in_scale), rtol) if floor else atol
+                ok = abs_err <= tol_abs + rtol * scale
+                key = (name, label)
+                n, worst, worst_abs, all_ok, tol_max, first = stats.get(key, (0, 0.0, 0.0, True, 0.0, ("", "")))
+                if issue and not first[0]:
+                    first = (issue, msg)
+                stats[key] = (n + 1, max(worst, rel), max(worst_abs, abs_err), all_ok and ok, max(tol_max, tol_abs),
+                              first)
     kinds = {name: kind for _, name, _, kind in out_entries}
-    rows = [EquivarianceRow(name, kinds[name], label, n, worst, worst_abs, rtol, atol, ok)
-            for (name, label), (n, worst, worst_abs, ok) in stats.items()]
+    rows = [EquivarianceRow(name, kinds[name], label, n, worst, worst_abs, rtol, tol, ok, *first)
+            for (name, label), (n, worst, worst_abs, ok, tol, first) in stats.items()]
     return EquivarianceReport(rows, group=group.name, dtype=str(run_dtype).replace("torch.", ""))
+
+
+def _generator(generator):
+    if isinstance(generator, int) and not isinstance(generator, bool):
+        return torch.Generator().manual_seed(generator)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator: expected a torch.Generator, an int seed or None, got {type(generator).__name__}")
+    return generator
+
+
+def _batch_input(entries):
+    """The graph id per node (the input of kind ``batch``, on the CPU), or None."""
+    from geodl.groups import parse_kind
+
+    for _, name, x, kind in entries:
+        if parse_kind(kind).base == "batch":
+            check_index(name, x)
+            if x.dim() != 1:
+                raise ValueError(f"{name}: kind 'batch' expects a 1-d tensor of graph ids, got shape {tuple(x.shape)}")
+            return x.cpu().to(torch.int64)
+    return None
+
+
+def _within_graphs(g, batch):
+    """``g`` with its permutation restricted to each graph: nodes are reordered as ``g.perm`` orders them,
+    then stably grouped by graph id, so that ``batch[perm] == batch`` (a sorted batch stays sorted)."""
+    if g.perm is None or g.perm.shape[0] != batch.shape[0]:
+        return g
+    p = g.perm.cpu()
+    # slot k of the graph-sorted order (position order[k]) gets the k-th node of the same graph in
+    # p's order; for a sorted batch order is arange(N)
+    q = torch.empty_like(p)
+    q[torch.argsort(batch, stable=True)] = p[torch.argsort(batch[p], stable=True)]
+    return dataclasses.replace(g, perm=q.to(g.perm.device))
+
+
+def _rotation_parts(group, elems, n_nodes, device):
+    """The rotation part of every random element of a group that also translates, permutes or scales,
+    labelled ``"rotation"`` (``"reflection"`` when improper), so that a failure names its cause."""
+    from geodl.groups import GroupElement
+
+    if group.has_parts or group.dim is None or not (group.has_translations or group.has_permutations or
+                                                     group.has_scaling):
+        return []
+    base = group.identity(dtype=torch.float64, device=device, n_nodes=n_nodes)
+    out = []
+    for g in elems:
+        if g.label == "haar" and g.rotation is not None:
+            label = "rotation" if float(torch.linalg.det(g.rotation)) > 0 else "reflection"
+            out.append(GroupElement(g.rotation, base.translation, base.scale, base.perm, label))
+    return out
+
+
+def _per_graph_elements(group, entries, batch, n, gen, n_nodes, device) -> list:
+    """``n`` elements moving each graph by its own element of the group's geometric part (and permuting
+    within graphs): ``[(element on nodes, the same element on graph rows)]``, labelled ``"per_graph"``."""
+    import copy as _copy
+
+    from geodl.groups import GroupElement, parse_kind
+
+    if batch is None:
+        raise ValueError("per_graph: needs an input of kind 'batch' (the graph id of each node)")
+    if group.has_parts or group.dim is None:
+        raise ValueError(f"per_graph: group {group.name!r} has no geometric part to apply per graph "
+                         "(expected e.g. 'E3+perm')")
+    for _, name, x, kind in entries:
+        spec = parse_kind(kind)
+        if spec.is_geometric and not spec.node:
+            raise ValueError(f"per_graph: input {name} has kind {kind!r}, not a node: kind, so one element per "
+                             "graph cannot act on it")
+    base = _copy.copy(group)  # the geometric part alone
+    base.has_permutations, base.has_scaling = False, False
+    n_graphs = int(batch.max()) + 1 if batch.numel() else 0
+    out = []
+    for _ in range(n):
+        parts = [base.sample(generator=gen, dtype=torch.float64) for _ in range(max(n_graphs, 1))]
+        R = None if parts[0].rotation is None else torch.stack([e.rotation for e in parts])
+        t = None if parts[0].translation is None else torch.stack([e.translation for e in parts])
+        perm = None
+        if group.has_permutations:
+            perm = _within_graphs(GroupElement(perm=torch.randperm(n_nodes, generator=gen)), batch).perm
+        on_nodes = GroupElement(perm=perm, label="per_graph", part_rotation=R, part_translation=t, part_labels=batch)
+        on_graphs = GroupElement(label="per_graph", part_rotation=R, part_translation=t,
+                                 part_labels=torch.arange(max(n_graphs, 1)))
+        out.append((on_nodes.to(torch.float64, device), on_graphs.to(torch.float64, device)))
+    return out
+
 
 
 def _restructure(value, out_entries):

@@ -32,6 +32,13 @@ class EquivarianceRow:
         The tolerance: an element passes when ``abs_error <= atol + rtol * scale``.
     passed : bool
         Whether every element of that type passed.
+    issue : str
+        Why the error is ``inf``, when it is: ``"nan"`` (NaN/inf in an output) or ``"shape"`` (the
+        output for ``g·x`` has another shape than ``g·fn(x)``); ``""`` otherwise.
+    message : str
+        A sentence saying what the issue was (which output, which element), ``""`` without one.
+
+    ``row.status`` is what the table shows: ``"ok"``, ``"FAIL"``, ``"NaN"`` or ``"SHAPE"``.
     """
 
     output: str
@@ -43,6 +50,19 @@ class EquivarianceRow:
     rtol: float
     atol: float
     passed: bool
+    issue: str = ""
+    message: str = ""
+
+    @property
+    def status(self) -> str:
+        if self.passed:
+            return "ok"
+        return {"nan": "NaN", "shape": "SHAPE"}.get(self.issue, "FAIL")
+
+
+# float32's rounding, seen relative to the output in a float64 run: ~1e-7 (a few ulps of float32
+# up to a few hundred); far above float64's ~1e-16 and far below a genuine symmetry error.
+_F32_SIZED = (1e-10, 1e-4)
 
 
 def _fmt(x: float) -> str:
@@ -61,6 +81,9 @@ class EquivarianceReport:
         The group's name.
     dtype : str
         The dtype the function ran in (it chose the default tolerance).
+    notes : tuple of str
+        Extra hints for the reader (e.g. float32 tensors found in a model checked in float64),
+        shown under the table with the automatic ones (see ``hints``).
 
     ``report.passed`` is true when every row passed; ``report.max_error`` is the largest relative
     error; ``str(report)`` is a table that marks the failing rows.
@@ -77,10 +100,25 @@ class EquivarianceReport:
     rows: list = field(default_factory=list)
     group: str = ""
     dtype: str = ""
+    notes: tuple = ()
 
     @property
     def passed(self) -> bool:
         return all(r.passed for r in self.rows)
+
+    @property
+    def hints(self) -> list:
+        """What the failures suggest, as sentences: float32-sized errors in a float64 run (a part of
+        the model computing in float32), plus ``notes``."""
+        out = []
+        bad = [r.max_error for r in self.failures if not r.issue]
+        if self.dtype == "float64" and bad and all(_F32_SIZED[0] <= e <= _F32_SIZED[1] for e in bad):
+            out.append(f"hint: the errors (up to {_fmt(max(bad))} relative) are float32-sized in a float64 run: "
+                       "part of the model probably computes in float32 (a float32 buffer, constant or plain "
+                       "tensor attribute that .to(torch.float64) does not convert, or an e3nn module built "
+                       "in float32 and converted with .double(); build it under "
+                       "torch.set_default_dtype(torch.float64))")
+        return out + [n for n in self.notes if self.failures]
 
     @property
     def max_error(self) -> float:
@@ -92,17 +130,24 @@ class EquivarianceReport:
         return [r for r in self.rows if not r.passed]
 
     def __str__(self) -> str:
-        tol = {(r.rtol, r.atol) for r in self.rows}
-        tol_txt = ", ".join(f"rtol {_fmt(rt)}" + (f", atol {_fmt(at)}" if at else "") for rt, at in sorted(tol))
+        rtols = sorted({r.rtol for r in self.rows})
+        atols = sorted({r.atol for r in self.rows})
+        tol_txt = ", ".join(f"rtol {_fmt(rt)}" for rt in rtols)
+        if len(atols) > 1:  # the default: a floor from eps and the scales of each output and input
+            tol_txt += f", atol {_fmt(atols[0])} to {_fmt(atols[-1])}"
+        elif atols and atols[0]:
+            tol_txt += f", atol {_fmt(atols[0])}"
         head = ["output", "kind", "element", "n", "max rel. error", "max abs. error", "status"]
         body = [[r.output, r.kind, r.element, str(r.n), _fmt(r.max_error), _fmt(r.max_abs_error),
-                 "ok" if r.passed else "FAIL"] for r in self.rows]
+                 r.status] for r in self.rows]
         widths = [max(len(line[i]) for line in [head] + body) for i in range(len(head))]
         lines = [f"equivariance check: group {self.group}, dtype {self.dtype}, {tol_txt or 'no outputs'}"]
         for line in [head, ["-" * w for w in widths]] + body:
             lines.append("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
         n_fail = len(self.failures)
         lines.append("PASSED" if not n_fail else f"FAILED: {n_fail} of {len(self.rows)} rows above tolerance")
+        lines += [f"{r.output}, {r.element}: {r.message}" for r in self.failures if r.message]
+        lines += self.hints
         return "\n".join(lines)
 
 

@@ -28,9 +28,10 @@ def _failing_elements(report: EquivarianceReport) -> set:
 def test_invariant_example_passes_every_element(pos, geodl_dtype):
     report = assert_invariant(ex.invariant_model(), (pos.to(geodl_dtype),), POINTS, "E3+perm", generator=0)
     assert report.passed and report.dtype == str(geodl_dtype).replace("torch.", "")
-    assert {r.element for r in report.rows} == {"identity", "reflection", "translation", "perm", "haar"}
+    assert {r.element for r in report.rows} == {"identity", "rotation", "reflection", "translation", "perm", "haar"}
     assert report.max_error <= default_rtol(geodl_dtype)
-    assert sum(r.n for r in report.rows) == len(get_group("E3+perm").structured(n_nodes=12)) + 4
+    # 4 random elements, plus the rotation part of each (a "rotation" or "reflection" row)
+    assert sum(r.n for r in report.rows) == len(get_group("E3+perm").structured(n_nodes=12)) + 4 + 4
 
 
 def test_equivariant_example_passes(pos, geodl_dtype):
@@ -67,7 +68,7 @@ def test_equivariant_example_is_not_invariant(pos):
 def test_noninvariant_model_fails_rotations_and_translations_not_permutations(pos):
     report = equivariance_error(ex.noninvariant_model(), (pos,), POINTS, "scalar", "E3+perm", generator=2)
     assert not report.passed
-    assert _failing_elements(report) == {"reflection", "translation", "haar"}
+    assert _failing_elements(report) == {"rotation", "reflection", "translation", "haar"}
     assert report.max_error > 1e-3
     with pytest.raises(AssertionError, match="FAIL"):
         assert_invariant(ex.noninvariant_model(), (pos,), POINTS, "E3+perm", generator=2)
