@@ -26,8 +26,10 @@ import math
 import torch
 from torch import nn
 
-from geodl._checks import check_choice, check_int, check_tensor
+from geodl._checks import (check_alloc, check_choice, check_int, check_memory, check_number, check_positive_int,
+                           check_tensor)
 from geodl.groups import Symmetry, lonlat_to_xyz
+from geodl.nn._layers import check_linear_sizes
 
 __all__ = [
     "SphericalHarmonicsEncoder",
@@ -170,6 +172,9 @@ class _MultiScale(_Encoder):
     def __init__(self, frequency_num: int = 16, min_radius: float = 10.0, max_radius: float = 360.0):
         super().__init__()
         check_int("frequency_num", frequency_num, min=1)
+        check_memory("frequency_num", frequency_num, 64 * frequency_num, "cpu", what=f"{frequency_num} scales")
+        check_number("min_radius", min_radius)
+        check_number("max_radius", max_radius)
         if not (0 < min_radius <= max_radius):
             raise ValueError(f"min_radius, max_radius: expected 0 < min_radius <= max_radius, got {min_radius}, {max_radius}")
         s = torch.arange(frequency_num, dtype=torch.float64) / max(frequency_num - 1, 1)
@@ -180,9 +185,12 @@ class _MultiScale(_Encoder):
 
     def forward(self, lonlat: torch.Tensor) -> torch.Tensor:
         lon, lat = _radians(lonlat)
+        # the per-scale features and their stack: about twice the output
+        check_alloc("lonlat", f"{lonlat.shape[0]} rows", lonlat.shape[0], 2 * self.embedding_dim, lonlat.dtype,
+                    lonlat.device)
         f = self.freqs.to(lonlat.dtype)
         feats = self._features(lon, lat, lon * f, lat * f)  # each (N, S)
-        return torch.stack(feats, dim=2).reshape(lonlat.shape[0], -1)
+        return torch.stack(feats, dim=2).reshape(lonlat.shape[0], self.embedding_dim)  # also for 0 rows
 
     def _features(self, lon, lat, lon_s, lat_s) -> list[torch.Tensor]:
         raise NotImplementedError
@@ -299,6 +307,9 @@ class SirenLayer(nn.Module):
 
     def __init__(self, dim_in: int, dim_out: int, w0: float = 1.0, is_first: bool = False, activation: bool = True):
         super().__init__()
+        dim_in, dim_out = check_positive_int("dim_in", dim_in), check_positive_int("dim_out", dim_out)
+        w0 = check_number("w0", w0, positive=True)
+        check_linear_sizes("dim_in, dim_out", f"{dim_in}, {dim_out}", [(dim_in, dim_out)])
         self.linear = nn.Linear(dim_in, dim_out)
         self.w0, self.activation = float(w0), activation
         bound = 1.0 / dim_in if is_first else math.sqrt(6.0 / dim_in) / self.w0
@@ -338,6 +349,14 @@ class Siren(nn.Module):
                  w0_initial: float = 30.0):
         super().__init__()
         check_int("num_layers", num_layers, min=1)
+        dim_in, dim_out = check_positive_int("dim_in", dim_in), check_positive_int("dim_out", dim_out)
+        dim_hidden = check_positive_int("dim_hidden", dim_hidden)
+        check_number("w0", w0, positive=True)
+        check_number("w0_initial", w0_initial, positive=True)
+        check_linear_sizes("dim_hidden, num_layers", f"{dim_hidden}, {num_layers}", [(dim_hidden, dim_hidden)],
+                           repeat=num_layers - 1)
+        check_linear_sizes("dim_in, dim_hidden, dim_out", f"{dim_in}, {dim_hidden}, {dim_out}",
+                           [(dim_in, dim_hidden), (dim_hidden, dim_out)])
         layers = [SirenLayer(dim_in, dim_hidden, w0=w0_initial, is_first=True)]
         layers += [SirenLayer(dim_hidden, dim_hidden, w0=w0) for _ in range(num_layers - 1)]
         layers.append(SirenLayer(dim_hidden, dim_out, w0=w0, activation=False))
@@ -372,6 +391,14 @@ class FcNet(nn.Module):
 
     def __init__(self, dim_in: int, dim_out: int, dim_hidden: int = 256, num_blocks: int = 4, dropout: float = 0.5):
         super().__init__()
+        dim_in, dim_out = check_positive_int("dim_in", dim_in), check_positive_int("dim_out", dim_out)
+        dim_hidden = check_positive_int("dim_hidden", dim_hidden)
+        num_blocks = check_int("num_blocks", num_blocks, min=0)
+        check_number("dropout", dropout, lo=0.0, hi=1.0)
+        check_linear_sizes("dim_hidden, num_blocks", f"{dim_hidden}, {num_blocks}", [(dim_hidden, dim_hidden)] * 2,
+                           repeat=num_blocks)
+        check_linear_sizes("dim_in, dim_hidden, dim_out", f"{dim_in}, {dim_hidden}, {dim_out}",
+                           [(dim_in, dim_hidden), (dim_hidden, dim_out)])
         self.feats = nn.Sequential(nn.Linear(dim_in, dim_hidden), nn.ReLU(), *[_ResLayer(dim_hidden, dropout) for _ in range(num_blocks)])
         self.head = nn.Linear(dim_hidden, dim_out, bias=False)
 
@@ -392,6 +419,8 @@ class LinearHead(nn.Module):
 
     def __init__(self, dim_in: int, dim_out: int):
         super().__init__()
+        dim_in, dim_out = check_positive_int("dim_in", dim_in), check_positive_int("dim_out", dim_out)
+        check_linear_sizes("dim_in, dim_out", f"{dim_in}, {dim_out}", [(dim_in, dim_out)])
         self.linear = nn.Linear(dim_in, dim_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

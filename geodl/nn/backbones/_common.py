@@ -46,11 +46,12 @@ def full_graph_edges(batch: torch.Tensor, num_graphs: int | None = None) -> torc
     return same.nonzero().T
 
 
-def check_dynamics_inputs(pos, vel, charges, batch, *, validate: bool = True):
+def check_dynamics_inputs(pos, vel, charges, batch, *, validate: bool = True, allow_empty: bool = False):
     """Validate (pos, vel, charges, batch) of the n-body models; return (charges (N, 1), batch).
 
     ``charges`` must have shape ``(N,)`` or ``(N, 1)``; any other shape (``(1, N)``, ``(N/2, 2)``,
-    ...) is refused rather than reshaped.
+    ...) is refused rather than reshaped. A single node is refused (``ValueError`` naming ``pos``);
+    with ``allow_empty=True`` zero nodes (no systems at all) are accepted, otherwise refused too.
 
     ``validate=False`` keeps the shape and dtype checks and skips those that read values (finite
     numbers, non-negative ids, at least 2 nodes per graph): no host sync.
@@ -60,8 +61,8 @@ def check_dynamics_inputs(pos, vel, charges, batch, *, validate: bool = True):
     if pos.shape[1] != 3:
         raise ValueError(f"pos: expected shape (N, 3), got {tuple(pos.shape)}")
     n = pos.shape[0]
-    if n < 2:
-        raise ValueError(f"pos: expected at least 2 nodes, got {n}")
+    if n < 2 and not (allow_empty and n == 0):
+        raise ValueError(f"pos: expected at least 2 nodes{' (or none)' if allow_empty else ''}, got {n}")
     check_tensor("vel", vel, shape=(n, 3), floating=True, finite=validate)
     if isinstance(charges, torch.Tensor) and tuple(charges.shape) not in ((n,), (n, 1)):
         raise ValueError(f"charges: expected shape ({n},) or ({n}, 1) matching pos, got {tuple(charges.shape)}")
@@ -72,7 +73,7 @@ def check_dynamics_inputs(pos, vel, charges, batch, *, validate: bool = True):
     else:
         check_tensor("batch", batch, shape=(n,), dtypes=(torch.int64, torch.int32))
         batch = batch.long()
-        if validate and int(batch.min()) < 0:
+        if validate and n and int(batch.min()) < 0:
             raise ValueError("batch: expected non-negative graph ids")
         if validate and bool((torch.bincount(batch) == 1).any()):
             raise ValueError("batch: every graph needs at least 2 nodes")

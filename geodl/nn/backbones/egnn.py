@@ -5,14 +5,14 @@ from __future__ import annotations
 from torch import nn
 
 from geodl._checks import check_choice, check_int
-from geodl.nn._layers import ACTIVATIONS
+from geodl.nn._layers import ACTIVATIONS, check_linear_sizes
 from geodl.nn.backbones._common import (
     DYNAMICS_SYMMETRY,
     check_dynamics_inputs,
     dynamics_arguments,
     full_graph_edges,
 )
-from geodl.nn.backbones.egnn_conv import EGNNConv
+from geodl.nn.backbones.egnn_conv import EGNNConv, _layer_shapes
 
 __all__ = ["EGNN"]
 
@@ -41,7 +41,9 @@ class EGNN(nn.Module):
     ``edge_index`` (2, E) defaults to the fully connected graph within each graph (built from
     ``batch``, a host sync); with ``num_graphs`` and ``edge_index`` given, input values are not
     validated and nothing syncs. Returns positions (N, 3). The positional form
-    ``forward(pos, vel, charges, batch=None)`` is accepted as well.
+    ``forward(pos, vel, charges, batch=None)`` is accepted as well. Empty inputs are normal: no
+    nodes (N = 0) give ``(0, 3)``, a graph without edges moves by its velocity term only, and
+    graph ids may skip values (empty graphs); a single node is refused (``ValueError``).
 
     Examples
     --------
@@ -64,6 +66,8 @@ class EGNN(nn.Module):
         hidden_channels = check_int("hidden_channels", hidden_channels, min=1)
         num_layers = check_int("num_layers", num_layers, min=1)
         check_choice("act", act, tuple(ACTIVATIONS))
+        check_linear_sizes("hidden_channels, num_layers", f"{hidden_channels}, {num_layers}",
+                           _layer_shapes(hidden_channels, 1), repeat=num_layers)
         self.embedding = nn.Linear(1, hidden_channels)
         # the last layer's feature update would feed nothing, so it is left out
         self.layers = nn.ModuleList(
@@ -73,7 +77,7 @@ class EGNN(nn.Module):
     def forward(self, x, pos=None, batch=None, _legacy_batch=None, *, num_graphs=None, vel=None, edge_index=None):
         pos, vel, charges, batch = dynamics_arguments(x, pos, batch, _legacy_batch, vel)
         validate = num_graphs is None or edge_index is None
-        charges, batch = check_dynamics_inputs(pos, vel, charges, batch, validate=validate)
+        charges, batch = check_dynamics_inputs(pos, vel, charges, batch, validate=validate, allow_empty=True)
         if edge_index is None:
             # aggregate at edge_index[0] as the original layer did (same summation order, same numbers)
             edge_index = full_graph_edges(batch).flip(0)

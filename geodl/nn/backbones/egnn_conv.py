@@ -8,10 +8,16 @@ from torch_geometric.nn import MessagePassing
 
 from geodl._checks import check_choice, check_int, check_tensor
 from geodl.groups import Symmetry
-from geodl.nn._layers import ACTIVATIONS, mlp
+from geodl.nn._layers import ACTIVATIONS, check_linear_sizes, mlp
 from geodl.ops import scatter
 
 __all__ = ["EGNNConv"]
+
+
+def _layer_shapes(channels: int, edge_dim: int) -> list[tuple[int, int]]:
+    """``(in, out)`` widths of the linear layers of one EGNNConv (all four MLPs)."""
+    c = channels
+    return [(2 * c + 1 + edge_dim, c), (c, c), (2 * c, c), (c, c), (c, c), (c, 1), (c, c), (c, 1)]
 
 
 class EGNNConv(MessagePassing):
@@ -71,6 +77,7 @@ class EGNNConv(MessagePassing):
         check_choice("act", act, tuple(ACTIVATIONS))
         self.channels, self.edge_dim = channels, edge_dim
         self.coord_aggr = check_choice("coord_aggr", coord_aggr, ("mean", "sum"))
+        check_linear_sizes("channels", channels, _layer_shapes(channels, edge_dim))
         # creation order fixes the initialisation for a given seed (the EGNN baseline relies on it)
         self.edge_mlp = mlp([2 * channels + 1 + edge_dim, channels, channels], act, last_act=True)
         self.node_mlp = mlp([2 * channels, channels, channels], act, last_act=False) if update_features else None

@@ -5,12 +5,14 @@ Those are learned alignments, which frame averaging replaces by exact PCA frames
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from geodl._checks import check_choice, check_int, check_tensor
 from geodl.groups import Symmetry
-from geodl.nn._layers import ACTIVATIONS, mlp
+from geodl.nn._layers import ACTIVATIONS, check_linear_sizes, mlp
 from geodl.ops import scatter
 
 __all__ = ["PointNet"]
@@ -47,7 +49,10 @@ class PointNet(nn.Module):
     Forward
     -------
     Backbone protocol ``forward(x=None, pos, batch=None, *, num_graphs=None, **extra)``; with
-    ``num_graphs`` given nothing reads a value back to the host.
+    ``num_graphs`` given nothing reads a value back to the host. Empty inputs are normal: a graph
+    without points (``num_graphs`` larger than the ids used) pools to zeros, so its output is the
+    head applied to zeros; no points at all give ``(0, out_channels)`` (``num_graphs`` 0 unless
+    given).
 
     Examples
     --------
@@ -89,9 +94,12 @@ class PointNet(nn.Module):
         self.level = check_choice("level", level, ("graph", "node"))
         self.pool = check_choice("pool", pool, ("max", "mean", "sum"))
         check_choice("act", act, tuple(ACTIVATIONS))
-        self.local = mlp((pos_channels + in_channels, *hidden), act, last_act=True)
         head_in = hidden[-1] + (hidden[0] if level == "node" else 0)
-        self.head = mlp((head_in, *head, out_channels), act, last_act=False)
+        local_widths, head_widths = (pos_channels + in_channels, *hidden), (head_in, *head, out_channels)
+        check_linear_sizes("hidden_channels", hidden, list(zip(local_widths[:-1], local_widths[1:])))
+        check_linear_sizes("head_channels", head, list(zip(head_widths[:-1], head_widths[1:])))
+        self.local = mlp(local_widths, act, last_act=True)
+        self.head = mlp(head_widths, act, last_act=False)
 
     @property
     def symmetry(self) -> Symmetry:
@@ -111,7 +119,7 @@ class PointNet(nn.Module):
             check_tensor(name, t)
             if t.shape[0] != n:
                 raise ValueError(f"{name}: expected {n} rows matching pos, got shape {tuple(t.shape)}")
-        h = torch.cat([t.reshape(n, -1).to(pos.dtype) for t in feats], 1)
+        h = torch.cat([t.reshape(n, math.prod(t.shape[1:])).to(pos.dtype) for t in feats], 1)  # also for N = 0
         if h.shape[1] != self.pos_channels + self.in_channels:
             raise ValueError(
                 f"x: expected {self.in_channels} feature channels in x and extra inputs together, "
