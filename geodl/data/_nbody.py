@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from geodl._checks import check_int, check_number, check_positive_int
+from geodl._checks import check_int, check_memory, check_number, check_positive_int
 from geodl._io import atomic_torch_save
 
 __all__ = ["NBodyDataset", "generate_nbody"]
@@ -66,6 +66,18 @@ def _forces(x: torch.Tensor, qq_pair: torch.Tensor, inc: torch.Tensor, strength:
     return ((diff * s) @ inc.T).clamp_(-max_force, max_force)
 
 
+def _check_nbody_memory(name: str, value, num: int, n_particles: int, device) -> None:
+    """``ValueError`` naming ``name`` before allocating when ``num`` trajectories of ``n_particles``
+    would not fit: the pair tables (``(n, P)`` incidence, ``P = n(n-1)/2`` pairs) and, per
+    trajectory, ~10 copies of the ``(n, 3)`` state (saved frames, leapfrog temporaries) and ~10
+    values per pair (differences, distances, forces), all float64."""
+    pairs = n_particles * (n_particles - 1) // 2
+    check_memory("n_particles", n_particles, 8 * (n_particles * pairs + 4 * pairs), "cpu",
+                 what=f"the pair tables of {n_particles} particles ({pairs} pairs)")
+    per_trajectory = 8 * (30 * n_particles + 10 * pairs)
+    check_memory(name, value, num * per_trajectory, device, what=f"{num} trajectories of {n_particles} particles")
+
+
 def generate_nbody(num: int, *, seed: int = 0, n_particles: int = 5, frame_in: int = 30,
                    frame_out: int = 40, sample_freq: int = 100, dt: float = 0.001,
                    loc_std: float = 1.0, vel_norm: float = 0.5, interaction_strength: float = 1.0,
@@ -75,7 +87,9 @@ def generate_nbody(num: int, *, seed: int = 0, n_particles: int = 5, frame_in: i
     Parameters
     ----------
     num : int
-        Number of trajectories.
+        Number of trajectories, ``>= 1`` (0 is refused: ``ValueError``). Sizes are checked against
+        the memory available before anything is allocated (``ValueError`` naming ``num`` or
+        ``n_particles`` with the memory needed).
     seed : int
         Seed of the torch generator; the same seed gives the same data.
     n_particles : int
@@ -114,6 +128,7 @@ def generate_nbody(num: int, *, seed: int = 0, n_particles: int = 5, frame_in: i
     vel_norm = check_number("vel_norm", vel_norm, positive=True)
     strength = check_number("interaction_strength", interaction_strength, positive=True)
     box = check_number("box_size", box_size, positive=True)
+    _check_nbody_memory("num", num, num, n_particles, torch.device(device))
     max_force = 0.1 / dt
 
     f64 = torch.float64
@@ -184,7 +199,9 @@ def load_splits(root=None, seed: int = 0, sizes: tuple[int, int, int] = (3000, 2
                 **settings) -> dict[str, dict[str, torch.Tensor]]:
     """Generate (or read from the cache) the train/val/test splits; float64 tensors.
 
-    The three splits come from one simulation of ``sum(sizes)`` trajectories (train first).
+    The three splits come from one simulation of ``sum(sizes)`` trajectories (train first); each
+    size is ``>= 1`` and their sum is checked against the memory available (``ValueError`` naming
+    ``sizes``) before anything is generated or read.
     A cache file is validated, not trusted: one that does not load (truncated, garbage) or holds
     the wrong keys, shapes, dtypes or non-finite values is regenerated with a ``RuntimeWarning``
     naming the file (the data is a pure function of the cache key, so nothing is lost).
@@ -192,6 +209,9 @@ def load_splits(root=None, seed: int = 0, sizes: tuple[int, int, int] = (3000, 2
     from geodl.data._root import default_root
 
     sizes = tuple(check_positive_int(n, s) for n, s in zip(("n_train", "n_val", "n_test"), sizes))
+    n_particles = settings.get("n_particles", 5)
+    if isinstance(n_particles, int) and not isinstance(n_particles, bool) and n_particles >= 2:
+        _check_nbody_memory("sizes", sizes, sum(sizes), n_particles, settings.get("device", "cpu"))
     root = Path(root) if root is not None else Path(default_root())
     path = _cache_path(root, seed, sizes, settings)
     data = None
@@ -224,9 +244,10 @@ class NBodyDataset(Dataset):
     seed : int
         Generator seed.
     sizes : tuple of int
-        (train, val, test) trajectory counts, default (3000, 2000, 2000).
+        (train, val, test) trajectory counts, default (3000, 2000, 2000); each ``>= 1`` (an empty
+        split is refused with ``ValueError``, as is a total that would not fit in memory).
     max_samples : int, optional
-        Keep only the first ``max_samples`` trajectories of the split.
+        Keep only the first ``max_samples`` (``>= 1``) trajectories of the split.
     dtype : torch.dtype
         Dtype of the returned tensors (float32 by default; the simulation runs in float64).
     **settings

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import TensorDataset
 
-from geodl._checks import check_choice, check_int, check_positive_int
+from geodl._checks import check_choice, check_int, check_memory, check_positive_int, check_tensor
 from geodl.groups import lonlat_to_xyz, xyz_to_lonlat
 from geodl.groups._grids import _float_dtype
 
@@ -28,6 +28,15 @@ __all__ = ["fibonacci_sphere", "uniform_sphere", "landocean_dataset", "checkerbo
            "healpix_lonlat"]
 
 _SPLIT_OFFSET = {"train": 0, "val": 1, "test": 2}
+
+# Peak bytes per point while the points are made (float64 temporaries, measured from the code):
+_FIBONACCI_BYTES = 160
+_UNIFORM_BYTES = 64
+_LOOKUP_BYTES = 128  # land_mask: numpy indices, sort order, result
+
+
+def _check_points(name: str, n: int, per_point: int, what: str) -> None:
+    check_memory(name, n, n * per_point, "cpu", what=f"{n} {what}")
 
 
 def fibonacci_sphere(n: int, *, output: str = "lonlat", dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -38,6 +47,8 @@ def fibonacci_sphere(n: int, *, output: str = "lonlat", dtype: torch.dtype = tor
     Parameters
     ----------
     n : int
+        Number of points, ``>= 0`` (0 gives an empty ``(0, 2)`` or ``(0, 3)`` tensor); a number
+        whose points would not fit in memory raises ``ValueError``.
     output : {"lonlat", "xyz"}
         ``(n, 2)`` longitude/latitude in degrees or ``(n, 3)`` unit vectors.
     dtype : torch.dtype
@@ -51,9 +62,10 @@ def fibonacci_sphere(n: int, *, output: str = "lonlat", dtype: torch.dtype = tor
     >>> fibonacci_sphere(4, output="xyz").norm(dim=1).tolist()
     [1.0, 1.0, 1.0, 1.0]
     """
-    check_positive_int("n", n)
+    check_int("n", n, min=0)
     check_choice("output", output, ("lonlat", "xyz"))
     dtype = _float_dtype(torch.float64 if dtype is None else dtype)
+    _check_points("n", n, _FIBONACCI_BYTES, "Fibonacci points")
     i = torch.arange(n, dtype=torch.float64)
     z = 1.0 - (2.0 * i + 1.0) / n
     phi = torch.remainder(i * math.pi * (3.0 - math.sqrt(5.0)), 2 * math.pi)
@@ -66,15 +78,17 @@ def fibonacci_sphere(n: int, *, output: str = "lonlat", dtype: torch.dtype = tor
 def uniform_sphere(n: int, *, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """``n`` points uniform on the sphere as lon/lat degrees ``(n, 2)`` (z and longitude uniform).
 
-    ``dtype`` is a floating-point ``torch.dtype`` (``TypeError`` otherwise).
+    ``dtype`` is a floating-point ``torch.dtype`` (``TypeError`` otherwise). ``n >= 0`` (0 gives an
+    empty ``(0, 2)`` tensor); a number whose points would not fit in memory raises ``ValueError``.
 
     Examples
     --------
     >>> uniform_sphere(3, seed=1).equal(uniform_sphere(3, seed=1))
     True
     """
-    check_positive_int("n", n)
+    check_int("n", n, min=0)
     dtype = _float_dtype(torch.float64 if dtype is None else dtype)
+    _check_points("n", n, _UNIFORM_BYTES, "uniform points")
     g = torch.Generator().manual_seed(int(seed))
     u = torch.rand(n, 2, generator=g, dtype=torch.float64)
     lon = u[:, 0] * 360.0 - 180.0
@@ -178,6 +192,7 @@ def land_mask(lonlat: torch.Tensor) -> torch.Tensor:
 
     The first call builds a bit-packed copy of the mask under ``geodl.data.default_root()``
     (about 20 s once); later calls memory-map it. Most lakes count as land (as in the package).
+    ``lonlat`` is ``(N, 2)``; ``N = 0`` gives an empty int64 tensor (without touching the mask).
 
     Examples
     --------
@@ -186,6 +201,10 @@ def land_mask(lonlat: torch.Tensor) -> torch.Tensor:
     """
     import numpy as np
 
+    check_tensor("lonlat", lonlat, shape=(None, 2))
+    if lonlat.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    _check_points("lonlat", lonlat.shape[0], _LOOKUP_BYTES, "land-mask lookups")
     bits, meta = _land_bits()
     ll = lonlat.detach().double().cpu().numpy()
     lon = ((ll[:, 0] + 180.0) % 360.0) - 180.0
@@ -221,6 +240,9 @@ def landocean_dataset(split: str = "train", num_samples: int | None = None, *, s
         Train/val: ``num_samples`` points uniform on the sphere (default 5000 / 1000), seeded by
         ``seed`` and the split. Test: the ``12·nside²`` HEALPix pixel centres (RING order; the
         default ``nside=32`` gives 12,288 points), ``num_samples`` ignored.
+    num_samples : int, optional
+        ``>= 1`` (0 is refused: ``ValueError``); sizes whose points would not fit in memory raise
+        ``ValueError`` naming the argument.
     seed : int
     nside : int
         HEALPix resolution of the test grid (a power of two).
@@ -244,6 +266,7 @@ def landocean_dataset(split: str = "train", num_samples: int | None = None, *, s
         pts = healpix_lonlat(nside)
     else:
         n = check_positive_int("num_samples", num_samples if num_samples is not None else (5000 if split == "train" else 1000))
+        _check_points("num_samples", n, _UNIFORM_BYTES + _LOOKUP_BYTES + 8, "points")
         pts = uniform_sphere(n, seed=1000 * int(seed) + _SPLIT_OFFSET[split])
     return TensorDataset(pts.float(), land_mask(pts))
 
@@ -253,7 +276,9 @@ def checkerboard_dataset(split: str = "train", num_samples: int = 10000, *, num_
     """The spherical checkerboard: labels by the nearest of ``num_support`` Fibonacci points.
 
     Support point i has class ``i mod num_classes``; samples are uniform on the sphere, seeded by
-    ``seed`` and the split (train/val/test are disjoint draws).
+    ``seed`` and the split (train/val/test are disjoint draws). ``num_samples``, ``num_support``
+    and ``num_classes`` are ``>= 1`` (``ValueError`` otherwise); the nearest-support search takes
+    ``num_samples x num_support`` float64 scores, checked against the memory available first.
 
     Returns
     -------
@@ -269,6 +294,9 @@ def checkerboard_dataset(split: str = "train", num_samples: int = 10000, *, num_
     check_positive_int("num_samples", num_samples)
     check_positive_int("num_support", num_support)
     check_positive_int("num_classes", num_classes)
+    _check_points("num_support", num_support, _FIBONACCI_BYTES, "support points")
+    check_memory("num_samples", num_samples, num_samples * (8 * num_support + _UNIFORM_BYTES + 64), "cpu",
+                 what=f"{num_samples} samples scored against {num_support} support points")
     support = fibonacci_sphere(num_support, output="xyz")
     classes = torch.arange(num_support) % num_classes
     pts = uniform_sphere(num_samples, seed=1000 * int(seed) + 10 + _SPLIT_OFFSET[split])
