@@ -8,6 +8,7 @@ the ``geodl`` plugin) needs neither torch nor hypothesis.
 ``assert_equivariant``     the same for outputs of any kind
 ``EquivarianceReport``     the result: ``.passed``, ``.max_error``, ``.rows``, ``str(report)`` is a table
 ``default_rtol``           the relative tolerance used for a dtype
+``atol_floor``             the default absolute tolerance: rounding noise of an output of a given size and scale
 ``check_module``           the standard battery on a module: equivariance, batching, state_dict round trip,
                            finite gradients, torch.compile = eager, no side effects
 ``ModuleReport``           its result: ``.passed``, ``.items``, ``.failed``, ``str(report)`` is a table
@@ -30,6 +31,7 @@ _EXPORTS = {
     "assert_invariant": "_equivariance",
     "assert_equivariant": "_equivariance",
     "default_rtol": "_equivariance",
+    "atol_floor": "_equivariance",
     "EquivarianceReport": "_report",
     "EquivarianceRow": "_report",
     "ModuleReport": "_report",

@@ -381,14 +381,16 @@ def equivariance_error(fn, inputs, in_kinds, out_kinds, group, *, n_samples: int
                 raise ValueError(f"fn: the output for a transformed input has another structure: {exc}") from None
             label = getattr(g, "label", None) or "element"
             for (_, name, _, kind), r, got in zip(out_entries, ref, got_entries):
-                g_out = g
                 if id(g) in graph_elems and not parse_kind(kind).node:
                     g_out = graph_elems[id(g)]
-                    if parse_kind(kind).is_geometric and (r.dim() == 0 or r.shape[0] != g_out.part_labels.shape[0]):
+                    try:
+                        expected = _act(kind, g_out, r, f"out_kinds for output {name}")
+                    except ValueError:
                         raise ValueError(f"per_graph: output {name} (kind {kind!r}, shape {tuple(r.shape)}) needs "
                                          f"one row per graph ({g_out.part_labels.shape[0]}) along dim 0, or a "
-                                         "node: kind")
-                expected = _act(kind, g_out, r, f"out_kinds for output {name}")
+                                         "node: kind") from None
+                else:
+                    expected = _act(kind, g, r, f"out_kinds for output {name}")
                 abs_err, scale, issue, msg = _compare(got, r, expected)
                 rel = abs_err / (scale + _TINY) if abs_err else 0.0
                 tol_abs = atol_floor(run_dtype, r.numel(), max(scale, in_scale), rtol) if floor else atol
