@@ -17,7 +17,9 @@ _EXPORTS = {
     "gather": "_scatter",
     "gather_csr": "_scatter",
     "scatter_softmax": "_scatter",
+    "scatter_log_softmax": "_scatter",
     "scatter_logsumexp": "_scatter",
+    "scatter_std": "_scatter",
     # the back-end switch and back-end discovery (_dispatch.py)
     "available_backends": "_dispatch",
     "get_backend": "_dispatch",

@@ -44,6 +44,7 @@ Conventions (all reductions)
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -51,10 +52,11 @@ from torch import Tensor
 from geodl._checks import check_alloc, check_choice, check_index, check_int, check_tensor
 from geodl.ops._dispatch import public_op, register_kernel
 
-__all__ = ["scatter", "segment", "gather", "gather_csr", "scatter_softmax", "scatter_logsumexp"]
+__all__ = ["scatter", "segment", "gather", "gather_csr", "scatter_softmax", "scatter_log_softmax",
+           "scatter_logsumexp", "scatter_std"]
 
-_REDUCE = ("sum", "mean", "max", "min", "mul")
-_SEGMENT_REDUCE = ("sum", "mean", "max", "min")
+_REDUCE = ("sum", "mean", "max", "min", "mul", "add")
+_SEGMENT_REDUCE = ("sum", "mean", "max", "min", "add")
 
 # dtypes the Triton kernels accept (atomics need 32/64-bit floats; segment/gather accumulate in fp32)
 _TRITON_ATOMIC_DTYPES = (torch.float32, torch.float64)
@@ -112,14 +114,28 @@ def _ref_scatter_minmax(src: Tensor, index: Tensor, dim_size: int, reduce: str,
 
 
 def _divide_by_counts(total: Tensor, counts: Tensor) -> Tensor:
-    """``total`` (S, F) / ``counts`` (S,) clamped to >= 1, dividing in fp32 (fp64) for low precision."""
+    """``total`` (S, F) / ``counts`` (S,) clamped to >= 1, dividing in fp32 (fp64) for low precision;
+    integers: floor division in their own dtype (torch_scatter's integer ``scatter_mean``)."""
+    if not total.is_floating_point():
+        return torch.div(total, counts.clamp(min=1).unsqueeze(1), rounding_mode="floor").to(total.dtype)
     wide = torch.float64 if total.dtype == torch.float64 else torch.float32
     return (total / counts.clamp(min=1).to(wide).unsqueeze(1)).to(total.dtype)
+
+
+def _segment_ids(ptr: Tensor, n: int) -> Tensor:
+    """The segment of each of the ``n`` rows covered by ``ptr`` (S + 1,): an int64 index (n,)."""
+    return torch.repeat_interleave(torch.arange(ptr.shape[0] - 1, device=ptr.device), ptr[1:] - ptr[:-1],
+                                   output_size=n)
 
 
 def _ref_segment(src: Tensor, ptr: Tensor, reduce: str) -> Tensor:
     if reduce == "mean":  # sum / count: faster than torch's mean kernel, and 0 for empty segments
         return _divide_by_counts(_ref_segment(src, ptr, "sum"), ptr[1:] - ptr[:-1])
+    if not src.is_floating_point():  # torch's segment_reduce is floating point only: scatter by segment id
+        ids, num = _segment_ids(ptr, src.shape[0]), ptr.shape[0] - 1
+        if reduce == "sum":
+            return _ref_scatter_sum(src, ids, num)
+        return _ref_scatter_minmax(src, ids, num, reduce, False)[0]
     if reduce == "sum" and src.dtype in _LOW_PRECISION:  # accumulate in fp32, like the Triton kernel
         return _ref_segment(src.float(), ptr, "sum").to(src.dtype)
     return torch.segment_reduce(src, reduce, offsets=ptr, axis=0, unsafe=True)
@@ -276,8 +292,7 @@ def _minmax_double_backward(ctx, gg, sorted_input: bool):
     sums ``gg`` over each group's tied elements and divides by their count."""
     src, idx, out = ctx.saved_tensors
     if sorted_input:  # ptr -> segment id of each row
-        idx = torch.repeat_interleave(torch.arange(out.shape[0], device=idx.device), idx[1:] - idx[:-1],
-                                      output_size=src.shape[0])
+        idx = _segment_ids(idx, src.shape[0])
     hit = src == out.index_select(0, idx)
     zeros = gg.new_zeros(ctx.grad_shape)
     ties = zeros.index_add(0, idx, hit.to(gg.dtype)).clamp(min=1)
@@ -329,8 +344,12 @@ def _check_device(name: str, t: Tensor, src: Tensor) -> None:
         raise ValueError(f"{name}: expected a tensor on {src.device} (the device of src), got {t.device}")
 
 
-def _check_index(index, rows: Tensor, dim_size, validate: bool, row_bytes: int, elem_bytes: int) -> int:
+def _check_index(index, rows: Tensor, dim_size, validate: bool, row_bytes: int, elem_bytes: int,
+                 width: int | None = None) -> int:
+    """``dim_size`` checked (or read from ``index``) against what a (dim_size, width) output needs
+    (``width``: the columns of ``rows`` unless given)."""
     n = rows.shape[0]
+    width = rows.shape[1] if width is None else width
     check_index("index", index)
     if index.dim() != 1:
         raise ValueError(f"index: expected a 1-D tensor, got shape {tuple(index.shape)}")
@@ -348,37 +367,135 @@ def _check_index(index, rows: Tensor, dim_size, validate: bool, row_bytes: int, 
             dim_size = hi + 1
         else:
             dim_size = int(index.max()) + 1  # host sync, documented
-        check_alloc("index", f"a maximum of {dim_size - 1}", dim_size, rows.shape[1], rows.dtype, rows.device,
+        check_alloc("index", f"a maximum of {dim_size - 1}", dim_size, width, rows.dtype, rows.device,
                     row_bytes, elem_bytes)
         return dim_size
     dim_size = check_int("dim_size", dim_size, min=0)
-    check_alloc("dim_size", dim_size, dim_size, rows.shape[1], rows.dtype, rows.device, row_bytes, elem_bytes)
+    check_alloc("dim_size", dim_size, dim_size, width, rows.dtype, rows.device, row_bytes, elem_bytes)
     if values:
         check_index("index", index, dim_size)
     return dim_size
 
 
+class _Groups(NamedTuple):
+    """``src`` as grouped rows: ``rows`` (M, F) with group ``index`` (M,) among ``dim_size`` groups.
+
+    A 1-D ``index`` gives ``rows`` = ``src`` with ``dim`` first and the trailing dimensions
+    flattened (M = N) and ``dim_size`` = ``groups`` = S. An ``index`` that varies along other
+    dimensions too (torch_scatter's broadcast ``index``) makes every element its own row
+    (M = N * R, F = 1, R the product of the trailing sizes): element ``(n, r)`` goes to group
+    ``index[n, r] * R + r`` of ``dim_size`` = S * R (``width`` = R).
+    """
+
+    rows: Tensor
+    index: Tensor
+    dim_size: int
+    groups: int
+    dim: int
+    rest: tuple
+    width: int | None
+    n: int
+
+
+def _group_out(g: _Groups, out: Tensor) -> Tensor:
+    """A per-group result (g.dim_size, F) as (..., S, ...)."""
+    return _from_rows(out if g.width is None else out.reshape(g.groups, g.width), g.dim, g.rest)
+
+
+def _element_out(g: _Groups, out: Tensor) -> Tensor:
+    """A per-element result (M, F) in the shape of ``src``."""
+    return _from_rows(out if g.width is None else out.reshape(g.n, g.width), g.dim, g.rest)
+
+
+def _broadcast_index(index: Tensor, src: Tensor, dim: int) -> Tensor:
+    """A multi-dimensional ``index`` expanded to ``src``'s shape (torch_scatter's rule: trailing
+    dimensions of size 1 are appended, then size-1 dimensions broadcast), with ``dim`` first;
+    a 1-D index when it is constant along every other dimension."""
+    if index.dim() > src.dim():
+        raise ValueError(f"index: expected at most {src.dim()} dimensions (those of src), got shape "
+                         f"{tuple(index.shape)}")
+    view = index.reshape(tuple(index.shape) + (1,) * (src.dim() - index.dim()))
+    try:
+        full = view.expand(src.shape)
+    except RuntimeError:
+        raise ValueError(f"index: shape {tuple(index.shape)} does not broadcast to the shape of src "
+                         f"{tuple(src.shape)} (trailing dimensions are appended, then size-1 dimensions "
+                         "broadcast)") from None
+    moved = full.movedim(dim, 0)
+    if moved.numel() and all(st == 0 or sz == 1 for st, sz in zip(moved.stride()[1:], moved.shape[1:])):
+        return moved[(slice(None),) + (0,) * (moved.dim() - 1)]  # the same target in every column
+    return moved
+
+
 def _grouped(src, index, dim: int, dim_size, validate: bool, floating: bool = False, row_bytes: int = 0,
-             elem_bytes: int = 0):
-    """Checked (N, F) rows of ``src``, the normalised ``dim``, trailing shape and ``dim_size``
-    (``row_bytes``, ``elem_bytes``: bookkeeping per output row / element, see :func:`check_alloc`)."""
+             elem_bytes: int = 0) -> _Groups:
+    """Checked grouped rows of ``src`` (see :class:`_Groups`) with ``dim_size`` checked or read from
+    ``index`` (``row_bytes``, ``elem_bytes``: bookkeeping per output row / element, see
+    :func:`check_alloc`)."""
     rows, dim, rest = _to_rows("src", src, dim, floating)
-    return rows, dim, rest, _check_index(index, rows, dim_size, validate, row_bytes, elem_bytes)
+    check_index("index", index)
+    if index.dim() > 1:
+        index = _broadcast_index(index, src, dim)
+    if index.dim() == 1:
+        dim_size = _check_index(index, rows, dim_size, validate, row_bytes, elem_bytes)
+        return _Groups(rows, index, dim_size, dim_size, dim, rest, None, rows.shape[0])
+    n, r = rows.shape
+    flat_rows = rows.reshape(n * r, 1)
+    flat_index = index.reshape(n * r)
+    dim_size = _check_index(flat_index, flat_rows, dim_size, validate, row_bytes, elem_bytes, width=r)
+    groups = (index.reshape(n, r).long() * r + torch.arange(r, device=index.device)).reshape(n * r)
+    return _Groups(flat_rows, groups, dim_size * r, dim_size, dim, rest, r, n)
 
 
-def _check_ptr(ptr, n: int, validate: bool, what: str = "the number of rows of src") -> Tensor:
+def _check_ptr(ptr, n: int, validate: bool, what: str = "the number of rows of src", batched: bool = False) -> Tensor:
+    """Check a CSR pointer (S + 1,) over ``n`` rows; ``batched``: one pointer per row of ``ptr``
+    (..., S + 1), each checked the same way."""
     check_index("ptr", ptr)
-    if ptr.dim() != 1 or ptr.shape[0] < 1:
-        raise ValueError(f"ptr: expected a 1-D tensor with at least one entry, got shape {tuple(ptr.shape)}")
-    if _reads_values(ptr, validate):
-        first, last = int(ptr[0]), int(ptr[-1])
-        if first != 0:
-            raise ValueError(f"ptr: expected ptr[0] == 0, got {first}")
-        if last != n:
-            raise ValueError(f"ptr: expected ptr[-1] == {n} ({what}), got {last}")
-        if ptr.shape[0] > 1 and bool((ptr[1:] < ptr[:-1]).any()):
+    if (ptr.dim() != 1 and not batched) or ptr.dim() < 1 or ptr.shape[-1] < 1:
+        need = "a tensor" if batched else "a 1-D tensor"
+        raise ValueError(f"ptr: expected {need} with at least one entry, got shape {tuple(ptr.shape)}")
+    if _reads_values(ptr, validate) and ptr.numel():
+        rows = ptr.reshape(-1, ptr.shape[-1])
+        at = "ptr[0]" if ptr.dim() == 1 else "ptr[..., 0]"
+        first, last = rows[:, 0], rows[:, -1]
+        if bool((first != 0).any()):
+            raise ValueError(f"ptr: expected {at} == 0, got {int(first[first != 0][0])}")
+        if bool((last != n).any()):
+            at = "ptr[-1]" if ptr.dim() == 1 else "ptr[..., -1]"
+            raise ValueError(f"ptr: expected {at} == {n} ({what}), got {int(last[last != n][0])}")
+        if rows.shape[1] > 1 and bool((rows[:, 1:] < rows[:, :-1]).any()):
             raise ValueError("ptr: expected non-decreasing offsets, got a decreasing step")
     return ptr
+
+
+def _flat_ptr(ptr: Tensor, n: int) -> Tensor:
+    """Batched pointers (B, S + 1), each over ``n`` rows, as one pointer (B * S + 1,) over B * n rows."""
+    b = ptr.shape[0]
+    offsets = torch.arange(b, device=ptr.device).unsqueeze(1) * n
+    return torch.cat([(ptr[:, :-1].long() + offsets).reshape(-1),
+                      torch.full((1,), b * n, dtype=torch.int64, device=ptr.device)])
+
+
+def _batched_ptr(src: Tensor, ptr: Tensor, validate: bool, n: int | None = None, what: str = "the number of rows of src"):
+    """torch_scatter's batched ``indptr`` (..., S + 1) whose leading dimensions match (or broadcast
+    to) those of ``src``: returns (leading shape, dim, pointers (B, S + 1) checked over ``n`` rows
+    (``src``'s size along ``dim`` unless given))."""
+    check_index("ptr", ptr)
+    k = ptr.dim() - 1
+    if src.dim() < ptr.dim():
+        raise ValueError(f"ptr: expected at most {src.dim()} dimensions (those of src), got shape {tuple(ptr.shape)}")
+    lead = tuple(src.shape[:k])
+    try:
+        full = ptr.expand(lead + (ptr.shape[-1],))
+    except RuntimeError:
+        raise ValueError(f"ptr: leading dimensions {tuple(ptr.shape[:-1])} do not match those of src {lead}") from None
+    _check_device("ptr", ptr, src)
+    b = 1
+    for size in lead:
+        b *= size
+    full = full.reshape(b, ptr.shape[-1])
+    _check_ptr(full, src.shape[k] if n is None else n, validate, what, batched=True)
+    return lead, k, full
 
 
 # --------------------------------------------------------------------------- public functions
@@ -388,23 +505,31 @@ def scatter(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | None = Non
     """Reduce the slices of ``src`` along ``dim`` into the groups given by ``index``.
 
     ``out[..., i, ...] = reduce(src[..., j, ...] for j with index[j] == i)``, as in PyG's
-    ``scatter``. Empty groups give ``0`` (and no gradient).
+    ``scatter`` and torch_scatter's ``scatter``. Empty groups give ``0`` (and no gradient), ``1``
+    for ``mul`` (as both peers).
 
     Parameters
     ----------
     src : Tensor, shape (..., N, ...)
-        Values; ``N`` is the size along ``dim``.
-    index : Tensor, shape (N,), int64 or int32
-        Target group of each slice; broadcast over the other dimensions of ``src``.
+        Values (floating point or integer); ``N`` is the size along ``dim``.
+    index : Tensor, shape (N,) or broadcastable to the shape of ``src``, int64 or int32
+        Target group of each slice. A 1-D index runs along ``dim`` and is broadcast over the
+        other dimensions of ``src``. A multi-dimensional index follows torch_scatter: trailing
+        dimensions of size 1 are appended, size-1 dimensions broadcast, and each element of
+        ``src`` goes to the group its own entry names (``torch.scatter_reduce`` for an index of
+        ``src``'s shape); every element is then reduced on its own, which is slower than a 1-D
+        index, unless the index is constant along the other dimensions.
     dim : int
         Dimension of ``src`` that ``index`` runs along.
     dim_size : int, optional
         Number of groups ``S``. Pass it in hot paths: ``None`` reads ``index.max() + 1``, which
         forces a host sync on CUDA. An output that would not fit in the memory available on the
         device raises ``ValueError`` before anything is allocated.
-    reduce : {"sum", "mean", "max", "min", "mul"}
-        Reduction. ``max``/``min`` split a group's gradient evenly among tied elements.
-        ``mul`` uses ``torch.scatter_reduce`` (``prod``) on every device.
+    reduce : {"sum", "mean", "max", "min", "mul", "add"}
+        Reduction (``"add"`` is ``"sum"``). ``max``/``min`` split a group's gradient evenly among
+        tied elements. ``mul`` uses ``torch.scatter_reduce`` (``prod``) on every device. The
+        ``mean`` of integers is floor division of the sum by the count, as torch_scatter's
+        ``scatter_mean`` (PyG returns floats).
     deterministic : bool
         For ``sum``/``mean``: sort ``index`` (stable) and reduce segments, so the result is
         bitwise reproducible on CUDA (atomics are not). Costs a sort. ``max``/``min`` are
@@ -431,21 +556,31 @@ def scatter(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | None = Non
     tensor([4., 0., 6., 0.])
     >>> scatter(src, index, dim_size=3, reduce="max", return_arg=True)
     (tensor([3., 0., 4.]), tensor([2, 4, 3]))
+    >>> scatter(src, index, dim_size=3, reduce="mul")  # an empty group's product is 1
+    tensor([3., 1., 8.])
+    >>> scatter(torch.tensor([[1, 2], [3, 4]]), torch.tensor([[0, 1], [1, 1]]))  # per-element index
+    tensor([[1, 0],
+            [3, 6]])
     """
-    check_choice("reduce", reduce, _REDUCE)
+    reduce = _reduce_name(reduce, _REDUCE)
     if return_arg and reduce not in ("max", "min"):
         raise ValueError(f"return_arg: only available for reduce='max' or 'min', got reduce={reduce!r}")
     counted = reduce in ("mean", "max", "min") or deterministic  # an int64 count per group
-    rows, dim, rest, dim_size = _grouped(src, index, dim, dim_size, validate, row_bytes=8 if counted else 0,
-                                         elem_bytes=8 if return_arg else 0)
+    g = _grouped(src, index, dim, dim_size, validate, row_bytes=8 if counted else 0,
+                 elem_bytes=8 if return_arg else 0)
+    rows, index, dim_size = g.rows, g.index, g.dim_size
     if reduce in ("max", "min"):
         out, arg = _scatter_minmax(rows, index, dim_size, reduce, return_arg)
-        out = _from_rows(out, dim, rest)
-        return (out, _from_rows(arg, dim, rest)) if return_arg else out
-    if reduce == "mul":
+        out = _group_out(g, out)
+        if not return_arg:
+            return out
+        if g.width:  # one row per element: position n * R + r (N * R when empty) -> n
+            arg = torch.div(arg, g.width, rounding_mode="floor")
+        return out, _group_out(g, arg)
+    if reduce == "mul":  # an empty group's product is 1, as PyG and torch_scatter
         idx = _long(index).unsqueeze(1).expand_as(rows)
-        out = rows.new_zeros(dim_size, rows.shape[1]).scatter_reduce(0, idx, rows, "prod", include_self=False)
-        return _from_rows(out, dim, rest)
+        out = rows.new_ones(dim_size, rows.shape[1]).scatter_reduce(0, idx, rows, "prod", include_self=True)
+        return _group_out(g, out)
     if deterministic:
         perm = torch.argsort(index, stable=True)
         counts = _ref_counts(_long(index), dim_size)
@@ -455,7 +590,7 @@ def scatter(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | None = Non
         out = _scatter_sum(rows, index, dim_size)
         if reduce == "mean":
             out = _divide_by_counts(out, _ref_counts(_long(index), dim_size))
-    return _from_rows(out, dim, rest)
+    return _group_out(g, out)
 
 
 @public_op('segment', kernels=('segment_sum_mean', 'segment_minmax'))
@@ -464,15 +599,20 @@ def segment(src: Tensor, ptr: Tensor, reduce: str = "sum", *, validate: bool = F
     """Reduce consecutive row ranges of ``src``: ``out[s] = reduce(src[ptr[s]:ptr[s+1]])``.
 
     The sorted (CSR) counterpart of :func:`scatter` along dimension 0: deterministic on every
-    device and faster than the unsorted scatter. Empty ranges give ``0`` and no gradient.
+    device and faster than the unsorted scatter. Empty ranges give ``0`` and no gradient. A
+    batched ``ptr`` (..., S + 1) reduces along its last dimension, as torch_scatter's
+    ``segment_csr``: ``out[b, s] = reduce(src[b, ptr[b, s]:ptr[b, s+1]])``.
 
     Parameters
     ----------
-    src : Tensor, shape (N, ...)
-    ptr : Tensor, shape (S + 1,), int64 or int32
-        Non-decreasing offsets with ``ptr[0] == 0`` and ``ptr[-1] == N`` (PyG's ``batch.ptr``).
-    reduce : {"sum", "mean", "max", "min"}
-        ``max``/``min`` split a segment's gradient evenly among tied elements.
+    src : Tensor, shape (N, ...) or (B..., N, ...), floating point or integer
+    ptr : Tensor, shape (S + 1,) or (B..., S + 1), int64 or int32
+        Non-decreasing offsets with ``ptr[0] == 0`` and ``ptr[-1] == N`` (PyG's ``batch.ptr``);
+        batched: one pointer per leading index ``B...``, whose sizes match those of ``src`` (or
+        are 1, broadcast), each from 0 to ``N``.
+    reduce : {"sum", "mean", "max", "min", "add"}
+        ``max``/``min`` split a segment's gradient evenly among tied elements; ``"add"`` is
+        ``"sum"``; the ``mean`` of integers is floor division (as :func:`scatter`).
     validate : bool
         Check the pointer (``ptr[0] == 0``, ``ptr[-1] == N``, non-decreasing; ``ValueError``) on
         CUDA too, which syncs; without it a malformed ``ptr`` is undefined behaviour on CUDA. CPU
@@ -482,7 +622,8 @@ def segment(src: Tensor, ptr: Tensor, reduce: str = "sum", *, validate: bool = F
 
     Returns
     -------
-    Tensor, shape (S, ...), or (values, arg).
+    Tensor, shape (S, ...) (batched: (B..., S, ...)), or (values, arg); ``arg`` counts rows
+    along the reduced dimension (``N`` for empty ranges).
 
     Examples
     --------
@@ -493,32 +634,64 @@ def segment(src: Tensor, ptr: Tensor, reduce: str = "sum", *, validate: bool = F
     tensor([[1.5000],
             [0.0000],
             [5.0000]])
+    >>> segment(torch.tensor([[1, 3, 5], [2, 4, 6]]), torch.tensor([[0, 2, 3], [0, 1, 3]]))  # batched
+    tensor([[ 4,  5],
+            [ 2, 10]])
     """
-    check_choice("reduce", reduce, _SEGMENT_REDUCE)
+    reduce = _reduce_name(reduce, _SEGMENT_REDUCE)
     if return_arg and reduce not in ("max", "min"):
         raise ValueError(f"return_arg: only available for reduce='max' or 'min', got reduce={reduce!r}")
+    if isinstance(ptr, Tensor) and ptr.dim() > 1:
+        return _segment_batched(src, ptr, reduce, validate, return_arg)
     rows, dim, rest = _to_rows("src", src, 0)
     _check_ptr(ptr, rows.shape[0], validate)
     _check_device("ptr", ptr, rows)
+    out, arg = _segment_rows(rows, ptr, reduce, return_arg)
+    out = _from_rows(out, 0, rest)
+    return (out, _from_rows(arg, 0, rest)) if return_arg else out
+
+
+def _reduce_name(reduce, choices) -> str:
+    check_choice("reduce", reduce, choices)
+    return "sum" if reduce == "add" else reduce
+
+
+def _segment_rows(rows: Tensor, ptr: Tensor, reduce: str, return_arg: bool) -> tuple[Tensor, Tensor]:
+    """Segment reduction of checked (N, F) ``rows`` over a checked 1-D ``ptr``: (out, arg or empty)."""
     check_alloc("ptr", f"{ptr.shape[0]} entries", ptr.shape[0] - 1, rows.shape[1], rows.dtype, rows.device,
                 8, 8 if return_arg else 0)
     if reduce in ("sum", "mean"):
-        return _from_rows(_segment_sum_mean(rows, ptr, reduce), 0, rest)
-    out, arg = _segment_minmax(rows, ptr, reduce, return_arg)
-    out = _from_rows(out, 0, rest)
-    return (out, _from_rows(arg, 0, rest)) if return_arg else out
+        return _segment_sum_mean(rows, ptr, reduce), _empty_arg(rows)
+    return _segment_minmax(rows, ptr, reduce, return_arg)
+
+
+def _segment_batched(src, ptr: Tensor, reduce: str, validate: bool, return_arg: bool):
+    """:func:`segment` with a batched ``ptr`` (B..., S + 1): the B pointers concatenated into one."""
+    check_tensor("src", src)
+    lead, k, full = _batched_ptr(src, ptr, validate)
+    b, n, s = full.shape[0], src.shape[k], ptr.shape[-1] - 1
+    rows, _, rest = _to_rows("src", src.reshape((b * n,) + tuple(src.shape[k + 1:])), 0)
+    out, arg = _segment_rows(rows, _flat_ptr(full, n), reduce, return_arg)
+    out = out.reshape(lead + (s,) + rest)
+    if not return_arg:
+        return out
+    offsets = torch.arange(b, device=arg.device).view(b, 1, 1) * n  # global row -> row within its batch
+    arg = (arg.reshape(b, s, rows.shape[1]) - offsets).clamp(max=n)  # empty: B * n -> n
+    return out, arg.reshape(lead + (s,) + rest)
 
 
 @public_op('gather_csr', kernels=('gather_csr',))
 def gather_csr(src: Tensor, ptr: Tensor, size: int | None = None, *, validate: bool = False) -> Tensor:
     """Expand per-segment rows to their elements: ``out[j] = src[s]`` for ``ptr[s] <= j < ptr[s+1]``.
 
-    The inverse pattern of :func:`segment` (its backward is a segment sum).
+    The inverse pattern of :func:`segment` (its backward is a segment sum). A batched ``ptr``
+    (B..., S + 1) expands along its last dimension, as torch_scatter's ``gather_csr``.
 
     Parameters
     ----------
-    src : Tensor, shape (S, ...)
-    ptr : Tensor, shape (S + 1,), int64 or int32, non-decreasing from 0
+    src : Tensor, shape (S, ...) or (B..., S, ...)
+    ptr : Tensor, shape (S + 1,) or (B..., S + 1), int64 or int32, non-decreasing from 0
+        Batched: leading sizes match those of ``src`` (or are 1, broadcast), each row ends at ``N``.
     size : int, optional
         Number of output rows ``N = ptr[-1]``. Pass it in hot paths: ``None`` reads ``ptr[-1]``,
         a host sync on CUDA.
@@ -528,7 +701,7 @@ def gather_csr(src: Tensor, ptr: Tensor, size: int | None = None, *, validate: b
 
     Returns
     -------
-    Tensor, shape (N, ...)
+    Tensor, shape (N, ...) (batched: (B..., N, ...))
 
     Examples
     --------
@@ -537,6 +710,8 @@ def gather_csr(src: Tensor, ptr: Tensor, size: int | None = None, *, validate: b
     >>> gather_csr(torch.tensor([10.0, 20.0, 30.0]), torch.tensor([0, 2, 2, 3]))
     tensor([10., 10., 30.])
     """
+    if isinstance(ptr, Tensor) and ptr.dim() > 1:
+        return _gather_csr_batched(src, ptr, size, validate)
     rows, _, rest = _to_rows("src", src, 0)
     check_index("ptr", ptr)
     _check_device("ptr", ptr, rows)
@@ -550,6 +725,27 @@ def gather_csr(src: Tensor, ptr: Tensor, size: int | None = None, *, validate: b
         raise ValueError(f"ptr: expected {rows.shape[0] + 1} entries (rows of src + 1), got {ptr.shape[0]}")
     _check_ptr(ptr, size, validate, "size, the number of output rows")
     return _from_rows(_gather_csr(rows, ptr, size), 0, rest)
+
+
+def _gather_csr_batched(src, ptr: Tensor, size, validate: bool) -> Tensor:
+    """:func:`gather_csr` with a batched ``ptr`` (B..., S + 1): the B pointers concatenated into one."""
+    check_tensor("src", src)
+    check_index("ptr", ptr)
+    if size is None:
+        size = int(ptr.reshape(-1)[-1]) if ptr.numel() else 0  # host sync, documented
+        name, value = "ptr", f"ptr[..., -1] = {size}"
+    else:
+        size = check_int("size", size, min=0)
+        name, value = "size", size
+    lead, k, full = _batched_ptr(src, ptr, validate, n=size, what="size, the number of output rows")
+    s = ptr.shape[-1] - 1
+    if src.shape[k] != s:
+        raise ValueError(f"ptr: expected {src.shape[k] + 1} entries along its last dimension (rows of src + 1), "
+                         f"got {ptr.shape[-1]}")
+    b = full.shape[0]
+    rows, _, rest = _to_rows("src", src.reshape((b * s,) + tuple(src.shape[k + 1:])), 0)
+    check_alloc(name, value, b * size, rows.shape[1], rows.dtype, rows.device)
+    return _gather_csr(rows, _flat_ptr(full, size), b * size).reshape(lead + (size,) + rest)
 
 
 @public_op('gather', kernels=('gather_rows',))
@@ -601,17 +797,47 @@ def _shifted_exp(rows: Tensor, index: Tensor, dim_size: int) -> tuple[Tensor, Te
     return m, torch.exp(rows - _gather_rows(m, index))
 
 
-def _grouped_exp(src, index, dim: int, dim_size, validate: bool):
-    """Checked floating ``src`` grouped by ``index``: (dim, trailing shape, dim_size, group max, shifted exp)."""
+def _index_or_ptr(src: Tensor, index, ptr, dim: int, dim_size, validate: bool):
+    """(index, dim_size) of the softmax family: ``index`` as given or, with ``ptr`` (which wins, as
+    in PyG's ``softmax``), the segment of each slice along ``dim`` and the number of segments."""
+    if ptr is None:
+        if index is None:
+            raise TypeError("index: expected a tensor of group indices (or ptr=), got None")
+        return index, dim_size
+    if not -src.dim() <= dim < src.dim():
+        raise ValueError(f"dim: expected a value in [{-src.dim()}, {src.dim()}), got {dim}")
+    n = src.shape[dim]
+    _check_ptr(ptr, n, validate, "the size of src along dim")
+    _check_device("ptr", ptr, src)
+    num = ptr.shape[0] - 1
+    if dim_size is not None and check_int("dim_size", dim_size, min=0) != num:
+        raise ValueError(f"dim_size: expected None or {num} (the segments of ptr), got {dim_size}")
+    return _segment_ids(ptr, n), num
+
+
+def _grouped_exp(src, index, dim: int, dim_size, validate: bool, ptr=None):
+    """Checked floating ``src`` grouped by ``index`` (or ``ptr``): (groups, group max, shifted exp)."""
     check_tensor("src", src, floating=True)
-    rows, dim, rest, dim_size = _grouped(src, index, dim, dim_size, validate, floating=True, row_bytes=8,
-                                         elem_bytes=2 * src.dtype.itemsize)  # counts; group max and sum
-    return (dim, rest, dim_size) + _shifted_exp(rows, index, dim_size)
+    index, dim_size = _index_or_ptr(src, index, ptr, dim, dim_size, validate)
+    g = _grouped(src, index, dim, dim_size, validate, floating=True, row_bytes=8,
+                 elem_bytes=2 * src.dtype.itemsize)  # counts; group max and sum
+    return (g,) + _shifted_exp(g.rows, g.index, g.dim_size)
+
+
+_SOFTMAX_PARAMS = """src : Tensor, shape (..., N, ...), floating point
+    index : Tensor, shape (N,) or broadcastable to the shape of ``src``, int64 or int32, optional
+        Group of each slice along ``dim``, as in :func:`scatter`; may be ``None`` when ``ptr`` is given.
+    dim, dim_size, validate
+        As in :func:`scatter`; with ``ptr``, ``dim_size`` is ``None`` or the number of segments.
+    ptr : Tensor, shape (S + 1,), int64 or int32, optional
+        CSR offsets of sorted groups along ``dim`` instead of ``index`` (``ptr[0] == 0``,
+        ``ptr[-1] == N``, non-decreasing), as PyG's ``softmax(src, index, ptr)``; when both are
+        given ``ptr`` is used, as in PyG."""
 
 
 @public_op('scatter_softmax', kernels=('scatter_minmax', 'gather_rows', 'scatter_sum'))
-def scatter_softmax(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | None = None,
-                    *, validate: bool = False) -> Tensor:
+def scatter_softmax(src: Tensor, index: Tensor | None = None, dim: int = 0, dim_size: int | None = None,
+                    *, ptr: Tensor | None = None, validate: bool = False) -> Tensor:
     """Softmax of ``src`` within each group of ``index`` along ``dim`` (same shape as ``src``).
 
     Stable: each group is shifted by its max (no gradient flows through the shift, which cancels
@@ -619,10 +845,7 @@ def scatter_softmax(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | No
 
     Parameters
     ----------
-    src : Tensor, shape (..., N, ...), floating point
-    index : Tensor, shape (N,), int64 or int32
-    dim, dim_size, validate
-        As in :func:`scatter`.
+    {params}
 
     Returns
     -------
@@ -634,23 +857,57 @@ def scatter_softmax(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | No
     >>> from geodl.ops import scatter_softmax
     >>> scatter_softmax(torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0, 0, 1]), dim_size=2)
     tensor([0.5000, 0.5000, 1.0000])
+    >>> scatter_softmax(torch.tensor([0.0, 0.0, 1.0]), ptr=torch.tensor([0, 2, 3]))
+    tensor([0.5000, 0.5000, 1.0000])
     """
-    dim, rest, dim_size, _, e = _grouped_exp(src, index, dim, dim_size, validate)
-    out = e / _gather_rows(_scatter_sum(e, index, dim_size), index)
-    return _from_rows(out, dim, rest)
+    g, _, e = _grouped_exp(src, index, dim, dim_size, validate, ptr)
+    out = e / _gather_rows(_scatter_sum(e, g.index, g.dim_size), g.index)
+    return _element_out(g, out)
 
 
-@public_op('scatter_logsumexp', kernels=('scatter_minmax', 'gather_rows', 'scatter_sum'))
-def scatter_logsumexp(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | None = None,
-                      *, validate: bool = False) -> Tensor:
-    """``log(sum(exp(src)))`` per group of ``index`` along ``dim``; empty groups give ``0``.
+@public_op('scatter_log_softmax', kernels=('scatter_minmax', 'gather_rows', 'scatter_sum'))
+def scatter_log_softmax(src: Tensor, index: Tensor | None = None, dim: int = 0, dim_size: int | None = None,
+                        *, ptr: Tensor | None = None, validate: bool = False) -> Tensor:
+    """Log-softmax of ``src`` within each group of ``index`` along ``dim`` (same shape as ``src``).
 
-    Stable (shifted by the group max). Its gradient is :func:`scatter_softmax`.
+    ``src - logsumexp(group)``, computed as ``(src - m) - log(sum(exp(src - m)))`` with ``m`` the
+    group max (no gradient through it), so it is stable and exact: no ``eps`` is added (torch_scatter
+    adds ``1e-12`` to the sum). A group whose entries are all ``-inf`` gives NaN, like
+    ``torch.log_softmax``. Its ``exp`` is :func:`scatter_softmax`.
 
     Parameters
     ----------
-    src, index, dim, dim_size, validate
-        As in :func:`scatter_softmax`: ``src`` (..., N, ...) floating point, ``index`` (N,).
+    {params}
+
+    Returns
+    -------
+    Tensor, shape of ``src``
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geodl.ops import scatter_log_softmax
+    >>> scatter_log_softmax(torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0, 0, 1]), dim_size=2)
+    tensor([-0.6931, -0.6931,  0.0000])
+    """
+    g, m, e = _grouped_exp(src, index, dim, dim_size, validate, ptr)
+    log_sum = torch.log(_scatter_sum(e, g.index, g.dim_size))
+    out = (g.rows - _gather_rows(m, g.index)) - _gather_rows(log_sum, g.index)
+    return _element_out(g, out)
+
+
+@public_op('scatter_logsumexp', kernels=('scatter_minmax', 'gather_rows', 'scatter_sum'))
+def scatter_logsumexp(src: Tensor, index: Tensor | None = None, dim: int = 0, dim_size: int | None = None,
+                      *, ptr: Tensor | None = None, validate: bool = False) -> Tensor:
+    """``log(sum(exp(src)))`` per group of ``index`` along ``dim``; empty groups give ``0``.
+
+    Stable (shifted by the group max). Its gradient is :func:`scatter_softmax`. A group whose
+    entries are all ``-inf`` gives ``-inf`` (the exact value; torch_scatter returns ``0``), and no
+    ``eps`` is added inside the log.
+
+    Parameters
+    ----------
+    {params}
 
     Returns
     -------
@@ -662,9 +919,66 @@ def scatter_logsumexp(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | 
     >>> from geodl.ops import scatter_logsumexp
     >>> scatter_logsumexp(torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0, 0, 2]), dim_size=3)
     tensor([0.6931, 0.0000, 1.0000])
+    >>> scatter_logsumexp(torch.tensor([0.0, 0.0, 1.0]), ptr=torch.tensor([0, 2, 2, 3]))
+    tensor([0.6931, 0.0000, 1.0000])
     """
-    dim, rest, dim_size, m, e = _grouped_exp(src, index, dim, dim_size, validate)
-    s = _scatter_sum(e, index, dim_size)
-    nonempty = _ref_counts(_long(index), dim_size) > 0
+    g, m, e = _grouped_exp(src, index, dim, dim_size, validate, ptr)
+    s = _scatter_sum(e, g.index, g.dim_size)
+    nonempty = _ref_counts(_long(g.index), g.dim_size) > 0
     out = _fill_empty(m + torch.log(s), nonempty)
-    return _from_rows(out, dim, rest)
+    return _group_out(g, out)
+
+
+@public_op('scatter_std', kernels=('scatter_sum', 'gather_rows'))
+def scatter_std(src: Tensor, index: Tensor, dim: int = 0, dim_size: int | None = None, unbiased: bool = True,
+                *, validate: bool = False) -> Tensor:
+    """Standard deviation of ``src`` within each group of ``index`` along ``dim``.
+
+    ``sqrt(sum((x - mean)**2) / (count - 1))`` per group (``/ count`` with ``unbiased=False``),
+    as torch_scatter's ``scatter_std`` with its default ``unbiased=True``; ``count - 1`` is
+    clamped to 1, so a group of one element gives ``0``; empty groups give ``0``. Exact: no
+    ``eps`` is added to the count (torch_scatter divides by ``count - 1 + 1e-6``). Where the
+    deviation is ``0`` the gradient is ``0`` (torch_scatter: NaN, the derivative of ``sqrt`` at 0).
+
+    Parameters
+    ----------
+    src : Tensor, shape (..., N, ...), floating point
+    index : Tensor, shape (N,) or broadcastable to the shape of ``src``, int64 or int32
+        As in :func:`scatter`.
+    dim, dim_size, validate
+        As in :func:`scatter`.
+    unbiased : bool
+        Bessel's correction (divide by ``count - 1``), the default as in torch_scatter and
+        ``torch.std``.
+
+    Returns
+    -------
+    Tensor, shape (..., S, ...)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geodl.ops import scatter_std
+    >>> src, index = torch.tensor([1.0, 3.0, 2.0, 5.0]), torch.tensor([0, 0, 2, 0])
+    >>> scatter_std(src, index, dim_size=3)
+    tensor([2., 0., 0.])
+    >>> scatter_std(src, index, dim_size=3, unbiased=False)
+    tensor([1.6330, 0.0000, 0.0000])
+    """
+    check_tensor("src", src, floating=True)
+    if not isinstance(unbiased, bool):
+        raise TypeError(f"unbiased: expected a bool, got {type(unbiased).__name__}")
+    g = _grouped(src, index, dim, dim_size, validate, floating=True, row_bytes=8,
+                 elem_bytes=src.dtype.itemsize)  # counts; group mean
+    counts = _ref_counts(_long(g.index), g.dim_size)
+    mean = _divide_by_counts(_scatter_sum(g.rows, g.index, g.dim_size), counts)
+    dev = g.rows - _gather_rows(mean, g.index)
+    var = _divide_by_counts(_scatter_sum(dev * dev, g.index, g.dim_size), counts - 1 if unbiased else counts)
+    positive = var > 0  # sqrt where var > 0 only: a zero deviation gets gradient 0, not NaN
+    std = torch.where(positive, torch.where(positive, var, torch.ones_like(var)).sqrt(), torch.zeros_like(var))
+    return _group_out(g, std)
+
+
+for _fn in (scatter_softmax, scatter_log_softmax, scatter_logsumexp):
+    _fn.__doc__ = _fn.__doc__.replace("{params}", _SOFTMAX_PARAMS)
+del _fn

@@ -35,6 +35,8 @@ calls = {
     "gather_csr": lambda: ops.gather_csr(x[:3], ptr, 6),
     "scatter_softmax": lambda: ops.scatter_softmax(x, index, dim_size=3),
     "scatter_logsumexp": lambda: ops.scatter_logsumexp(x, index, dim_size=3),
+    "scatter_log_softmax": lambda: ops.scatter_log_softmax(x, index, dim_size=3),
+    "scatter_std": lambda: ops.scatter_std(x, index, dim_size=3),
     "eigh3x3": lambda: ops.eigh3x3(A + A.mT),
     "segment_covariance": lambda: ops.segment_covariance(pos, batch, 2),
     "knn_graph": lambda: ops.knn_graph(pos, 2, batch),

@@ -71,6 +71,7 @@ def naive_groups(src: torch.Tensor, groups: list[list[int]], reduce: str):
     arg = torch.full((len(groups), f), n, dtype=torch.int64)
     for s, members in enumerate(groups):
         if not members:
+            out[s] = 1.0 if reduce == "mul" else 0.0  # an empty product is 1 (as PyG and torch_scatter)
             continue
         rows = x[members]
         if reduce in ("max", "min"):
@@ -402,7 +403,7 @@ def test_bad_input_names_the_argument():
     with pytest.raises(TypeError, match="index"):
         scatter(x, index.float(), dim_size=3)
     with pytest.raises(ValueError, match="index"):
-        scatter(x, index.view(5, 1), dim_size=3)
+        scatter(x, index.view(5, 1, 1), dim_size=3)  # more dimensions than src: no broadcast
     with pytest.raises(TypeError, match="src"):
         scatter([1.0, 2.0], index, dim_size=3)
     with pytest.raises(TypeError, match="src"):
