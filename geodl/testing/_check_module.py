@@ -523,6 +523,10 @@ def check_module(module, inputs, *, group=None, in_kinds=None, out_kinds=None, b
         Keyword arguments (``module(**inputs)``; arguments without a kind are passed unchanged), a
         tuple of positional arguments (``in_kinds`` a tuple), or a PyG ``Data``/``Batch`` whose fields
         named in ``in_kinds`` are passed by name (a ``Batch``'s ``batch`` field is the batch vector).
+        When ``module.forward`` does not take those fields by name (``forward(self, data)``), it gets
+        a copy of the ``Data``/``Batch`` holding the transformed fields instead (its other tensor
+        fields follow the dtype and, per graph, the kept edges; ``ptr`` and ``num_graphs`` follow
+        ``batch``).
     group : str, optional
         Overrides the declared group (e.g. ``"E3+perm"``).
     in_kinds : dict or tuple of str, optional
@@ -540,10 +544,14 @@ def check_module(module, inputs, *, group=None, in_kinds=None, out_kinds=None, b
     dtype : torch.dtype, optional
         The dtype the copies run in (default ``torch.float64``); sets the default tolerances.
     atol, rtol : float, optional
-        Tolerances of the equivariance, batching and compile comparisons (defaults ``0`` and
+        Tolerances of the equivariance, batching and compile comparisons (defaults: the
+        rounding-noise floor :func:`~geodl.testing.atol_floor` and
         :func:`~geodl.testing.default_rtol` of ``dtype``).
     compile_backend : str
         ``torch.compile`` backend; ``"aot_eager"`` needs no C++ compiler.
+    per_graph : bool
+        Also move each graph by its own group element in the equivariance item (``"per_graph"``
+        rows, see :func:`~geodl.testing.equivariance_error`); needs an input of kind ``batch``.
     raise_on_fail : bool
         Raise ``AssertionError`` naming the failed items (with the report) when one fails.
 

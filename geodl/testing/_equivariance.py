@@ -252,8 +252,16 @@ def equivariance_error(fn, inputs, in_kinds, out_kinds, group, *, n_samples: int
 
     For every tested group element ``g`` (``n_samples`` random Haar elements plus, with
     ``structured=True``, the group's structured elements: identity, reflections, translations,
-    permutations, finite-group elements, scalings), compare ``fn(g·inputs)`` with ``g·fn(inputs)``.
-    Transforms are applied in float64; each transformed input is cast back to the dtype ``fn`` runs in.
+    permutations, finite-group elements, scalings, and the rotation part of each random element
+    alone), compare ``fn(g·inputs)`` with ``g·fn(inputs)``. Transforms are applied in float64; each
+    transformed input is cast back to the dtype ``fn`` runs in.
+
+    With an input of kind ``batch`` (a graph id per node), permutations stay within each graph (a
+    sorted batch vector stays sorted, and equal). With ``per_graph=True``, elements that move each
+    graph by its own element (``"per_graph"`` rows) catch information leaking between graphs.
+
+    An ``nn.Module`` ``fn`` runs in eval mode; its training flags, parameters and their ``.grad``,
+    buffers and tensor attributes and torch's CPU/CUDA RNG states are restored afterwards.
 
     Parameters
     ----------
@@ -283,13 +291,21 @@ def equivariance_error(fn, inputs, in_kinds, out_kinds, group, *, n_samples: int
         floating input dtype. It sets the default tolerance (:func:`default_rtol`).
     atol, rtol : float, optional
         An element passes an output when ``max|diff| <= atol + rtol * scale``, ``scale`` the largest
-        absolute value of the output for ``x`` and of ``g·fn(x)``. Defaults: ``atol = 0`` and
-        ``rtol = default_rtol(dtype)``.
+        absolute value of the output for ``x`` and of ``g·fn(x)``. Defaults: ``rtol =
+        default_rtol(dtype)`` and ``atol`` the rounding-noise floor :func:`atol_floor` of the
+        output's size and of the larger of its scale and the (transformed) inputs' scale, so that an
+        output that is zero by symmetry passes; an explicit ``atol`` (``0`` included) replaces it.
+    per_graph : bool
+        Add ``n_samples`` (at least one) elements that move each graph of the ``batch`` input by its
+        own element of the group's geometric part and permute nodes within graphs; ``node:`` outputs
+        are compared node by node, other geometric outputs need one row per graph.
 
     Returns
     -------
     EquivarianceReport
-        Rows per output and element type; ``.passed``, ``.max_error``, ``str(report)`` (a table).
+        Rows per output and element type; ``.passed``, ``.max_error``, ``str(report)`` (a table
+        whose status is ``NaN`` or ``SHAPE`` where an output held NaN/inf or changed shape, with a
+        sentence under it, and a hint when a float64 run fails by float32-sized errors).
 
     Raises
     ------
