@@ -51,7 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=4, help="random (Haar) elements (default 4)")
     p.add_argument("--no-structured", action="store_true", help="skip the structured elements")
     p.add_argument("--rtol", type=float, default=None, help="relative tolerance (default from dtype)")
-    p.add_argument("--atol", type=float, default=None, help="absolute tolerance (default 0)")
+    p.add_argument("--atol", type=float, default=None,
+                   help="absolute tolerance (default: a floor of rounding noise from eps and the scales)")
+    p.add_argument("--per-graph", action="store_true",
+                   help="also move each graph (input of kind batch) by its own element")
     p.add_argument("--traceback", action="store_true",
                    help="on an error (exit status 2), print the traceback before the one-line message")
     return p
@@ -178,7 +181,8 @@ def _run(args):
     try:
         report = equivariance_error(model, inputs, in_kinds, out_kinds[0] if len(out_kinds) == 1 else out_kinds,
                                     group, n_samples=args.samples, structured=not args.no_structured,
-                                    generator=gen, dtype=dtype, atol=args.atol, rtol=args.rtol)
+                                    generator=gen, dtype=dtype, atol=args.atol, rtol=args.rtol,
+                                    per_graph=args.per_graph)
     except (ValueError, TypeError):
         raise  # malformed kinds or outputs that do not fit them: the checker names the argument
     except Exception as exc:

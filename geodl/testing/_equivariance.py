@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import torch
 
-from geodl._checks import check_finite, check_index, check_int, check_tensor
+from geodl._checks import check_finite, check_index, check_int, check_number, check_tensor
 
 from ._report import EquivarianceReport, EquivarianceRow
 from ._state import preserved
@@ -65,9 +65,16 @@ def atol_floor(dtype: torch.dtype, numel: int, scale: float, rtol: float | None 
     >>> atol_floor(torch.bfloat16, 30, 2.0) == 2.0 * 5e-2  # capped at rtol · scale
     True
     """
-    rtol = default_rtol(dtype) if rtol is None else rtol
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
+    numel = check_int("numel", numel, min=0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"scale: expected a non-negative number, got {type(scale).__name__}")
+    if not scale >= 0:
+        raise ValueError(f"scale: expected a non-negative number, got {scale!r}")
+    rtol = default_rtol(dtype) if rtol is None else check_number("rtol", rtol, nonnegative=True)
     s = max(float(scale), 1.0) if math.isfinite(scale) else 1.0
-    return min(_FLOOR_C * torch.finfo(dtype).eps * s * math.sqrt(max(int(numel), 1)), rtol * s)
+    return min(_FLOOR_C * torch.finfo(dtype).eps * s * math.sqrt(max(numel, 1)), rtol * s)
 
 
 def _scale_of(xs) -> float:

@@ -357,3 +357,27 @@ def test_e3nn_model_built_in_float64_passes():
     assert torch.get_default_dtype() == old
     report = check_module(model, {"pos": POS[:6]})
     assert report.passed, str(report)
+
+
+def test_atol_floor_bad_arguments():
+    with pytest.raises(TypeError, match="dtype"):
+        atol_floor(torch.long, 3, 1.0)
+    with pytest.raises(ValueError, match="numel"):
+        atol_floor(torch.float64, -1, 1.0)
+    with pytest.raises(TypeError, match="scale"):
+        atol_floor(torch.float64, 3, "1")
+    with pytest.raises(ValueError, match="scale"):
+        atol_floor(torch.float64, 3, float("nan"))
+    with pytest.raises(ValueError, match="rtol"):
+        atol_floor(torch.float64, 3, 1.0, rtol=-1.0)
+
+
+def test_cli_per_graph_flag(capsys):
+    from geodl.cli import main
+
+    argv = ["check", "geodl.testing.examples:batch_mixing_model", "--group", "E3+perm", "--inputs",
+            "node:points,batch", "--outputs", "node:vectors"]
+    assert main(argv) == 0
+    assert main(argv + ["--per-graph"]) == 1
+    out = capsys.readouterr().out
+    assert "per_graph" in out and "FAIL" in out
