@@ -241,6 +241,15 @@ def _sh_real_forward(xyz: torch.Tensor, lmax: int) -> torch.Tensor:
 
 
 def _sh_real_ref(xyz: torch.Tensor, lmax: int) -> torch.Tensor:
+    # CPU float32/float64: the C kernel of geodl.ops._sh_cpu (one parallel pass over blocks of
+    # points, the same values); it returns None where it does not serve the call (other devices or
+    # dtypes, GEODL_DISABLE_CPU_KERNEL=1, no compiler), and the torch forward runs instead
+    if xyz.device.type == "cpu":
+        from geodl.ops._sh_cpu import sh_real_cpu
+
+        out = sh_real_cpu(xyz, lmax, _empty_output)
+        if out is not None:
+            return out
     return _sh_real_forward(xyz.contiguous(), lmax)
 
 
