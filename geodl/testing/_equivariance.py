@@ -19,7 +19,7 @@ from geodl._checks import check_finite, check_index, check_int, check_number, ch
 from ._report import EquivarianceReport, EquivarianceRow
 from ._state import preserved
 
-__all__ = ["equivariance_error", "assert_invariant", "assert_equivariant", "default_rtol"]
+__all__ = ["equivariance_error", "assert_invariant", "assert_equivariant", "default_rtol", "atol_floor"]
 
 # Relative tolerances by the dtype fn runs in: a few hundred to a thousand ulps of accumulated
 # rounding for float64/float32; half precisions already lose ~eps on the transformed input itself.
