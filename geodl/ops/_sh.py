@@ -29,13 +29,14 @@ from functools import lru_cache
 
 import torch
 
-from geodl._checks import check_choice, check_finite, check_int, check_tensor
+from geodl._checks import check_alloc, check_choice, check_finite, check_int, check_memory, check_tensor
 from geodl.ops._dispatch import choose, implementation, public_op, register_kernel
 
 __all__ = ["spherical_harmonics"]
 
 _CONVENTIONS = ("real", "e3nn", "complex")
 _INPUTS = ("xyz", "lonlat")
+_NORMALIZATIONS = ("integral", "norm", "component")  # e3nn's names
 
 
 @lru_cache(maxsize=64)
@@ -365,20 +366,25 @@ def _recompute_grad(xyz: torch.Tensor, lmax: int, grad: torch.Tensor) -> torch.T
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
+def _first_order_grad(xyz: torch.Tensor, grad: torch.Tensor, lmax: int) -> torch.Tensor:
+    """``(N, 3)`` gradient of ``(grad * sh_real(xyz)).sum()``, closed form, no autograd (Triton on CUDA)."""
+    # The closed form carries Q_lm = P̄_lm / ρ^m, which outgrows float32 past degree ~150
+    # (1e40 by lmax 200): above the documented float32 range (lmax 100) it runs in float64.
+    wide = xyz.dtype == torch.float32 and lmax > _F32_BACKWARD_LMAX
+    xx, gg = (xyz.double(), grad.double()) if wide else (xyz, grad)
+    if choose("sh_real_backward", xx, xx.dtype in _TRITON_SH_DTYPES) == "triton":  # one pass over grad
+        from geodl.ops._triton_sh import sh_real_backward_triton
+
+        out = sh_real_backward_triton(xx, gg, lmax)
+    else:
+        out = _sh_real_backward_analytic(xx, gg, lmax)
+    return out.to(xyz.dtype)
+
+
 def _backward(ctx, grad):
     (xyz,) = ctx.saved_tensors
     if not torch.is_grad_enabled():  # first order; double backward needs the recomputation
-        # The closed form carries Q_lm = P̄_lm / ρ^m, which outgrows float32 past degree ~150
-        # (1e40 by lmax 200): above the documented float32 range (lmax 100) it runs in float64.
-        wide = xyz.dtype == torch.float32 and ctx.lmax > _F32_BACKWARD_LMAX
-        xx, gg = (xyz.double(), grad.double()) if wide else (xyz, grad)
-        if choose("sh_real_backward", xx, xx.dtype in _TRITON_SH_DTYPES) == "triton":  # one pass over grad
-            from geodl.ops._triton_sh import sh_real_backward_triton
-
-            out = sh_real_backward_triton(xx, gg, ctx.lmax)
-        else:
-            out = _sh_real_backward_analytic(xx, gg, ctx.lmax)
-        return out.to(xyz.dtype), None
+        return _first_order_grad(xyz, grad, ctx.lmax), None
     return _recompute_grad(xyz, ctx.lmax, grad.contiguous()), None
 
 
@@ -423,63 +429,286 @@ def _to_complex(y: torch.Tensor, lmax: int) -> torch.Tensor:
     return torch.complex(real, imag)
 
 
-def _unit_vectors(points: torch.Tensor, input: str, values: bool) -> torch.Tensor:
-    if input == "lonlat":
-        from geodl.groups import lonlat_to_xyz  # lazily: importing geodl.ops needs only torch
+def _degrees(lmax) -> tuple[tuple[int, ...] | None, int]:
+    """``(degrees, top)``: the requested degrees (None: all of ``0..top``, the int form) and the largest."""
+    if isinstance(lmax, torch.Tensor) and lmax.dim() == 1:
+        lmax = lmax.tolist()
+    if isinstance(lmax, (list, tuple, range)):
+        if len(lmax) == 0:
+            raise ValueError("lmax: expected a degree or a non-empty list of degrees, got an empty list")
+        ls = tuple(check_int(f"lmax[{i}]", l, min=0) for i, l in enumerate(lmax))
+        top = max(ls)
+        return (None if ls == tuple(range(top + 1)) else ls), top
+    return None, check_int("lmax", lmax, min=0)
 
-        lat = points[..., 1]
-        if values and bool(((lat < -90.0) | (lat > 90.0)).any()):
-            raise ValueError("points: latitudes (points[..., 1]) must lie in [-90, 90] degrees")
-        return lonlat_to_xyz(points)
-    norm = torch.linalg.vector_norm(points, dim=-1, keepdim=True)
-    if values and bool((norm == 0).any()):
-        raise ValueError("points: contains zero vectors; expected nonzero directions")
-    return points / norm
+
+def _block_layout(degrees: tuple[int, ...]) -> tuple[list[int], list[int]]:
+    """Columns of the blocks of ``degrees`` in the ``(lmax+1)²`` output, and the degree of each
+    (not cached: torch.compile traces through it, and it is two short list comprehensions)."""
+    cols = [c for l in degrees for c in range(l * l, (l + 1) ** 2)]
+    return cols, [l for l in degrees for _ in range(2 * l + 1)]
+
+
+def _column_degrees(lmax: int, device) -> torch.Tensor:
+    """Degree ``l`` of each column ``l² + l + m`` of the ``(lmax+1)²`` output (int64)."""
+    col = torch.arange((lmax + 1) ** 2, device=device, dtype=torch.float64)
+    return torch.sqrt(col + 0.5).floor().long()  # l = ⌊√k⌋; the 0.5 absorbs rounding
+
+
+def _check_size(lmax: int, degrees, n: int, dtype: torch.dtype, device, convention: str) -> None:
+    """ValueError naming ``lmax`` (with the memory it needs) before anything of that size is allocated."""
+    if n == 0:  # nothing but the (0, K) output: no tables are built either
+        return
+    value = lmax if degrees is None else list(degrees)
+    item = dtype.itemsize
+    # the (N, (lmax+1)²) buffer of all degrees; "complex" adds its real and imaginary gathers and the
+    # complex result (3 more values per entry); a degree list adds the selected copy
+    extra = 3 * item if convention == "complex" else 0
+    row = 0 if degrees is None else sum(2 * l + 1 for l in degrees) * item * (2 if convention == "complex" else 1)
+    check_alloc("lmax", value, n, (lmax + 1) ** 2, dtype, device, row_bytes=row, elem_bytes=extra)
+    check_memory("lmax", value, 16 * (lmax + 1) ** 2, "cpu", what=f"recursion tables of 2 x {lmax + 1}² float64 values")
+
+
+def _lonlat_vectors(points: torch.Tensor, values: bool) -> torch.Tensor:
+    from geodl.groups import lonlat_to_xyz  # lazily: importing geodl.ops needs only torch
+
+    lat = points[..., 1]
+    if values and bool(((lat < -90.0) | (lat > 90.0)).any()):
+        raise ValueError("points: latitudes (points[..., 1]) must lie in [-90, 90] degrees")
+    return lonlat_to_xyz(points)
+
+
+def _pow2_scale(m: torch.Tensor) -> torch.Tensor:
+    """Exact powers of two ``p`` with ``m·p`` in [1, 2) for every normal ``m ≥ 0`` (float32 or float64).
+
+    Built from the exponent bits, so ``x·p`` is exact. ``p`` stays a normal number: ``m`` in the
+    top binade gets 2^-126 / 2^-1022 (``m·p`` < 4), subnormal and zero ``m`` get 2^127 / 2^1023
+    (``m·p`` ≥ 2^-22 / 2^-51 unless ``m`` is 0).
+    """
+    ity, bits, bias = (torch.int64, 52, 1023) if m.dtype == torch.float64 else (torch.int32, 23, 127)
+    e = m.contiguous().view(ity) >> bits  # the biased exponent (m ≥ 0: no sign bit)
+    return ((2 * bias - e).clamp(1, 2 * bias) << bits).view(m.dtype)
+
+
+def _scaled(flat: torch.Tensor, safe: bool = False):
+    """``(s, n, p, zero)``: ``s = flat·p`` with ``p`` (N, 1) the power of two of :func:`_pow2_scale` of
+    each row's largest |entry|, ``n = |s|`` (N, 1) and the (N, 1) mask of the zero rows.
+
+    Scaling before squaring keeps x² from overflowing (|x| ≳ 1e19 in float32: the norm was inf and
+    the direction 0) or underflowing (|x| ≲ 1e-19: a nonzero vector taken for a zero one). A power
+    of two scales exactly, so ``s / n`` is bit for bit ``x / |x|`` wherever that was computable.
+    ``p`` is a constant for autograd: ``s / n`` does not depend on it, ``n / p`` = |x| neither.
+    ``safe``: the norm of a zero row is taken of (1, 1, 1) instead (derivatives of every order stay
+    finite; :func:`_safe_directions` then puts a placeholder direction there).
+    """
+    m = flat.detach().abs().amax(dim=-1, keepdim=True)
+    p = _pow2_scale(m)
+    s = flat * p
+    zero = m == 0
+    n = torch.linalg.vector_norm(torch.where(zero, 1.0, s) if safe else s, dim=-1, keepdim=True)
+    return s, n, p, zero
+
+
+_ZERO_VECTOR_MSG = ("points: contains zero vectors; expected nonzero directions (allow_zero_vectors=True gives "
+                    "them the harmonics [Y_0, 0, ..., 0])")
+
+
+def _safe_directions(s: torch.Tensor, n: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """``s / n``, with the placeholder direction (1, 0, 0) on the zero rows: constant there (the
+    gradient stops), and a unit vector, at which the harmonics and their derivatives are tame
+    (at 0 the recursion's derivatives are not: the reference divides by a clamped ρ)."""
+    return torch.where(zero, torch.nn.functional.pad(s.new_ones(1, 1), (0, 2)), s / n)
+
+
+def _directions(flat: torch.Tensor, zero_ok: bool, values: bool):
+    """Unit vectors ``(N, 3)`` of ``flat`` and, with ``zero_ok``, the ``(N, 1)`` mask of its zero rows
+    (their direction is a placeholder, see :func:`_safe_directions`); without it a zero vector
+    raises (eager calls)."""
+    s, n, _, zero = _scaled(flat, safe=zero_ok)
+    if zero_ok:
+        return _safe_directions(s, n, zero), zero
+    if values and bool(zero.any()):
+        raise ValueError(_ZERO_VECTOR_MSG)
+    return s / n, None
+
+
+def _unit_and_radius(x: torch.Tensor):
+    """``(u, r)``: directions ``(N, 3)`` (the placeholder of :func:`_safe_directions` for a zero
+    vector) and lengths ``(N,)`` of ``x`` (scaled first)."""
+    s, n, p, zero = _scaled(x, safe=True)
+    return _safe_directions(s, n, zero), torch.where(zero, 0.0, n / p)[:, 0]
+
+
+def _radius_powers(r: torch.Tensor, lmax: int, shift: int = 0) -> torch.Tensor:
+    """``(lmax+1, N)``: row ``l`` is ``r^(l+shift)``; row 0 is 1, or 0 for ``shift=-1`` (a constant:
+    no 0·r^-1 = NaN in derivatives at r = 0)."""
+    ls = torch.arange(1, lmax + 1, dtype=r.dtype, device=r.device)[:, None]
+    return torch.cat([torch.full_like(r, 0.0 if shift else 1.0)[None], torch.pow(r[None, :], ls + shift)])
+
+
+def _low_degree_polynomials(x: torch.Tensor, lmax: int) -> torch.Tensor:
+    """Degrees 1 and 2 of the real basis as the polynomials they are, ``(N, 3)`` or ``(N, 8)``:
+    c₁·(y, z, x) and c₂·(xy, yz, (2z² - x² - y²)/(2√3), xz, (x² - y²)/2)."""
+    c1, c2 = math.sqrt(3.0 / (4.0 * math.pi)), math.sqrt(15.0 / (4.0 * math.pi))
+    a, b, c = x.unbind(1)
+    cols = [c1 * b, c1 * c, c1 * a]
+    if lmax >= 2:
+        cols += [c2 * a * b, c2 * b * c, c2 / (2.0 * math.sqrt(3.0)) * (2.0 * c * c - a * a - b * b), c2 * a * c,
+                 c2 / 2.0 * (a * a - b * b)]
+    return torch.stack(cols, 1)
+
+
+def _homogeneous(x: torch.Tensor, lmax: int, op) -> torch.Tensor:
+    """|x|^l·Y_lm(x/|x|) by composition of differentiable steps (``op``: the real harmonics of unit
+    vectors): the form traced by torch.compile and recomputed for double backward.
+
+    At a zero vector the composition's derivatives are those of |x| and x/|x| taken as 0 there, so
+    it misses degree 1's gradient and degree 2's Hessian (the only nonzero first and second
+    derivatives of these polynomials at 0): the polynomials of degrees 1 and 2 of ``x`` masked
+    to the zero rows, which are 0 in value (x = 0 there), carry them.
+    """
+    u, r = _unit_and_radius(x)
+    y = op(u, lmax)
+    rl = _radius_powers(r, lmax).index_select(0, _column_degrees(lmax, x.device)).t()
+    y = torch.where(torch.isinf(rl) & (y == 0), 0.0, y * rl)  # |x|^l overflowed: 0 stays 0, not 0·inf = NaN
+    if lmax >= 1:
+        low = _low_degree_polynomials(x * (r == 0).to(x.dtype)[:, None], lmax)
+        y = y + torch.nn.functional.pad(low, (1, y.shape[1] - 1 - low.shape[1]))
+    return y
+
+
+class _SHHomogeneous(torch.autograd.Function):
+    """|x|^l·Y_lm(x/|x|) of raw vectors ``(N, 3)`` (``normalize=False``), eager, with the memory
+    profile of :class:`_SHReal`: it saves the input only.
+
+    First-order backward without autograd: with u = x/|x|, r = |x| and g the polynomial extension
+    the real harmonics' closed-form backward differentiates (:func:`_first_order_grad`),
+    ∇(r^l Y(u)) = r^(l-1) [l Y(u) u + (I - u uᵀ) ∇g(u)]; so one recomputed forward (for the radial
+    part) and one closed-form backward of the incoming gradient times r^(l-1) (for the tangential
+    part). At a zero vector only degree 1 has r^(l-1) ≠ 0, and for that linear block A·x the
+    formula gives Aᵀ·g at any unit u (the placeholder): the exact gradient. Double backward
+    recomputes :func:`_homogeneous` under autograd.
+    """
+
+    @staticmethod
+    def forward(ctx, x, lmax):
+        ctx.save_for_backward(x)
+        ctx.lmax = lmax
+        u, r = _unit_and_radius(x)
+        y = implementation("sh_real")(u, lmax)
+        rl = _radius_powers(r, lmax)
+        y.t().mul_(rl.index_select(0, _column_degrees(lmax, x.device)))
+        if bool(torch.isinf(rl).any()):  # |x|^l overflowed: a harmonic that is 0 stays 0, not 0·inf = NaN
+            y.masked_fill_(torch.isnan(y), 0.0)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        lmax = ctx.lmax
+        if torch.is_grad_enabled():  # double backward: differentiate the recomputed composition
+            with torch.enable_grad():
+                return torch.autograd.grad(_homogeneous(x, lmax, _SHReal.apply), x, grad, create_graph=True)[0], None
+        u, r = _unit_and_radius(x)
+        lcol = _column_degrees(lmax, x.device)
+        gp = grad.t() * _radius_powers(r, lmax, shift=-1).index_select(0, lcol)  # (K, N): g·r^(l-1)
+        yt = implementation("sh_real")(u, lmax).t()
+        radial = (gp * yt).mul_(lcol.to(x.dtype)[:, None]).sum(0)[:, None]  # Σ l r^(l-1) g Y(u)
+        tang = _first_order_grad(u, gp.t(), lmax)
+        return tang - u * (u * tang).sum(1, keepdim=True) + u * radial, None
+
+
+def _normalization_scale(normalization: str, lmax: int, degrees, like: torch.Tensor):
+    """Factor from the orthonormal ("integral") harmonics to ``normalization``: None, a float, or
+    a ``(K,)`` tensor of √(4π/(2l+1)) per column ("norm")."""
+    if normalization == "integral":
+        return None
+    if normalization == "component":
+        return math.sqrt(4.0 * math.pi)
+    if degrees is None:
+        l = _column_degrees(lmax, like.device).double()
+    else:
+        l = torch.tensor(_block_layout(degrees)[1], dtype=torch.float64, device=like.device)
+    real = like.real.dtype if like.is_complex() else like.dtype
+    return torch.sqrt(4.0 * math.pi / (2.0 * l + 1.0)).to(real)
+
+
+_HALF = (torch.float16, torch.bfloat16)
 
 
 @public_op("spherical_harmonics", kernels=("sh_real", "sh_real_backward"))
 def spherical_harmonics(
-    lmax: int,
+    lmax,
     points: torch.Tensor,
     *,
     input: str = "xyz",
     convention: str = "real",
     normalize: bool = True,
+    normalization: str = "integral",
+    allow_zero_vectors: bool = False,
 ) -> torch.Tensor:
-    """Orthonormal spherical harmonics of all degrees ``0..lmax``, stable to very high degree.
+    """Spherical harmonics of degrees ``0..lmax`` (or of a list of degrees), stable to very high degree.
 
     Parameters
     ----------
-    lmax : int
-        Largest degree (≥ 0). Tested to 300 in float64 and 100 in float32.
+    lmax : int or sequence of int
+        Largest degree (≥ 0): the output holds all degrees ``0..lmax``. Tested to 300 in float64
+        and 100 in float32. A list of degrees (e.g. ``[0, 2, 3]``; any order, repeats allowed)
+        gives their blocks concatenated in that order, as e3nn's list ``l`` does (an int here
+        means all degrees up to it, where e3nn's int ``l`` is the single degree ``l``; pass
+        ``[l]`` for that). A list is computed to its largest degree and then selected.
     points : Tensor, shape (..., 3) or (..., 2)
-        Directions as vectors ``(x, y, z)`` (``input="xyz"``; normalised when ``normalize``) or
-        ``(longitude, latitude)`` in degrees (``input="lonlat"``, latitude in [-90, 90]).
+        Vectors ``(x, y, z)`` (``input="xyz"``) or ``(longitude, latitude)`` in degrees
+        (``input="lonlat"``, latitude in [-90, 90]).
     input : {"xyz", "lonlat"}
     convention : {"real", "e3nn", "complex"}
         ``"real"``: real orthonormal basis in the Wikipedia / sphericart ordering (column
         ``l² + l + m``; ``Y_l,m ∝ cos mφ`` for m > 0, ``sin |m|φ`` for m < 0, no Condon–Shortley
-        sign). ``"e3nn"``: equal to ``e3nn.o3.spherical_harmonics(range(lmax+1), x,
-        normalize=True)`` (y is the polar axis, ``normalization="integral"``). ``"complex"``:
-        complex ``Y_l^m`` with the Condon–Shortley phase (scipy's ``sph_harm_y``).
+        sign). ``"e3nn"``: e3nn's basis: equal to ``e3nn.o3.spherical_harmonics(l, x, normalize,
+        normalization)`` for the same options (y is the polar axis). ``"complex"``: complex
+        ``Y_l^m`` with the Condon–Shortley phase (scipy's ``sph_harm_y``).
     normalize : bool
-        Normalise ``xyz`` input to unit length. With ``False`` the vectors must already be unit
-        vectors (not checked beyond being nonzero).
+        ``True``: the harmonics of the direction ``x/|x|``. ``False`` (e3nn's meaning): the
+        homogeneous polynomials ``|x|^l · Y_lm(x/|x|)`` of the vector itself (for unit vectors
+        the same numbers; entries overflow where ``|x|^l`` exceeds the dtype's range). Ignored for
+        ``input="lonlat"``. Vectors are scaled by a power of two before squaring, so any finite
+        nonzero vector has a direction (``1e20`` and ``1e-30`` in float32 included).
+    normalization : {"integral", "norm", "component"}
+        e3nn's names. ``"integral"`` (default): orthonormal, ∫ Y_lm² = 1 over the sphere.
+        ``"component"``: ``√(4π)`` times that, so ``|Y_l(x)|² = 2l+1`` for a unit ``x``.
+        ``"norm"``: ``"component"`` / ``√(2l+1)``, so ``|Y_l(x)| = 1`` for a unit ``x``.
+    allow_zero_vectors : bool
+        Default ``False``: a zero vector raises ``ValueError`` (it has no direction). ``True``
+        (e.g. for the self-loops of a graph): a zero vector gives ``Y_0`` (1/√(4π) for
+        ``"integral"``) in every degree-0 column and 0 in all others, as e3nn does. Its gradient
+        there: with ``normalize=False`` the polynomial's exact gradient (nonzero for degree 1
+        only), as e3nn; with ``normalize=True`` 0 (e3nn divides by ``max(|x|, 1e-12)`` instead,
+        which gives its degree-1 harmonics a gradient of about 1e12 at a zero vector; for vectors
+        shorter than 1e-12 e3nn's values also differ from the direction's harmonics, geodl's do not).
 
     Returns
     -------
-    Tensor, shape (..., (lmax+1)²)
-        Same dtype and device as ``points`` (complex dtype for ``"complex"``). Differentiable;
-        the backward is closed-form from the saved inputs (on CUDA: a Triton kernel). For the
-        real and e3nn conventions the result is column-major: the transposed view of a
+    Tensor, shape (..., K)
+        ``K = (lmax+1)²`` (or ``Σ (2l+1)`` over a list of degrees). Same dtype and device as
+        ``points``; complex for ``"complex"`` (complex64 for float32 and half input). float16
+        and bfloat16 input is computed in float32 and the result rounded to the input's dtype:
+        their own recursion would lose accuracy from the first degrees on (bfloat16 at degree 20
+        errs by 15× its rounding). Differentiable, with gradients for every option; the backward
+        is closed-form from the saved inputs (on CUDA: a Triton kernel). For the real and e3nn
+        conventions over all degrees the result is column-major: the transposed view of a
         ``((lmax+1)², N)`` buffer, so ``y.is_contiguous()`` is False (``y.view`` across the last
         dimension fails; ``reshape``, indexing, ``nn.Linear`` work as usual). Call
-        ``.contiguous()`` where a row-major copy is needed.
+        ``.contiguous()`` where a row-major copy is needed. No points give a ``(..., 0, K)``
+        result (and a gradient of the input's shape).
 
     Raises
     ------
     ValueError
-        NaN/inf coordinates, zero vectors, latitudes outside [-90, 90], bad ``lmax``.
+        NaN/inf coordinates, zero vectors (unless ``allow_zero_vectors``), latitudes outside
+        [-90, 90], a bad ``lmax`` or empty degree list, or an output (or recursion tables) that
+        would not fit in the memory available on the device (the message says how much it needs).
+    TypeError
+        Non-integer degrees, non-floating or complex ``points``, non-bool ``allow_zero_vectors``.
 
     Examples
     --------
@@ -493,10 +722,26 @@ def spherical_harmonics(
     >>> lonlat = torch.tensor([[10.0, 45.0], [-170.0, -90.0]], dtype=torch.float64)
     >>> spherical_harmonics(20, lonlat, input="lonlat").shape
     torch.Size([2, 441])
+
+    e3nn's options: degrees 0 and 2 of the vector itself (not its direction), component
+    normalisation, and a zero vector (a self-loop):
+
+    >>> edge = torch.tensor([[0.0, 2.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    >>> y = spherical_harmonics([0, 2], edge, convention="e3nn", normalize=False,
+    ...                         normalization="component", allow_zero_vectors=True)
+    >>> y.shape
+    torch.Size([2, 6])
+    >>> [round(v, 4) for v in y[0].tolist()]  # 2² · √5 at the polar axis
+    [1.0, 0.0, 0.0, 8.9443, 0.0, 0.0]
+    >>> round(float(y[1, 0]), 12), bool((y[1, 1:] == 0).all())  # the zero vector: [Y_0, 0, ...]
+    (1.0, True)
     """
-    lmax = check_int("lmax", lmax, min=0)
+    degrees, lmax = _degrees(lmax)
     check_choice("input", input, _INPUTS)
     check_choice("convention", convention, _CONVENTIONS)
+    check_choice("normalization", normalization, _NORMALIZATIONS)
+    if not isinstance(allow_zero_vectors, bool):
+        raise TypeError(f"allow_zero_vectors: expected a bool, got {type(allow_zero_vectors).__name__}")
     width = 2 if input == "lonlat" else 3
     # value checks are data-dependent branches: skipped while torch.compile traces
     values = not torch.compiler.is_compiling()
@@ -509,18 +754,35 @@ def spherical_harmonics(
         check_finite("points", points)
     lead = points.shape[:-1]
     flat = points.reshape(-1, width)
-    if input == "xyz" and not normalize:
-        if values and bool((torch.linalg.vector_norm(flat, dim=-1) == 0).any()):
-            raise ValueError("points: contains zero vectors; expected unit vectors")
-        xyz = flat
+    if flat.dtype in _HALF:  # computed in float32, rounded back at the end (see Returns)
+        flat = flat.float()
+    if values:
+        _check_size(lmax, degrees, flat.shape[0], flat.dtype, flat.device, convention)
+    op = _sh_real_op if not values else _SHReal.apply
+    if input == "lonlat":
+        y = op(_lonlat_vectors(flat, values), lmax)
+    elif normalize:
+        xyz, zero = _directions(flat, allow_zero_vectors, values)
+        if convention == "e3nn":
+            # e3nn's polar axis is y: its Y_l(x, y, z) is exactly the real basis at (z, x, y), same
+            # ordering and signs (checked against e3nn 0.6 to 1e-13 in the tests)
+            xyz = xyz[:, [2, 0, 1]]
+        y = op(xyz, lmax)
+        if zero is not None:  # [Y_0, 0, ...] on the zero rows; where() saves only the (N, 1) mask
+            y0 = torch.nn.functional.pad(y.new_full((1, 1), 1.0 / math.sqrt(4.0 * math.pi)), (0, y.shape[1] - 1))
+            y = torch.where(zero, y0, y)
     else:
-        xyz = _unit_vectors(flat, input, values)
-    if convention == "e3nn":
-        # e3nn's polar axis is y: its Y_l(x, y, z) is exactly the real basis at (z, x, y), same
-        # ordering and signs (checked against e3nn 0.6 to 1e-13 in the tests); its default
-        # normalization="integral" is the orthonormal one used here
-        xyz = xyz[:, [2, 0, 1]]
-    y = _sh_real_op(xyz, lmax) if not values else _SHReal.apply(xyz, lmax)
+        xyz = flat[:, [2, 0, 1]] if convention == "e3nn" else flat
+        if values and not allow_zero_vectors and bool((xyz == 0).all(1).any()):
+            raise ValueError(_ZERO_VECTOR_MSG)
+        y = _SHHomogeneous.apply(xyz, lmax) if values else _homogeneous(xyz, lmax, _sh_real_op)
     if convention == "complex":
         y = _to_complex(y, lmax)
+    if degrees is not None:
+        y = y.index_select(1, torch.tensor(_block_layout(degrees)[0], device=y.device))
+    scale = _normalization_scale(normalization, lmax, degrees, y)
+    if scale is not None:
+        y = y * scale
+    if points.dtype in _HALF and not y.is_complex():
+        y = y.to(points.dtype)
     return y.reshape(*lead, y.shape[-1])
