@@ -7,7 +7,7 @@ import inspect
 import torch
 from torch import nn
 
-from geodl._checks import check_choice, check_int, check_number, check_tensor
+from geodl._checks import check_alloc, check_choice, check_int, check_number, check_tensor
 from geodl.groups import Symmetry
 from geodl.nn.frame_averaging._frames import (
     _IN_KINDS,
@@ -18,8 +18,9 @@ from geodl.nn.frame_averaging._frames import (
     _frame_kind,
     _from_frame,
     _parse_group,
+    _frames,
     _to_frame,
-    frames,
+    _warn_detached,
 )
 
 __all__ = ["FrameAveraging"]
@@ -238,17 +239,25 @@ class FrameAveraging(nn.Module):
                 raise ValueError("mask: only for dense (B, N, d) input; flat input uses batch=")
             validate = num_graphs is None
             self._check_edges(edges, pos.shape[0])
-        fr = frames(
+        if not self.differentiable and not torch.compiler.is_compiling():
+            _warn_detached(pos, stacklevel=4)  # -> the caller of the module
+        # graphs with no points are allowed when the caller gives their number (dense input included)
+        allow_empty = num_graphs is not None
+        fr = _frames(
             pos,
             batch,
-            self.group,
+            _parse_group(self.group),
             num_graphs=num_graphs,
+            kind="global",
+            segment=None,
+            k=2,
             degeneracy=self.degeneracy,
             gap_tol=self.gap_tol,
             differentiable=self.differentiable,
             generator=self.generator,
             augment_samples=self.augment_samples,
             validate=validate,
+            allow_empty=allow_empty,
         )
         rot = self._select(fr.rotations)
         F = rot.shape[1]
@@ -275,6 +284,10 @@ class FrameAveraging(nn.Module):
         """Backbone on the frames ``rot`` (B, Fc, d, d) folded into the batch -> (rows, Fc, ...)."""
         B, Fc = rot.shape[:2]
         index, n = fr.index, pos.shape[0]
+        # the inputs in every frame (n * Fc rows) and their folded copy, checked before allocating
+        width = sum(max(v[:1].numel(), 1) for v in named.values()) + pos.shape[-1] + rot.shape[-1] ** 2
+        check_alloc("pos", f"{n} points in {Fc} frames per backbone call (chunk_size= folds fewer at a time)",
+                    n * Fc, 2 * width, pos.dtype, pos.device)
         R = rot[index]  # (N, Fc, d, d)
         c = fr.centroid[index]
         canon = {"pos": _to_frame(pos - c, R, "points")}

@@ -33,10 +33,19 @@ from geodl.nn.backbones._common import (
     dynamics_arguments,
     full_graph_edges,
 )
-from geodl.nn.frame_averaging._frames import frames
+from geodl.nn.frame_averaging._frames import _frames, _parse_group
 from geodl.ops import scatter
 
 __all__ = ["FAGNN"]
+
+
+def frames(pts, batch, group, *, num_graphs, degeneracy, gap_tol):
+    """:func:`geodl.nn.frames` (global, validated) as FA-GNN uses them: detached by design, so
+    without the ``differentiable`` warning (the latent vectors require grad in every training
+    step), and with empty graphs allowed (``check_dynamics_inputs`` has checked the rest)."""
+    return _frames(pts, batch, _parse_group(group), num_graphs=num_graphs, kind="global", segment=None, k=2,
+                   degeneracy=degeneracy, gap_tol=gap_tol, differentiable=False, generator=None,
+                   augment_samples=8, validate=True, allow_empty=True)
 
 
 class _GCL(nn.Module):
@@ -134,8 +143,7 @@ class FAGNN(nn.Module):
                 f"latent_frames={self.latent_frames!r}")
 
     def _frames(self, pts, batch, group, num_graphs):
-        return frames(pts, batch, group, num_graphs=num_graphs, degeneracy=self.degeneracy,
-                      gap_tol=self.gap_tol)
+        return frames(pts, batch, group, num_graphs=num_graphs, degeneracy=self.degeneracy, gap_tol=self.gap_tol)
 
     def forward(self, x, pos=None, batch=None, _legacy_batch=None, *, num_graphs=None, vel=None, edge_index=None):
         pos, vel, charges, batch = dynamics_arguments(x, pos, batch, _legacy_batch, vel)

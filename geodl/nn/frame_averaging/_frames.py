@@ -42,7 +42,9 @@ A generic *planar* cloud (eigenvalues 0 < λ_2 < λ_3) is not degenerate: its no
 eigenvector of the zero eigenvalue and the frame is well defined. Planar clouds with an
 isotropic in-plane spread (a square grid, a disc, a regular polygon) and clouds on a line are.
 
-Everything is computed in float64 internally and returned in the dtype of ``pos``.
+Everything is computed in float64 internally and returned in the dtype of ``pos``, after an exact
+power-of-two rescaling of the positions (so clouds at any finite scale, 1e-160 or 1e155, have the
+frames of the same cloud at scale 1, bit for bit).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from dataclasses import dataclass
 
 import torch
 
-from geodl._checks import check_choice, check_index, check_int, check_number, check_tensor
+from geodl._checks import check_alloc, check_choice, check_index, check_int, check_number, check_tensor
 from geodl.groups import rotation_2d
 from geodl.ops import eigh3x3, knn_graph, segment_covariance
 
@@ -132,8 +134,13 @@ def _eigh(cov: torch.Tensor):
     # 2x2 closed form (branch free, differentiable away from ties): the larger eigenvector is at
     # angle θ = atan2(2b, a - c) / 2; columns (sin θ, -cos θ) and (cos θ, sin θ) have det +1.
     a, b, c = cov[:, 0, 0], cov[:, 0, 1], cov[:, 1, 1]
-    mean, rad = (a + c) / 2, torch.sqrt(((a - c) / 2) ** 2 + b**2 + _TINY)
-    theta = torch.atan2(2 * b, a - c) / 2
+    # rad = 0 at an exact tie (coincident points, an isotropic spread), with a zero gradient there
+    r2 = ((a - c) / 2) ** 2 + b**2
+    mean, rad = (a + c) / 2, torch.sqrt(torch.where(r2 > 0, r2, 1.0)) * (r2 > 0)
+    # atan2(0, 0) (coincident points) has a NaN gradient: there (0, 1) is used instead, the same angle 0
+    y, xx = 2 * b, a - c
+    both = (y == 0) & (xx == 0)
+    theta = torch.atan2(torch.where(both, 0.0, y), torch.where(both, 1.0, xx)) / 2
     cs, sn = torch.cos(theta), torch.sin(theta)
     evecs = torch.stack([torch.stack([sn, cs], -1), torch.stack([-cs, sn], -1)], -2)
     return torch.stack([mean - rad, mean + rad], -1), evecs
@@ -145,12 +152,15 @@ def _relative_gaps(evals: torch.Tensor) -> torch.Tensor:
     return (evals[:, 1:] - evals[:, :-1]) / scale
 
 
-def _eigenspace_rotations(gaps, tied, samples, generator):
-    """(S, M, d, d) Haar rotations inside the tied eigenspaces (identity for untied samples)."""
+def _eigenspace_rotations(gaps, degenerate, tied, samples, generator):
+    """(S, M, d, d) Haar rotations inside the tied eigenspaces (identity for samples not ``degenerate``).
+
+    A NaN gap counts as tied.
+    """
     S, d = gaps.shape[0], gaps.shape[1] + 1
     kw = dict(dtype=torch.float64, device=gaps.device)
     Q = torch.eye(d, **kw).expand(S, samples, d, d).clone()
-    small = gaps < tied
+    small = ~(gaps >= tied) & degenerate[:, None]
     theta = torch.rand(S, samples, generator=generator, **kw) * (2 * torch.pi)
     rot2 = rotation_2d(theta)
     if d == 2:
@@ -309,13 +319,17 @@ def frames(
         Relative eigengap below which a frame counts as degenerate.
     differentiable : bool
         Keep the autograd graph through centroid, second moment and eigenvectors (needed for
-        forces -∇E); otherwise the frames are computed from ``pos.detach()``. Eigenvector
-        derivatives are guarded at near-ties by ``geodl.ops.eigh3x3``.
+        forces -∇E); otherwise the frames are computed from ``pos.detach()``, and gradients with
+        respect to ``pos`` miss the motion of the frame: a ``UserWarning`` (naming
+        ``differentiable=True``) is given when ``pos.requires_grad`` under grad mode with
+        ``differentiable=False``. Eigenvector derivatives are guarded at near-ties by
+        ``geodl.ops.eigh3x3`` and finite at exact ties (coincident points included).
     generator : torch.Generator, optional
         Seeds the rotations drawn by ``degeneracy="augment"``.
     augment_samples : int
         Rotations drawn per tied eigenspace with ``degeneracy="augment"``; the frame count is then
-        ``F * augment_samples``.
+        ``F * augment_samples``. A request whose frames would not fit in memory raises
+        ``ValueError`` naming ``augment_samples`` before allocating.
     validate : bool
         Check the values of the inputs (finite positions, ids, at least 2 points per cloud,
         ``num_graphs > batch.max()``). With ``validate=False``, ``kind="global"``, ``num_graphs``
@@ -334,6 +348,20 @@ def frames(
     a host sync on CUDA. ``num_graphs`` is ignored for ``kind="segment"`` (segments are counted
     from ``segment``) and ``kind="knn"`` (one frame set per point).
 
+    Empty graphs. With ``num_graphs`` given, graphs with no points are allowed (a PyG batch may
+    hold empty graphs, and ``N = 0`` with ``batch`` of shape ``(0,)`` is B empty graphs): they
+    get a zero centroid, zero eigenvalues, the identity eigenbasis (times the sign patterns) and
+    ``degenerate = False`` (no point uses their frame, so nothing can break invariance). When
+    the graph count is read from ``batch`` (``num_graphs=None``), an id with fewer than 2 points
+    raises ``ValueError``, and a single cloud (``batch=None``) must have at least 2 points. A graph
+    with exactly one point raises whenever values are validated (its frame is undefined).
+
+    Under ``torch.compile`` the value checks are skipped, and so are the ``"raise"``/``"warn"``
+    reads of the degeneracy mask and the ``differentiable`` warning (``Frames.degenerate`` is still
+    returned: use ``degeneracy="flag"`` and look at it); the frames are the same as in eager mode.
+
+    A sample whose eigengap is NaN (eigenvalues that overflowed) counts as degenerate.
+
     Examples
     --------
     >>> import torch
@@ -348,14 +376,40 @@ def frames(
     True
     """
     name, d, reflections, translations = _parse_group(group)
-    validate = bool(validate) and not torch.compiler.is_compiling()  # value checks would break the graph
+    compiling = torch.compiler.is_compiling()
+    if not compiling and not differentiable and isinstance(pos, torch.Tensor):
+        _warn_detached(pos, stacklevel=3)
+    return _frames(pos, batch, (name, d, reflections, translations), num_graphs=num_graphs, kind=kind,
+                   segment=segment, k=k, degeneracy=degeneracy, gap_tol=gap_tol, differentiable=differentiable,
+                   generator=generator, augment_samples=augment_samples, validate=validate,
+                   allow_empty=num_graphs is not None)
+
+
+def _warn_detached(pos: torch.Tensor, stacklevel: int) -> None:
+    """UserWarning when gradients will flow to ``pos`` but the frames are detached from it."""
+    if pos.requires_grad and torch.is_grad_enabled():
+        warnings.warn(
+            "pos: requires grad but differentiable=False: the frames are computed from pos.detach(), so "
+            "gradients with respect to pos (forces -dE/dpos) miss the motion of the frames and are wrong; "
+            "pass differentiable=True to differentiate through them",
+            UserWarning, stacklevel=stacklevel + 1,
+        )
+
+
+def _frames(pos, batch, parsed, *, num_graphs, kind, segment, k, degeneracy, gap_tol, differentiable,
+            generator, augment_samples, validate, allow_empty) -> Frames:
+    """:func:`frames` without the ``differentiable`` warning; ``allow_empty``: graphs may have no points."""
+    name, d, reflections, translations = parsed
+    compiling = torch.compiler.is_compiling()
+    validate = bool(validate) and not compiling  # value checks would break the graph
     check_tensor("pos", pos, ndim=2, floating=True, finite=validate)
     if pos.shape[1] != d:
         raise ValueError(f"pos: expected shape (N, {d}) for group {name}, got {tuple(pos.shape)}")
     n = pos.shape[0]
-    if n == 0:
-        raise ValueError("pos: empty point cloud (0 points); frames need at least 2 points")
     check_choice("kind", kind, _KINDS)
+    if n == 0 and not (allow_empty and batch is not None and kind == "global"):
+        raise ValueError("pos: empty point cloud (0 points); frames need at least 2 points "
+                         "(empty graphs are allowed in a batch given with num_graphs=)")
     check_choice("degeneracy", degeneracy, _POLICIES)
     gap_tol = check_number("gap_tol", gap_tol, nonnegative=True)
     augment_samples = check_int("augment_samples", augment_samples, min=1)
@@ -364,13 +418,13 @@ def frames(
     if num_graphs is None:
         num_graphs = 1 if batch is None else int(batch.max()) + 1
     else:
-        num_graphs = check_int("num_graphs", num_graphs, min=1)
-        if validate and batch is not None and int(batch.max()) >= num_graphs:
+        num_graphs = check_int("num_graphs", num_graphs, min=0 if allow_empty else 1)
+        if validate and batch is not None and n and int(batch.max()) >= num_graphs:
             raise ValueError(f"num_graphs: {num_graphs} is smaller than batch.max() + 1 = {int(batch.max()) + 1}")
     graph = torch.zeros(n, dtype=torch.long, device=pos.device) if batch is None else batch
     if validate:
         counts = torch.bincount(graph, minlength=num_graphs)
-        small = (counts < 2).nonzero().flatten()
+        small = ((counts == 1) if allow_empty else (counts < 2)).nonzero().flatten()
         if small.numel():
             arg = "pos" if batch is None else "batch"
             raise ValueError(
@@ -379,30 +433,40 @@ def frames(
             )
 
     x = (pos if differentiable else pos.detach()).to(torch.float64)
+    # exact power-of-two rescaling to max|x| in [0.5, 1): second moments of clouds at 1e155 or
+    # 1e-160 neither overflow nor underflow, and ordinary clouds give the same bits as without it
+    exp = torch.frexp(x.detach().abs().amax())[1].clamp_min(-1020) if n else torch.zeros((), dtype=torch.int32)
+    x = torch.ldexp(x, -exp.to(x.dtype))
     if kind == "global":
         index, num = graph, num_graphs
-        centroid, cov, _ = _second_moments(x, index, num, translations)
+        centroid, cov, counts = _second_moments(x, index, num, translations)
     elif kind == "segment":
         if segment is None:
             raise ValueError("segment: required with kind='segment' (segment id of every point)")
         index = _check_ids("segment", segment, n, True)
         num = int(index.max()) + 1
-        centroid, cov, seg_counts = _second_moments(x, index, num, translations)
-        if bool((seg_counts < 2).any()):
-            bad = (seg_counts < 2).nonzero().flatten()[:10].tolist()
+        centroid, cov, counts = _second_moments(x, index, num, translations)
+        if bool((counts < 2).any()):
+            bad = (counts < 2).nonzero().flatten()[:10].tolist()
             raise ValueError(f"segment: segments {bad} have fewer than 2 points")
     else:
         k = check_int("k", k, min=2)  # neighbours including the point
         src, tgt = knn_graph(pos.detach(), k, batch=batch, loop=True)  # neighbours incl. the point
         index, num = torch.arange(n, device=pos.device), n
-        centroid, cov, _ = _second_moments(x[src], tgt, n, translations)
+        centroid, cov, counts = _second_moments(x[src], tgt, n, translations)
 
+    signs = _sign_patterns(d, reflections).to(pos.device)
+    M = augment_samples if degeneracy == "augment" else 1
+    # the frames (num, F * M, d, d) in float64, checked before anything of that size is allocated
+    check_alloc("augment_samples" if M > 1 else "pos", M if M > 1 else f"{num} frame sets", num,
+                signs.shape[0] * M * d * d, torch.float64, pos.device)
     evals, V = _eigh(cov)
     gaps = _relative_gaps(evals)
+    centroid, evals = torch.ldexp(centroid, exp.to(x.dtype)), torch.ldexp(evals, 2 * exp.to(x.dtype))
     gap = gaps.amin(-1)
-    degenerate = gap < gap_tol
-    signs = _sign_patterns(d, reflections).to(V.device)
-    if degeneracy in ("raise", "warn") and bool(degenerate.any()):
+    # NaN gaps (overflowed eigenvalues) are degenerate; empty graphs are not (no point uses their frame)
+    degenerate = ~(gap >= gap_tol) & (counts > 0)
+    if degeneracy in ("raise", "warn") and not compiling and bool(degenerate.any()):
         ids = degenerate.nonzero().flatten()
         msg = (
             f"pos: degenerate frames (relative eigengap < gap_tol={gap_tol:g}) for "
@@ -412,13 +476,17 @@ def frames(
         )
         if degeneracy == "raise":
             raise ValueError(msg)
-        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    signed = V[:, None] * signs[None, :, None, :]  # (S, F, d, d): V S, the sign-ambiguous eigenbasis
     if degeneracy == "augment":
-        Q = _eigenspace_rotations(gaps.detach(), gap_tol, augment_samples, generator)
-        base = V[:, None] @ Q  # (S, M, d, d)
-        rot = (base[:, :, None] * signs[None, None, :, None, :]).flatten(1, 2)
+        # V S Q (signs first, then the rotation inside the tied eigenspace): where the eigenbasis is
+        # resolved up to its signs, V(g X) = g V(X) S' permutes the set {V S Q_m} (it would not
+        # permute {V Q_m S}: S' and Q_m do not commute), so an augmented nearly tied cloud is as
+        # invariant as without augmentation for the same draws; at exact ties each term is Haar.
+        Q = _eigenspace_rotations(gaps.detach(), degenerate, gap_tol, augment_samples, generator)
+        rot = (signed[:, None] @ Q[:, :, None]).flatten(1, 2)  # (S, M * F, d, d), frame m * F + f
     else:
-        rot = V[:, None] * signs[None, :, None, :]
+        rot = signed
     dtype = pos.dtype
     return Frames(
         centroid=centroid.to(dtype),
