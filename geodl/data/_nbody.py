@@ -270,9 +270,10 @@ class NBodyDataset(Dataset):
             raise ValueError(f"sizes: expected (n_train, n_val, n_test), got {sizes!r}")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
+        if max_samples is not None:
+            check_positive_int("max_samples", max_samples)  # before anything is generated
         data = load_splits(root, seed, tuple(sizes), **settings)[split]
         if max_samples is not None:
-            check_positive_int("max_samples", max_samples)
             data = {k: t[:max_samples] for k, t in data.items()}
         self.split = split
         self.loc, self.vel, self.charges, self.target = (
