@@ -51,6 +51,8 @@ def random_inputs(kinds, n_points: int = 16, *, dim: int = 3, dtype: torch.dtype
 
     if isinstance(kinds, str):
         raise TypeError("kinds: expected a sequence of kind strings, got a single str (wrap it in a list)")
+    if not isinstance(kinds, (tuple, list)):
+        raise TypeError(f"kinds: expected a list or tuple of kind strings, got {type(kinds).__name__}")
     check_positive_int("n_points", n_points)
     check_choice("dim", dim, (2, 3))
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:

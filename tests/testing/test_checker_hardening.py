@@ -381,3 +381,11 @@ def test_cli_per_graph_flag(capsys):
     assert main(argv + ["--per-graph"]) == 1
     out = capsys.readouterr().out
     assert "per_graph" in out and "FAIL" in out
+
+
+def test_random_inputs_names_kinds_when_not_a_sequence():
+    from geodl.testing import random_inputs
+
+    with pytest.raises(TypeError, match="kinds: expected a list or tuple"):
+        random_inputs(None, 4)
+    assert len(random_inputs(["node:points", "batch"], 4)) == 2
