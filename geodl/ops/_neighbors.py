@@ -30,7 +30,7 @@ from typing import Optional
 
 import torch
 
-from geodl._checks import check_index, check_int, check_number, check_tensor
+from geodl._checks import check_alloc, check_choice, check_index, check_int, check_number, check_tensor
 from geodl.ops._dispatch import public_op, register_kernel
 
 __all__ = ["knn_graph", "radius_graph", "farthest_point_sampling"]
@@ -39,12 +39,19 @@ _DEFAULT_CHUNK = 1 << 22  # pairwise distances per block (16 MiB in float32)
 _GROUP = 16  # block widths are multiples of this (largest kNN screening group)
 
 
-def _check_pos_batch(pos, batch):
-    """Validate; return (pos sorted by graph, perm sorted->original, ptr list over non-empty graphs)."""
+def _check_pos_batch(pos, batch, screened=True):
+    """Validate; return (pos sorted by graph, perm sorted->original, ptr list over non-empty graphs).
+
+    Also checks each graph's extent against ``pos``'s dtype (``_check_range``; ``screened``: the
+    kNN / radius search, whose screening margin also needs the lower limit)."""
     check_tensor("pos", pos, ndim=2, floating=True, finite=True)
     N = pos.shape[0]
+    if pos.shape[1] == 0:
+        raise ValueError(f"pos: expected at least one coordinate per point, got shape {tuple(pos.shape)}")
     if batch is None:
-        return pos, None, [0, N] if N else [0]
+        ptr = [0, N] if N else [0]
+        _check_range(pos, ptr, screened)
+        return pos, None, ptr
     check_tensor("batch", batch, shape=(N,))
     check_index("batch", batch)
     if batch.device != pos.device:
@@ -59,7 +66,51 @@ def _check_pos_batch(pos, batch):
     ptr = [0]
     for c in counts:
         ptr.append(ptr[-1] + c)
+    _check_range(pos, ptr, screened)
     return pos, perm, ptr
+
+
+def _check_range(pos_s, ptr, screened):
+    """Raise ``ValueError`` when a graph is too wide (or, for the screened search, too narrow) for
+    exact squared distances in ``pos``'s dtype (the limits in the note above ``_roundoff``).
+
+    With ``e`` a graph's bounding-box diagonal (``e^2 = sum_j (max_j - min_j)^2``, an upper bound
+    of its squared distances): ``e^2 < finfo.max / 2``, so no squared distance overflows; and, when
+    ``screened`` and the graph's points are not all equal, ``e^2 >= d * finfo.tiny``, so the
+    rounding of squared distances that underflow stays within the screening's margin. One host sync.
+    """
+    N, d = pos_s.shape
+    if N == 0:
+        return
+    if len(ptr) == 2:
+        hi, lo = pos_s.amax(0, keepdim=True), pos_s.amin(0, keepdim=True)
+    else:
+        lengths = torch.tensor([b - a for a, b in zip(ptr[:-1], ptr[1:])], device=pos_s.device)
+        hi = torch.segment_reduce(pos_s, "max", lengths=lengths, axis=0)
+        lo = torch.segment_reduce(pos_s, "min", lengths=lengths, axis=0)
+    wide = torch.float32 if pos_s.device.type == "mps" else torch.float64
+    ext = hi.to(wide) - lo.to(wide)  # (G, d)
+    e2 = (ext * ext).sum(1)
+    fi = torch.finfo(pos_s.dtype)
+    over = e2 >= fi.max / 2
+    under = (ext > 0).any(1) & (e2 < d * fi.tiny) if screened else torch.zeros_like(over)
+    n_over, n_under = torch.stack([over.any(), under.any()]).tolist()
+    if not (n_over or n_under):
+        return
+    bad = over if n_over else under
+    g = int(bad.nonzero()[0])
+    e = math.sqrt(float(e2[g])) if math.isfinite(float(e2[g])) else math.inf
+    where = "" if len(ptr) == 2 else f" of graph {g} (counting non-empty graphs)"
+    if n_over:
+        raise ValueError(
+            f"pos: the points{where} span {e:.3g} (bounding-box diagonal), so their squared distances "
+            f"would overflow {pos_s.dtype} (largest {fi.max:.3g}); each graph's diagonal must stay below "
+            f"{math.sqrt(fi.max / 2):.3g}: rescale pos" + ("" if pos_s.dtype == torch.float64 else " or pass a wider dtype (float64)"))
+    raise ValueError(
+        f"pos: the points{where} span only {e:.3g} (bounding-box diagonal, not 0), so their squared "
+        f"distances underflow {pos_s.dtype} by more than the exact search's rounding margin allows; "
+        f"each graph's diagonal must be 0 or at least {math.sqrt(d * fi.tiny):.3g}: rescale pos "
+        "(e.g. by a power of two)" + ("" if pos_s.dtype == torch.float64 else " or pass a wider dtype (float64)"))
 
 
 def _sqdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -101,6 +152,9 @@ def _blocks(pos, ptr, chunk_size):
         padded = bool(min(sizes[g0:g1]) < m)
         cand = start[:, None] + torch.minimum(slot, n[:, None] - 1)
         rows = max(1, min(n_rows, chunk_size // max(1, (g1 - g0) * m)))
+        # the block's scores (float32, float64 for float64 input) and a mask or two, before any is made
+        check_alloc("chunk_size", chunk_size, (g1 - g0) * min(rows, n_rows), m,
+                    torch.float64 if pos.dtype == torch.float64 else torch.float32, dev, elem_bytes=2)
         for s0 in range(0, n_rows, rows):
             yield cand[:, s0:s0 + rows], cand, in_graph, s0, padded
         g0 = g1
@@ -124,6 +178,14 @@ def _blocks(pos, ptr, chunk_size):
 # Scores are computed in float32 (float64 for float64 input) after scaling each graph by a power of
 # two (exact, so no overflow); r^2 is scaled alike, and its rounding (u r^2, relevant only while
 # r^2 <~ (2R)^2) fits in the slack of MARGIN.
+# The bounds are those of normal floating-point numbers, so ``_check_range`` enforces where they hold:
+# no squared distance of a graph may overflow the dtype (its squared bounding-box diagonal e^2 must stay
+# below finfo.max / 2), and the rounding of squared distances that underflow (at most d * tiny * u,
+# tiny = finfo.tiny) must fit in the slack of MARGIN, which holds while e^2 >= d * tiny (as
+# (2R)^2 >= e^2 / d) unless all points of the graph are equal (every distance 0, exact). Outside,
+# ValueError. float16/bfloat16 input is searched in float32 (``_upcast``): with half-precision
+# distances (unit roundoff 2^-11 / 2^-8) the float32 MARGIN would not cover the exact formula's
+# rounding, and float16 squares overflow beyond coordinate differences of 256.
 
 def _roundoff(work: torch.Tensor) -> float:
     """Unit roundoff of the screening's matrix multiply."""
@@ -244,8 +306,12 @@ def _check_chunk(chunk_size):
     return check_int("chunk_size", chunk_size, min=1)
 
 
-def _edges(pos, batch, chunk_size, block, *args):
+def _edges(pos, batch, chunk_size, block, *args, sizes=None):
+    """Edges of ``block`` over all blocks; ``sizes(ptr, E)`` checks the memory of the output before
+    the search (E None) and before the blocks' edges are joined (E their count)."""
     pos_s, perm, ptr = _check_pos_batch(pos, batch)
+    if sizes is not None:
+        sizes(ptr, None)
     empty = torch.empty(0, dtype=torch.long, device=pos.device)
     src, dst = [empty], [empty]
     prep, last = None, None
@@ -255,6 +321,8 @@ def _edges(pos, batch, chunk_size, block, *args):
         s, t = block(pos_s, prep, query, cand, in_graph, s0, padded, *args)
         src.append(s)
         dst.append(t)
+    if sizes is not None:
+        sizes(ptr, sum(x.numel() for x in src))
     return _finish(src, dst, perm)
 
 
@@ -269,9 +337,12 @@ def _point_bounds(ptr, device):
 
 
 def _knn_triton_edges(pos, batch, k, loop, r2):
+    pos_s, perm, ptr = _check_pos_batch(pos, batch)
+    _check_knn_size(ptr, None, k, loop, r2, pos.device)
+    if pos_s.shape[0] == 0:
+        return torch.empty((2, 0), dtype=torch.long, device=pos.device)
     from geodl.ops._triton_knn import knn_triton
 
-    pos_s, perm, ptr = _check_pos_batch(pos, batch)
     s, t = knn_triton(pos_s.contiguous(), *_point_bounds(ptr, pos.device), k, loop, r2)
     return _finish([s], [t], perm)
 
@@ -291,9 +362,27 @@ def _radius_triton_edges(pos, batch, r2, loop):
     return _finish([s], [t], perm)
 
 
+_EDGE_BYTES = 48  # per output edge beyond its two int64: joining, mapping back and sorting the edges
+
+
+def _check_knn_size(ptr, E, k, loop, r2, device):
+    """Memory of the kNN output (at most n * min(k, n - 1) edges per graph of n points; n with loop)."""
+    if E is None:
+        E = sum(n * min(k, n - (0 if loop else 1)) for n in (b - a for a, b in zip(ptr[:-1], ptr[1:])))
+    name = "k" if r2 is None else "max_num_neighbors"
+    check_alloc(name, k, E, 2, torch.long, device, row_bytes=_EDGE_BYTES)
+
+
+def _check_radius_size(ptr, E, r2, device):
+    """Memory of the radius output, once its edge count E is known (before the edges are joined)."""
+    if E is not None:
+        check_alloc("r", math.sqrt(r2), E, 2, torch.long, device, row_bytes=_EDGE_BYTES)
+
+
 def _knn_ref(pos: torch.Tensor, batch: Optional[torch.Tensor], k: int, loop: bool, chunk_size: int,
              r2: Optional[float]) -> torch.Tensor:
-    return _edges(pos, batch, chunk_size, _knn_block, k, loop, r2)
+    return _edges(pos, batch, chunk_size, _knn_block, k, loop, r2,
+                  sizes=lambda ptr, E: _check_knn_size(ptr, E, k, loop, r2, pos.device))
 
 
 def _knn_tri(pos, batch, k, loop, chunk_size, r2):
@@ -302,7 +391,8 @@ def _knn_tri(pos, batch, k, loop, chunk_size, r2):
 
 def _radius_ref(pos: torch.Tensor, batch: Optional[torch.Tensor], r2: float, loop: bool,
                 chunk_size: int) -> torch.Tensor:
-    return _edges(pos, batch, chunk_size, _radius_block, r2, loop)
+    return _edges(pos, batch, chunk_size, _radius_block, r2, loop,
+                  sizes=lambda ptr, E: _check_radius_size(ptr, E, r2, pos.device))
 
 
 def _radius_tri(pos, batch, r2, loop, chunk_size):
@@ -322,41 +412,80 @@ _radius_op = register_kernel("radius_graph", _radius_ref, fake=_edges_fake, trit
                              dtypes=(torch.float32, torch.float64))
 
 
-def _check_types(pos, batch):
+_FLOWS = ("source_to_target", "target_to_source")
+_BIG_COUNT = 1 << 62  # counts above any graph's size are clamped to this (the op schema's int64)
+_ORDER_HINT = ("the order is farthest_point_sampling(pos, ratio, batch, random_start), unlike PyG's "
+               "fps(src, batch, ratio, random_start): pass batch=... by keyword")
+
+
+def _check_types(pos, batch, order_hint=""):
     """Type checks the op schema would otherwise report in its own words."""
     check_tensor("pos", pos)
-    if batch is not None:
-        check_tensor("batch", batch)
+    if batch is not None and not isinstance(batch, torch.Tensor):
+        raise TypeError(f"batch: expected a torch.Tensor of graph ids or None, got {type(batch).__name__} "
+                        f"({batch!r})" + (f"; {order_hint}" if order_hint else ""))
+
+
+def _upcast(pos):
+    """float16/bfloat16 points are searched in float32 (see the note above ``_roundoff``)."""
+    return pos.float() if pos.dtype in (torch.float16, torch.bfloat16) else pos
+
+
+def _flow(edge_index, flow):
+    """PyG's ``flow``: "target_to_source" puts the query point in row 0 and its neighbour in row 1."""
+    return edge_index if flow == "source_to_target" else edge_index.flip(0)
 
 
 @public_op("knn_graph", kernels=("knn_graph",))
-def knn_graph(pos: torch.Tensor, k: int, batch: torch.Tensor | None = None, loop: bool = False, *, chunk_size: int | None = None) -> torch.Tensor:
+def knn_graph(pos: torch.Tensor, k: int, batch: torch.Tensor | None = None, loop: bool = False,
+              flow: str = "source_to_target", cosine: bool = False, *, chunk_size: int | None = None) -> torch.Tensor:
     r"""Exact k-nearest-neighbour graph, batch-aware, in pure torch.
 
     Each point gets edges from its ``k`` nearest points of the same graph (Euclidean distance; ties
     broken by the lower index); a graph with fewer than ``k + 1`` points (``k`` with ``loop``) gives
-    all of its other points. The search is chunked: at most ``chunk_size`` pairwise distances live at
-    once, so memory is O(chunk_size + N k), never O(N^2). Host syncs: the graph sizes are read once,
-    and each block's count of screened pairs (``nonzero``). Squared distances must not overflow the
-    dtype (|coordinates| below about 1e19 in float32).
+    all of its other points, as PyG does. The search is chunked: at most ``chunk_size`` pairwise
+    distances live at once, so memory is O(chunk_size + N k), never O(N^2); the output and the block
+    sizes are checked against the memory available before anything is allocated (``ValueError``
+    naming ``k`` or ``chunk_size``). Host syncs: the graph sizes and their extents are read once, and
+    each block's count of screened pairs (``nonzero``). The positional order of the arguments is
+    PyG's ``knn_graph(x, k, batch, loop, flow, cosine)``.
+
+    Precision: the result equals brute force in the working dtype (float32, float64) exactly. That
+    needs each graph's bounding-box diagonal ``e`` (``e^2 = sum_j (max_j - min_j)^2``) to satisfy
+    ``e^2 < finfo.max / 2`` (no squared distance overflows: float32 ``e`` below 1.3e19, float64
+    below 9.5e153) and, unless all of the graph's points are equal, ``e^2 >= d * finfo.tiny`` (the
+    rounding of underflowing squared distances stays within the documented screening margin: float32
+    ``e`` at least 1.9e-19 for d = 3); outside these limits ``ValueError`` (rescale, or pass float64).
+    float16 and bfloat16 input is **upcast** to float32 (the result is the exact float32 graph of
+    those points): half-precision distances round by 2^-11 / 2^-8 relatively, beyond what the exact
+    search's margin covers, and float16 squares overflow past coordinate differences of 256.
 
     Parameters
     ----------
     pos : Tensor, shape (N, d)
-        Point coordinates (floating point, finite).
+        Point coordinates (floating point, finite, d >= 1).
     k : int
-        Number of neighbours per point, >= 1.
+        Number of neighbours per point, >= 1 (larger than a graph: all of its other points).
     batch : LongTensor, shape (N,), optional
-        Graph id of each point (need not be sorted); points of different graphs are never paired.
+        Graph id of each point (need not be sorted, ids may be skipped); points of different graphs
+        are never paired.
     loop : bool
         Include each point as its own neighbour (at distance 0).
+    flow : {"source_to_target", "target_to_source"}
+        As in PyG: with "source_to_target" (default) row 0 holds the neighbour and row 1 the query;
+        "target_to_source" swaps the two rows.
+    cosine : bool
+        Rank neighbours by cosine distance ``1 - cos(x, y)`` instead, as PyG's ``cosine=True``: the
+        exact kNN graph of the unit vectors ``pos / |pos|`` (their squared Euclidean distance is
+        ``2 - 2 cos``). Every point must be non-zero (``ValueError``).
     chunk_size : int, optional
         Most pairwise distances per step (default 2**22).
 
     Returns
     -------
     edge_index : LongTensor, shape (2, E)
-        ``[source (neighbour), target (query)]``, ordered by target, then by (distance, source).
+        ``[source (neighbour), target (query)]``, ordered by target, then by (distance, source)
+        (rows swapped with ``flow="target_to_source"``). An empty cloud gives shape (2, 0).
 
     Examples
     --------
@@ -366,27 +495,55 @@ def knn_graph(pos: torch.Tensor, k: int, batch: torch.Tensor | None = None, loop
     >>> knn_graph(pos, k=1, batch=torch.tensor([0, 0, 0, 1, 1]))
     tensor([[1, 0, 1, 4, 3],
             [0, 1, 2, 3, 4]])
+    >>> knn_graph(pos, k=1, batch=torch.tensor([0, 0, 0, 1, 1]), flow="target_to_source")
+    tensor([[0, 1, 2, 3, 4],
+            [1, 0, 1, 4, 3]])
     """
-    k = check_int("k", k, min=1)
+    k = min(check_int("k", k, min=1), _BIG_COUNT)
+    check_choice("flow", flow, _FLOWS)
     _check_types(pos, batch)
-    return _knn_op(pos, batch, k, loop, _check_chunk(chunk_size), None)
+    pos = _upcast(pos)
+    if cosine:
+        pos = _unit(pos)
+    return _flow(_knn_op(pos, batch, k, loop, _check_chunk(chunk_size), None), flow)
+
+
+def _unit(pos):
+    """``pos / |pos|`` for ``cosine=True`` (every point non-zero)."""
+    check_tensor("pos", pos, ndim=2, floating=True, finite=True)
+    norm = torch.linalg.vector_norm(pos, dim=1, keepdim=True)
+    if not torch.compiler.is_compiling() and pos.numel() and bool((norm == 0).any()):
+        i = int((norm[:, 0] == 0).nonzero()[0])
+        raise ValueError(f"pos: cosine=True needs non-zero points (the cosine distance of a zero vector "
+                         f"is undefined), got a zero row at index {i}")
+    return pos / norm
 
 
 @public_op("radius_graph", kernels=("radius_graph", "knn_graph"))
-def radius_graph(pos: torch.Tensor, r: float, batch: torch.Tensor | None = None, loop: bool = False, max_num_neighbors: int | None = None, *, chunk_size: int | None = None) -> torch.Tensor:
+def radius_graph(pos: torch.Tensor, r: float, batch: torch.Tensor | None = None, loop: bool = False,
+                 max_num_neighbors: int | None = None, flow: str = "source_to_target", *,
+                 chunk_size: int | None = None) -> torch.Tensor:
     r"""Exact radius graph (all pairs with distance <= r within a graph), batch-aware, pure torch.
 
-    The test is on squared distances, ``sum_j (x_j - y_j)^2 <= r^2``. With ``max_num_neighbors``,
-    each point keeps only its nearest ``max_num_neighbors`` neighbours in the ball (ties by index),
-    a deterministic choice -- unlike torch-cluster, which keeps the first found, and unlike PyG's
-    default of 32, the default here is no limit. Memory O(chunk_size + E). On CUDA float32/float64
-    input without ``max_num_neighbors``, a Triton kernel (``_triton_radius.py``) counts, then writes,
-    the pairs in the ball, with identical edges and order (``GEODL_DISABLE_TRITON=1`` turns it off);
-    host syncs: the graph sizes and the edge count.
+    The test is on squared distances, ``sum_j (x_j - y_j)^2 <= r^2`` (points on the sphere count;
+    torch-cluster's kernels test ``< r^2``). With ``max_num_neighbors``, each point keeps only its
+    nearest ``max_num_neighbors`` neighbours in the ball (ties by index), a deterministic choice --
+    unlike torch-cluster, which keeps the first found in index order. **The default differs from
+    PyG's** (``max_num_neighbors=32``): here it is ``None``, no limit, deliberately, so that a dense
+    region is never truncated silently and the graph does not depend on the point order; pass
+    ``max_num_neighbors=32`` for PyG's cap (then the nearest 32 are kept). Memory O(chunk_size + E);
+    the output is checked against the memory available before the edges are joined (``ValueError``
+    naming ``r``). On CUDA float32/float64 input without ``max_num_neighbors``, a Triton kernel
+    (``_triton_radius.py``) counts, then writes, the pairs in the ball, with identical edges and
+    order (``GEODL_DISABLE_TRITON=1`` turns it off); host syncs: the graph sizes and extents and the
+    edge count. The positional order is PyG's ``radius_graph(x, r, batch, loop, max_num_neighbors,
+    flow)``. Precision limits and the float16/bfloat16 upcast to float32: as :func:`knn_graph`
+    (``ValueError`` outside them).
 
     Parameters
     ----------
     pos : Tensor, shape (N, d)
+        Point coordinates (floating point, finite, d >= 1).
     r : float
         Radius, > 0.
     batch : LongTensor, shape (N,), optional
@@ -394,14 +551,17 @@ def radius_graph(pos: torch.Tensor, r: float, batch: torch.Tensor | None = None,
     loop : bool
         Include self-loops.
     max_num_neighbors : int, optional
-        Keep at most this many (nearest) neighbours per point.
+        Keep at most this many (nearest) neighbours per point (default: no limit; PyG: 32).
+    flow : {"source_to_target", "target_to_source"}
+        As in PyG: "target_to_source" swaps the two rows of the output.
     chunk_size : int, optional
         Most pairwise distances per step (default 2**22).
 
     Returns
     -------
     edge_index : LongTensor, shape (2, E)
-        ``[source, target]``, ordered by target, then by (distance, source).
+        ``[source, target]``, ordered by target, then by (distance, source) (rows swapped with
+        ``flow="target_to_source"``). An empty cloud gives shape (2, 0).
 
     Examples
     --------
@@ -413,13 +573,15 @@ def radius_graph(pos: torch.Tensor, r: float, batch: torch.Tensor | None = None,
     """
     r = check_number("r", r, positive=True)
     if max_num_neighbors is not None:
-        max_num_neighbors = check_int("max_num_neighbors", max_num_neighbors, min=1)
+        max_num_neighbors = min(check_int("max_num_neighbors", max_num_neighbors, min=1), _BIG_COUNT)
+    check_choice("flow", flow, _FLOWS)
     chunk_size = _check_chunk(chunk_size)
     _check_types(pos, batch)
+    pos = _upcast(pos)
     r2 = float(r) * float(r)
     if max_num_neighbors is not None:
-        return _knn_op(pos, batch, max_num_neighbors, loop, chunk_size, r2)
-    return _radius_op(pos, batch, r2, loop, chunk_size)
+        return _flow(_knn_op(pos, batch, max_num_neighbors, loop, chunk_size, r2), flow)
+    return _flow(_radius_op(pos, batch, r2, loop, chunk_size), flow)
 
 
 def _fps_torch(pos_s, ptr, take, first):
@@ -450,11 +612,15 @@ def _fps_torch(pos_s, ptr, take, first):
 
 def _fps_index(pos, batch, ratio, num, u, use_triton, tile=None):
     """Sample indices into ``pos``; the Triton kernel (``tile``: its tiled path, for tests) or torch."""
-    pos_s, perm, ptr = _check_pos_batch(pos, batch)
+    pos_s, perm, ptr = _check_pos_batch(pos, batch, screened=False)
     if pos_s.shape[0] == 0:
         return torch.empty(0, dtype=torch.long, device=pos.device)
     sizes = [b - a for a, b in zip(ptr[:-1], ptr[1:])]
     take = [math.ceil(ratio * n) if ratio is not None else min(num, n) for n in sizes]
+    # torch: a (graphs, largest sample count) table; Triton: the samples and a scratch row per point
+    rows, width = (sum(take) + pos_s.shape[0], 1) if use_triton else (len(take), max(take))
+    check_alloc("ratio" if ratio is not None else "num", ratio if ratio is not None else num,
+                rows, width, torch.long, pos.device)
     start = torch.tensor(ptr[:-1], device=pos.device)
     first = start
     if u is not None:  # the uniform at each graph's first (sorted) slot picks its start
@@ -501,13 +667,28 @@ def farthest_point_sampling(pos: torch.Tensor, ratio: float | None = None, batch
     On the CPU (and CUDA float16/bfloat16) graphs run side by side in plain torch, so the number of
     steps is the largest sample count; on CUDA float32/float64 a Triton kernel runs one program per
     graph, with identical indices. A custom op (``geodl::farthest_point_sampling``), so it traces
-    under ``torch.compile(fullgraph=True)``. Host syncs: the graph sizes are read once.
+    under ``torch.compile(fullgraph=True)``. Host syncs: the graph sizes and extents are read once.
+    The sample table is checked against the memory available first (``ValueError`` naming ``ratio``
+    or ``num``).
+
+    **Argument order differs from PyG's** ``fps(src, batch=None, ratio=0.5, random_start=True)``:
+    here ``ratio`` comes second and ``batch`` third, there is no default ratio, and ``random_start``
+    defaults to False (deterministic). A call in PyG's positional order, ``farthest_point_sampling(pos,
+    batch, 0.5)``, raises ``TypeError`` naming ``ratio`` (a tensor is never a ratio) rather than
+    sampling silently with swapped arguments.
+
+    Precision: distances are computed in ``pos``'s dtype (float16/bfloat16 too, no upcast), exactly
+    as documented; each graph's bounding-box diagonal ``e`` must satisfy ``e^2 < finfo.max / 2``, so
+    no squared distance overflows (float16: ``e`` below 181, float32 below 1.3e19), else
+    ``ValueError`` (rescale, or pass a wider dtype).
 
     Parameters
     ----------
     pos : Tensor, shape (N, d)
+        Point coordinates (floating point, finite, d >= 1).
     ratio : float, optional
-        Fraction in (0, 1] of each graph to keep. Give exactly one of ``ratio`` and ``num``.
+        Fraction in (0, 1] of each graph to keep (a Python number, not a tensor). Give exactly one of
+        ``ratio`` and ``num``.
     batch : LongTensor, shape (N,), optional
         Graph id of each point (need not be sorted).
     random_start : bool
@@ -522,6 +703,7 @@ def farthest_point_sampling(pos: torch.Tensor, ratio: float | None = None, batch
     -------
     index : LongTensor, shape (M,)
         Indices into ``pos`` of the samples, graph by graph (ascending graph id), in sampling order.
+        An empty cloud gives shape (0,).
 
     Examples
     --------
@@ -531,13 +713,16 @@ def farthest_point_sampling(pos: torch.Tensor, ratio: float | None = None, batch
     >>> farthest_point_sampling(pos, 0.5, batch=torch.tensor([0, 0, 0, 1, 1, 1]))
     tensor([0, 2, 3, 5])
     """
+    if isinstance(ratio, torch.Tensor):
+        raise TypeError(f"ratio: expected a Python float, got a Tensor of shape {tuple(ratio.shape)}; "
+                        + _ORDER_HINT)
     if (ratio is None) == (num is None):
         raise ValueError("ratio: give exactly one of ratio and num")
     if ratio is not None:
         ratio = check_number("ratio", ratio, positive=True, hi=1)
     if num is not None:
-        num = check_int("num", num, min=1)
-    _check_types(pos, batch)
+        num = min(check_int("num", num, min=1), _BIG_COUNT)
+    _check_types(pos, batch, _ORDER_HINT)
     u = None
     if random_start:  # one uniform per point, drawn here (a generator cannot enter the op); on the CPU
         # by default, so a seed gives the same start on every device

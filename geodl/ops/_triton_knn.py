@@ -18,6 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
+from geodl._checks import check_alloc
 from geodl.ops._triton_tiles import pair_tile, query_block
 
 __all__ = ["knn_triton", "MAX_K"]
@@ -46,9 +47,11 @@ def knn_triton(pos: torch.Tensor, start: torch.Tensor, end: torch.Tensor, k: int
 
     ``pos`` (N, d) float32, contiguous; ``start``/``end`` (N,) int32 graph bounds of each point;
     edges ordered by (target, distance, source); ``r2`` keeps only squared distances <= r2.
+    N >= 1 (the caller returns the empty graph itself).
     """
     N, d = pos.shape
     KP = max(2, triton.next_power_of_2(k))
+    check_alloc("k", k, N, KP, torch.int64, pos.device)  # the keys table, before it is made
     out = torch.empty((N, KP), dtype=torch.int64, device=pos.device)
     _knn_kernel[(triton.cdiv(N, _BLOCK_Q),)](
         pos, start, end, out, N, float("inf") if r2 is None else r2,

@@ -14,10 +14,13 @@ this module imports triton, so ``_neighbors.py`` imports it lazily.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import triton
 import triton.language as tl
 
+from geodl._checks import check_alloc
 from geodl.ops._triton_tiles import pair_tile, query_block
 
 __all__ = ["radius_triton"]
@@ -57,7 +60,8 @@ def radius_triton(pos: torch.Tensor, start: torch.Tensor, end: torch.Tensor, r2:
 
     ``pos`` (N, d) float32/float64, contiguous, N >= 1; ``start``/``end`` (N,) int32 graph bounds of
     each point (graph-sorted ids). Pairs come grouped by target (ascending), each group in ascending
-    source order. One host sync: the total pair count.
+    source order. One host sync: the total pair count (checked against the memory available,
+    ``ValueError`` naming ``r``, before the pairs are allocated).
     """
     N, d = pos.shape
     dev = pos.device
@@ -68,6 +72,8 @@ def radius_triton(pos: torch.Tensor, start: torch.Tensor, end: torch.Tensor, r2:
     _radius_kernel[grid](pos, start, end, r2_t, count, count, count, pos, N, WRITE=False, **meta)
     ends = torch.cumsum(count, 0)  # int64
     E = int(ends[-1])
+    # sources, distances, targets, then the caller's sort and join: checked before any is made
+    check_alloc("r", math.sqrt(r2), E, 2, torch.int64, dev, row_bytes=48 + pos.element_size())
     src = torch.empty(E, dtype=torch.int64, device=dev)
     dist = torch.empty(E, dtype=pos.dtype, device=dev)
     if E:
