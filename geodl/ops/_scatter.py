@@ -318,6 +318,7 @@ def _to_rows(name: str, src, dim: int, floating: bool = False):
     check_tensor(name, src, floating=floating)
     if src.dim() == 0:
         raise ValueError(f"{name}: expected at least one dimension, got a scalar")
+    dim = check_int("dim", dim)  # not a bool, not None
     if not -src.dim() <= dim < src.dim():
         raise ValueError(f"dim: expected a value in [{-src.dim()}, {src.dim()}), got {dim}")
     dim = dim % src.dim()
@@ -804,6 +805,7 @@ def _index_or_ptr(src: Tensor, index, ptr, dim: int, dim_size, validate: bool):
         if index is None:
             raise TypeError("index: expected a tensor of group indices (or ptr=), got None")
         return index, dim_size
+    dim = check_int("dim", dim)
     if not -src.dim() <= dim < src.dim():
         raise ValueError(f"dim: expected a value in [{-src.dim()}, {src.dim()}), got {dim}")
     n = src.shape[dim]

@@ -526,3 +526,15 @@ def test_new_paths_on_the_triton_backend():
     from _triton_interp import run_interpreted  # tests/ops helper (pytest puts this folder on sys.path)
 
     run_interpreted(_TRITON_NEW_PATHS)
+
+
+def test_dim_must_be_an_int():
+    """A bool or None ``dim`` is refused naming ``dim`` (True was taken as 1, None crashed)."""
+    from geodl.ops import gather
+
+    x, index = torch.ones(5, 2), torch.zeros(5, dtype=torch.long)
+    for call in (lambda: scatter(x, index, dim=True), lambda: gather(x, T([0]), dim=None),
+                 lambda: scatter_softmax(x, index, dim=True), lambda: scatter_logsumexp(x, ptr=T([0, 5]), dim=None),
+                 lambda: scatter_std(x, index, dim=0.0)):
+        with pytest.raises(TypeError, match="dim"):
+            call()
