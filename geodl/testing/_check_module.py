@@ -26,6 +26,10 @@ from geodl.testing._state import RNGState, module_state, restore_state, state_di
 __all__ = ["check_module", "CHECKS"]
 
 CHECKS = ("equivariance", "batching", "state_dict", "gradients", "compile", "side_effects")
+# Kinds of PyG's standard fields, for a Data/Batch given with group= and out_kinds= to a module that
+# declares no symmetry; other fields (edge_attr, y, ...) are passed unchanged.
+_PYG_KINDS = {"pos": "node:points", "x": "node:scalar", "z": "node:scalar", "edge_index": "edge_index",
+              "batch": "batch"}
 _FROM_DECLARATION = object()
 
 
@@ -530,7 +534,10 @@ def check_module(module, inputs, *, group=None, in_kinds=None, out_kinds=None, b
     group : str, optional
         Overrides the declared group (e.g. ``"E3+perm"``).
     in_kinds : dict or tuple of str, optional
-        Overrides the declared input kinds (``{"pos": "node:points", "batch": "batch"}``).
+        Overrides the declared input kinds (``{"pos": "node:points", "batch": "batch"}``). For a PyG
+        input to a module without a declaration, given ``group`` and ``out_kinds``, the default maps
+        PyG's standard fields: ``pos`` ``node:points``, ``x`` and ``z`` ``node:scalar``,
+        ``edge_index`` and ``batch``.
     out_kinds : str, tuple or dict of str, optional
         Overrides the declared output kinds, with the output's structure.
     batch_arg : str or None, optional
@@ -605,6 +612,9 @@ def check_module(module, inputs, *, group=None, in_kinds=None, out_kinds=None, b
         raise TypeError(f"per_graph: expected a bool, got {type(per_graph).__name__}")
 
     declared = None
+    if in_kinds is None and group is not None and out_kinds is not None and _is_pyg_data(inputs) and \
+            getattr(module, "symmetry", None) is None:
+        in_kinds = {k: v for k, v in _PYG_KINDS.items() if k in inputs.keys()}  # PyG's standard fields
     if group is None or in_kinds is None or out_kinds is None:
         declared = get_symmetry(module)
     sym = {

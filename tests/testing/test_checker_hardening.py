@@ -389,3 +389,16 @@ def test_random_inputs_names_kinds_when_not_a_sequence():
     with pytest.raises(TypeError, match="kinds: expected a list or tuple"):
         random_inputs(None, 4)
     assert len(random_inputs(["node:points", "batch"], 4)) == 2
+
+
+def test_pyg_standard_fields_map_to_kinds_without_a_declaration():
+    class Undeclared(_DataEnergy):
+        symmetry = None
+
+    batch = _pyg_batch()
+    report = check_module(Undeclared(), batch, group="E3+perm", out_kinds="scalar",
+                          checks=("equivariance", "batching"))
+    assert report.passed and "3 graphs" in report.items["batching"][1], str(report)
+    # the default covers the input kinds only: the output kinds (and the group) must still be given
+    with pytest.raises(TypeError, match="declares no symmetry"):
+        check_module(Undeclared(), batch, group="E3+perm")
