@@ -184,6 +184,9 @@ def test_same_shape_index_is_torch_scatter_reduce(reduce, backend):
     ref = init(3, 8, 4, dtype=torch.float64).scatter_reduce(1, index, x, name, include_self=reduce == "mul")
     out = scatter(x, index, dim=1, dim_size=8, reduce=reduce)
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    if reduce in ("sum", "mean"):  # by sort + segment: the same groups
+        torch.testing.assert_close(scatter(x, index, dim=1, dim_size=8, reduce=reduce, deterministic=True), ref,
+                                   rtol=1e-12, atol=1e-12)
     assert gradcheck(lambda s: scatter(s, index, dim=1, dim_size=8, reduce=reduce), (x.requires_grad_(),))
 
 
