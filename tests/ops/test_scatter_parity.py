@@ -383,6 +383,8 @@ def test_softmax_ptr_errors():
     x = torch.randn(5, 2)
     with pytest.raises(TypeError, match="index"):
         scatter_softmax(x)
+    with pytest.raises(TypeError, match="dim"):
+        scatter_softmax(x, T([0, 0, 1, 1, 1]), T([0, 2, 5]))  # PyG's positional ptr lands on dim
     with pytest.raises(ValueError, match="ptr"):
         scatter_softmax(x, ptr=T([0, 2, 4]))  # does not end at 5
     with pytest.raises(ValueError, match="ptr"):
