@@ -16,17 +16,20 @@ __all__ = ["module_state", "state_diff", "restore_state", "RNGState", "preserved
 
 def module_state(module) -> dict:
     """Every tensor a module holds (parameters, their ``.grad``, buffers, plain tensor attributes) and
-    training flags, cloned."""
+    training flags, cloned. Uninitialised (lazy) parameters and buffers have no value to keep and are
+    left out (the first forward initialises them)."""
+    from torch.nn.parameter import is_lazy
+
     out = {}
     for prefix, m in module.named_modules(remove_duplicate=False):
         pre = f"{prefix}." if prefix else ""
         out[f"{pre}<training>"] = m.training
         for name, t in m._parameters.items():
-            if t is not None:
+            if t is not None and not is_lazy(t):
                 out[pre + name] = t.detach().clone()
                 out[f"{pre}{name} (grad)"] = None if t.grad is None else t.grad.detach().clone()
         for name, t in m._buffers.items():
-            if t is not None:
+            if t is not None and not is_lazy(t):
                 out[pre + name] = t.detach().clone()
         for name, t in vars(m).items():
             if isinstance(t, torch.Tensor) and not name.startswith("_"):
@@ -52,20 +55,22 @@ def state_diff(before: dict, after: dict) -> list:
 
 def restore_state(module, state: dict) -> None:
     """Put a :func:`module_state` snapshot back in place (values, dtypes, ``.grad``, training flags)."""
+    from torch.nn.parameter import is_lazy
+
     with torch.no_grad():
         for prefix, m in module.named_modules(remove_duplicate=False):
             pre = f"{prefix}." if prefix else ""
             m.training = state.get(f"{pre}<training>", m.training)
             for name, t in list(m._parameters.items()) + list(m._buffers.items()):
                 saved = state.get(pre + name)
-                if t is not None and saved is not None:
+                if t is not None and saved is not None and not is_lazy(t):
                     if t.shape == saved.shape and t.dtype == saved.dtype:
                         t.copy_(saved)
                     else:
                         t.data = saved.clone()
             for name, t in list(m._parameters.items()):
                 key = f"{pre}{name} (grad)"
-                if t is not None and key in state:
+                if t is not None and key in state and not is_lazy(t):
                     t.grad = None if state[key] is None else state[key].clone()
             for name, t in list(vars(m).items()):
                 saved = state.get(f"{pre}{name} (attribute)")

@@ -402,3 +402,9 @@ def test_pyg_standard_fields_map_to_kinds_without_a_declaration():
     # the default covers the input kinds only: the output kinds (and the group) must still be given
     with pytest.raises(TypeError, match="declares no symmetry"):
         check_module(Undeclared(), batch, group="E3+perm")
+
+
+def test_lazy_modules_are_checked_and_initialised_as_a_forward_would():
+    model = nn.LazyLinear(2).double()
+    assert equivariance_error(model, (POS,), ("node:scalar",), "node:scalar", "perm", generator=0).passed
+    assert model.weight.shape == (2, 3)
