@@ -15,7 +15,14 @@ Triton on CUDA), and every backward is differentiable again, so double backward 
 
 Conventions (all reductions)
 ----------------------------
-* Empty segments (no element maps to them) give ``0`` in the output and receive no gradient.
+* Empty segments (no element maps to them) give ``0`` in the output (``1`` for ``mul``, as PyG and
+  torch_scatter) and receive no gradient.
+* Integer ``src`` works for ``scatter`` and ``segment`` (the torch reference; the Triton kernels
+  take floating point); an integer ``mean`` is floor division, as torch_scatter's ``scatter_mean``.
+* A multi-dimensional ``index`` (torch_scatter's broadcast) or a batched ``ptr`` (torch_scatter's
+  ``segment_csr`` / ``gather_csr``) is reduced through the same kernels: a broadcast index makes
+  every element its own row with a group id per (target, column); batched pointers are
+  concatenated into one, offset by the rows of each batch.
   For ``max``/``min`` their arg index is ``N`` (the size of ``src`` along ``dim``), an
   out-of-range sentinel, so ``torch.cat([src, pad])[arg]`` works.
 * ``max``/``min`` ties: the gradient of a group is **split evenly** among its elements equal to
