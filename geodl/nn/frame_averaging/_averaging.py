@@ -108,6 +108,22 @@ class FrameAveraging(nn.Module):
     ``degeneracy`` "flag" or "augment", nothing reads a value back to the host (input values are
     then not validated; the backbone must be sync-free too, e.g. EGNN given ``edge_index``).
 
+    ``torch.compile(fa, fullgraph=True)`` works (backends "aot_eager" and "inductor", outputs
+    equal to eager) with flat input and ``num_graphs=`` given; under compile the value checks,
+    the ``"warn"``/``"raise"`` read of the degeneracy mask and the ``differentiable`` warning are
+    skipped (``return_mask=True`` still returns the mask).
+
+    With ``differentiable=False`` and a ``pos`` that requires grad (under grad mode), a
+    ``UserWarning`` naming ``differentiable=True`` is given: gradients with respect to ``pos``
+    (forces) then miss the motion of the frames.
+
+    Empty graphs: with ``num_graphs=`` given (and for dense input, a sample whose ``mask`` is all
+    False), graphs without points are allowed; their frames are the identity (see
+    :func:`~geodl.nn.frames`), so their output is the backbone's output on an empty graph
+    (averaged over the sign patterns: zero for vector outputs). The folded inputs
+    (points x frames per backbone call) are checked against the available memory before
+    allocating (``ValueError`` naming ``pos``; ``chunk_size`` folds fewer frames at a time).
+
     Examples
     --------
     >>> import torch

@@ -103,7 +103,10 @@ class FAGNN(nn.Module):
     -------
     Same call as :class:`~geodl.nn.EGNN`: ``forward(x, pos, batch=None, *, num_graphs=None, vel,
     edge_index=None)`` with ``x`` the charges, or positionally ``forward(pos, vel, charges,
-    batch=None)``; returns positions (N, 3).
+    batch=None)``; returns positions (N, 3). Graphs without nodes are allowed in a batch.
+    ``torch.compile(fagnn, fullgraph=True)`` works given ``num_graphs=`` and ``edge_index=`` (the
+    default fully connected graph is built from a host read). The frames are detached from the
+    positions and latent vectors by design (no ``differentiable`` option and no warning).
 
     Examples
     --------

@@ -29,7 +29,11 @@ like machine epsilon / relative eigengap. The relative gap
     enlarge the frame set of every flagged sample: ``augment_samples`` rotations ``Q_m``, drawn
     (with ``generator``) from the Haar measure of the rotations *inside the tied eigenspace*
     (SO(2) about the untied axis when two eigenvalues tie, SO(3) when all three do, SO(2) for a
-    tied 2-D cloud), are composed with every sign pattern: frames ``V Q_m S``. Non-flagged
+    tied 2-D cloud), are composed with every sign pattern: frames ``V S Q_m`` (signs first, so
+    that the sign ambiguity of ``V`` only permutes the set: a nearly tied cloud whose eigenbasis is
+    resolved up to signs is then exactly as invariant as without augmentation for the same
+    draws -- seed ``generator`` the same way for both calls; fresh draws add the Monte-Carlo
+    error below). Non-flagged
     samples repeat their ordinary frames, so their average is unchanged. What this gives: for an
     input whose flagged eigenvalues tie *exactly*, the set {V Q S} with Haar Q has the same
     distribution for X and g·X, so the averaged model is invariant/equivariant **in
