@@ -27,7 +27,7 @@ import math
 
 import torch
 
-from geodl._checks import check_tensor
+from geodl._checks import check_memory, check_tensor
 
 __all__ = [
     "random_rotation",
@@ -63,6 +63,13 @@ def _dtype(dtype):
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype: expected a floating-point torch.dtype, got {dtype!r}")
     return dtype
+
+
+def _check_size(shape: tuple[int, ...], per_sample: int, dtype, device) -> None:
+    """``ValueError`` naming ``shape`` when ``per_sample`` values per sample would not fit in memory."""
+    check_memory("shape", shape, math.prod(shape) * per_sample * dtype.itemsize,
+                 torch.device("cpu") if device is None else device,
+                 what=f"{math.prod(shape)} samples of {per_sample} {dtype} values")
 
 
 def _check_values(name: str, x, shape) -> torch.Tensor:
@@ -138,7 +145,9 @@ def random_quaternion(*shape, generator=None, dtype=None, device=None) -> torch.
     """
     import roma
 
-    return roma.random_unitquat(_shape(shape), dtype=_dtype(dtype), device=device, generator=generator)
+    shape, dtype = _shape(shape), _dtype(dtype)
+    _check_size(shape, 4, dtype, device)
+    return roma.random_unitquat(shape, dtype=dtype, device=device, generator=generator)
 
 
 def random_rotation(*shape, generator=None, dtype=None, device=None) -> torch.Tensor:
@@ -168,6 +177,7 @@ def random_rotation(*shape, generator=None, dtype=None, device=None) -> torch.Te
     >>> bool(torch.allclose(R @ R.transpose(-1, -2), torch.eye(3, dtype=torch.float64)))
     True
     """
+    _check_size(_shape(shape), 4 + 9, _dtype(dtype), device)  # the quaternions, then the matrices
     return quaternion_to_matrix(random_quaternion(*shape, generator=generator, dtype=dtype, device=device))
 
 
@@ -197,7 +207,9 @@ def random_rotation_2d(*shape, generator=None, dtype=None, device=None) -> torch
     >>> random_rotation_2d(3, generator=torch.Generator().manual_seed(0)).shape
     torch.Size([3, 2, 2])
     """
-    u = torch.rand(_shape(shape), generator=generator, dtype=_dtype(dtype), device=device)
+    shape, dtype = _shape(shape), _dtype(dtype)
+    _check_size(shape, 1 + 4 + 4, dtype, device)  # angles, cos/sin stack, matrices
+    u = torch.rand(shape, generator=generator, dtype=dtype, device=device)
     return rotation_2d((2 * math.pi) * u)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from geodl._checks import check_finite, check_index, check_int, check_tensor
+from geodl._checks import check_finite, check_index, check_int, check_number, check_tensor
 from geodl.ops._dispatch import lazy, public_op, register_kernel
 
 __all__ = ["eigh3x3", "segment_covariance"]
@@ -185,7 +185,8 @@ def eigh3x3(A: torch.Tensor, *, validate: bool = True, sym_tol: float | None = N
         ``False`` in hot loops. They are skipped while ``torch.compile`` traces (shape and dtype
         checks always run).
     sym_tol : float, optional
-        Largest accepted ``max|A - A^T| / max|A|`` per matrix; default ``1000 * eps`` of the dtype.
+        Largest accepted ``max|A - A^T| / max|A|`` per matrix (a non-negative real number);
+        default ``1000 * eps`` of the dtype.
 
     Returns
     -------
@@ -216,6 +217,8 @@ def eigh3x3(A: torch.Tensor, *, validate: bool = True, sym_tol: float | None = N
     (True, 1.0, 0.4)
     """
     check_tensor("A", A, shape=(..., 3, 3), dtypes=(torch.float32, torch.float64))
+    if sym_tol is not None:
+        sym_tol = check_number("sym_tol", sym_tol, nonnegative=True)
     if validate and not torch.compiler.is_compiling():
         check_finite("A", A)
         if A.numel():
@@ -289,6 +292,9 @@ def segment_covariance(pos: torch.Tensor, batch: torch.Tensor | None = None, num
     if batch is None:
         batch = torch.zeros(N, dtype=torch.long, device=pos.device)
         S = 1 if num_segments is None else check_int("num_segments", num_segments, min=0)
+        if N and S == 0:
+            raise ValueError(f"num_segments: 0 segments cannot hold the {N} points of pos "
+                             "(batch=None puts every point in segment 0)")
     else:
         check_tensor("batch", batch, shape=(N,), dtypes=(torch.int64, torch.int32))
         if batch.device != pos.device:

@@ -156,3 +156,13 @@ def test_compile_fullgraph_matches_eager():
     for fn, x in [(quaternion_to_matrix, x4), (sixd_to_matrix, x6), (axis_angle_to_matrix, x3), (euler_to_matrix, x3)]:
         torch._dynamo.reset()
         assert torch.allclose(torch.compile(fn, fullgraph=True, backend="aot_eager")(x), fn(x), atol=1e-6)
+
+
+def test_random_samplers_refuse_shapes_that_do_not_fit_in_memory():
+    """Fuzz finding F05: RuntimeError "Storage size calculation overflowed" before."""
+    from geodl.groups import random_quaternion, random_rotation, random_rotation_2d
+
+    for fn in (random_rotation, random_rotation_2d, random_quaternion):
+        with pytest.raises(ValueError, match=r"^shape: \(1000000000000, 1000000000000\) asks for .* GiB of memory"):
+            fn(10**12, 10**12)
+    assert random_rotation(0, 3).shape == (0, 3, 3, 3)

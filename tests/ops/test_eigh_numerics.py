@@ -130,3 +130,22 @@ def test_backward_ordinary_spectra_bit_for_bit_unchanged():
     G = (V.mT @ W) * _old_backward_F(w) + torch.diag_embed(W[..., 0])
     gA = V @ G @ V.mT
     assert torch.equal(g, 0.5 * (gA + gA.mT))
+
+
+def test_sym_tol_must_be_a_non_negative_number():
+    """Fuzz finding F04: a string was accepted for sym_tol."""
+    with pytest.raises(TypeError, match="sym_tol: expected a real number"):
+        eigh3x3(torch.eye(3), sym_tol="1")
+    with pytest.raises(ValueError, match="sym_tol: expected a non-negative number"):
+        eigh3x3(torch.eye(3), sym_tol=-1.0)
+    eigh3x3(torch.eye(3), sym_tol=0)
+
+
+def test_segment_covariance_zero_segments_without_batch_names_num_segments():
+    """Fuzz finding F03: the error named batch, which was not given."""
+    from geodl.ops import segment_covariance
+
+    with pytest.raises(ValueError, match=r"^num_segments: 0 segments cannot hold the 7 points"):
+        segment_covariance(torch.ones(7, 2), None, num_segments=0)
+    c, cov, n = segment_covariance(torch.ones(0, 2), None, num_segments=0)
+    assert c.shape == (0, 2) and cov.shape == (0, 2, 2) and n.shape == (0,)
