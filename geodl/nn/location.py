@@ -300,7 +300,8 @@ class SirenLayer(nn.Module):
 
     First layer: ``W, b ~ U(-1/n, 1/n)``; later layers ``U(-√(6/n)/ω0, √(6/n)/ω0)`` (n = fan-in),
     which keeps the pre-activations ~ arcsine-distributed through depth. ``activation=False``
-    gives the linear output layer with the same initialisation.
+    gives the linear output layer with the same initialisation. ``dim_in``, ``dim_out`` are positive
+    ints and ``w0 > 0`` (``ValueError`` naming the argument otherwise); zero rows give zero rows.
     """
 
     symmetry = _ROWS_FEATURES
@@ -335,6 +336,10 @@ class Siren(nn.Module):
         Frequency factor of the hidden layers.
     w0_initial : float
         ω0 of the first layer (30 in SIREN; it sets the highest frequency the net starts with).
+
+    Widths are positive ints and ``w0``, ``w0_initial`` positive numbers (``ValueError`` naming
+    the argument otherwise; also when the parameters would not fit in memory). An input with zero
+    rows gives an output with zero rows.
 
     Examples
     --------
@@ -379,7 +384,8 @@ class FcNet(nn.Module):
     """Fully connected residual network (Mac Aodha et al., GeoPrior 2019).
 
     ``Linear → ReLU → num_blocks × (x + ReLU(Linear(Dropout(ReLU(Linear x))))) → Linear`` (no
-    output bias).
+    output bias). Widths are positive ints, ``num_blocks >= 0``, ``dropout`` in [0, 1]
+    (``ValueError`` naming the argument otherwise); zero rows give zero rows.
 
     Examples
     --------
@@ -407,7 +413,7 @@ class FcNet(nn.Module):
 
 
 class LinearHead(nn.Module):
-    """A single linear layer from features to logits.
+    """A single linear layer from features to logits (positive widths; zero rows give zero rows).
 
     Examples
     --------
