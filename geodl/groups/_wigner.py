@@ -193,7 +193,8 @@ def _check_request(name: str, lmax: int, R: torch.Tensor, all_blocks: bool) -> t
 
     Estimate (bytes): the blocks kept (all ``0..lmax``, or the last two), the temporaries of the last
     step (about ``16 (2l+1)²`` values per rotation), the table of the last degree and its cast copy,
-    and ~512 bytes of Python per block; twice the blocks when they are rounded from float64.
+    and ~512 bytes of Python per block; twice the blocks when they are rounded from float64; with
+    ``R.requires_grad``, what autograd keeps for the backward pass.
     """
     cdtype = _compute_dtype(lmax, R.dtype)
     c, out = cdtype.itemsize, R.dtype.itemsize
@@ -205,6 +206,8 @@ def _check_request(name: str, lmax: int, R: torch.Tensor, all_blocks: bool) -> t
     else:
         kept_bytes = batch * (n * n + (n - 2) ** 2) * c
     need = kept_bytes + batch * 16 * n * n * c + (_table_nbytes(lmax) + 5 * n * n * c if lmax >= 2 else 0)
+    if R.requires_grad:  # autograd keeps each step's gathered rows (about 8 (2l+1)² values per rotation)
+        need += batch * 8 * c * (lmax + 1) * (2 * lmax + 1) * (2 * lmax + 3) // 3
     what = (f"the Wigner-D blocks of degrees 0..{lmax}" if all_blocks else f"the Wigner-D matrix of degree {lmax}")
     check_memory(name, lmax, need, R.device, what=f"{what} for {batch} rotations")
     if lmax > _ACCURATE_LMAX:
