@@ -19,8 +19,14 @@ results, where the back-end switch picks Triton (``GEODL_DISABLE_TRITON=1`` or
 ``geodl.ops.set_backend("torch")`` turns them off).
 
 Edge convention as in PyG (``flow="source_to_target"``): ``edge_index[0]`` is the neighbour
-(source), ``edge_index[1]`` the query point (target). Edges are ordered by target, then by
-(distance, source index).
+(source), ``edge_index[1]`` the query point (target); ``flow="target_to_source"`` swaps the rows.
+Edges are ordered by target, then by (distance, source index).
+
+Precision limits (``_check_range``, the note above ``_roundoff``): each graph's squared distances
+must neither overflow the dtype nor, for the screened kNN / radius search, underflow below the
+screening's margin; outside, ``ValueError`` naming ``pos``. float16/bfloat16 kNN and radius search
+run in float32 (upcast); farthest-point sampling keeps the input dtype. Output, block and sample
+table sizes are checked with ``check_alloc`` before they are allocated.
 """
 
 from __future__ import annotations

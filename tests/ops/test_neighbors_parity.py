@@ -139,9 +139,13 @@ def test_half_precision_is_searched_in_float32(backend):
 
 
 def test_float16_beyond_256_no_longer_overflows(backend):
-    pos = torch.tensor([[0.0], [300.0], [-300.0]], dtype=torch.float16)  # 600^2 overflows float16
-    assert _edge_set(radius_graph(pos, 500.0)) == {(1, 0), (2, 0), (0, 1), (0, 2)}
-    assert torch.equal(knn_graph(pos, 2), _brute(pos.float(), torch.zeros(3, dtype=torch.long), False, k=2))
+    """Squares of float16 differences past 256 overflow; the float32 search orders them right (the
+    baseline took the overflowed 300^2 and 310^2 as equal and ordered point 0's neighbours 1, 2, 3)."""
+    pos = torch.tensor([[0.0], [310.0], [-300.0], [300.0]], dtype=torch.float16)
+    batch = torch.zeros(4, dtype=torch.long)
+    assert torch.equal(knn_graph(pos, 3), _brute(pos.float(), batch, False, k=3))
+    assert knn_graph(pos, 3)[0, :3].tolist() == [2, 3, 1]
+    assert torch.equal(radius_graph(pos, 605.0), _brute(pos.float(), batch, False, r=605.0))
 
 
 @pytest.mark.parametrize("dtype,scale", [(torch.float32, 1e20), (torch.float64, 1e155)])
