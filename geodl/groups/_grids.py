@@ -34,9 +34,6 @@ def _float_dtype(dtype) -> torch.dtype:
     Shared by the grid and sphere generators; a string such as ``"float32"`` gets a hint to pass
     ``torch.float32``.
     """
-    if isinstance(dtype, str):
-        raise TypeError(f"dtype: expected a floating-point torch.dtype, got the string {dtype!r}; "
-                        f"pass torch.{dtype.removeprefix('torch.')} instead")
     return _rotation_dtype(dtype)
 
 

@@ -60,6 +60,9 @@ def _shape(shape) -> tuple[int, ...]:
 
 def _dtype(dtype):
     dtype = torch.get_default_dtype() if dtype is None else dtype
+    if isinstance(dtype, str):  # the hint shared by every generator of geodl.groups and geodl.data
+        raise TypeError(f"dtype: expected a floating-point torch.dtype, got the string {dtype!r}; "
+                        f"pass torch.{dtype.removeprefix('torch.')} instead")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype: expected a floating-point torch.dtype, got {dtype!r}")
     return dtype

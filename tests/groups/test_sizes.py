@@ -213,3 +213,13 @@ def test_nested_nside_must_be_a_power_of_two():
     with pytest.raises(ValueError, match="nside: the nested order needs a power of two"):
         s2_healpix_lonlat(6, nest=True)
     assert s2_healpix_lonlat(6).shape == (432, 2)  # RING order takes any nside
+
+
+@pytest.mark.parametrize("call", [
+    lambda: random_rotation(2, dtype="float32"),
+    lambda: random_rotation(dtype="torch.float32"),
+    lambda: so3_healpix_grid(0, dtype="float32"),
+])
+def test_string_dtype_gets_the_torch_dtype_hint(call):
+    with pytest.raises(TypeError, match=r"^dtype: .*the string '(torch\.)?float32'; pass torch\.float32 instead"):
+        call()
