@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 import torch
 
 __all__ = ["check_tensor", "check_choice", "check_finite", "check_index", "check_int", "check_positive_int", "check_number",
-           "check_memory", "check_alloc"]
+           "check_memory", "check_alloc", "check_path"]
 
 
 def _shape_str(shape: Sequence) -> str:
@@ -156,6 +156,15 @@ def check_number(name: str, value, *, positive: bool = False, nonnegative: bool 
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ValueError(f"{name}: expected a number in [{lo}, {hi}], got {value!r}")
     return value
+
+
+def check_path(name: str, value):
+    """Raise ``TypeError`` unless ``value`` is a ``str`` or ``os.PathLike`` (not bytes); return a ``Path``."""
+    from pathlib import Path
+
+    if isinstance(value, (bytes, bytearray)) or not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected a str or os.PathLike path, got {type(value).__name__} ({value!r:.60})")
+    return Path(value)
 
 
 # Output sizes are checked against the memory they would take before anything is allocated.

@@ -167,6 +167,13 @@ def _describe(fn) -> str:
 
 
 @torch.no_grad()
+def _check_model_step(model, step_fn) -> None:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not callable(step_fn):
+        raise TypeError("step_fn: expected a callable step_fn(model, batch) -> (loss, logs)")
+
+
 def evaluate(model: torch.nn.Module, step_fn: StepFn, dataset: Dataset, batch_size: int,
              collate_fn=None, device="cpu", *, metrics: Mapping[str, MetricFn] | None = None,
              distributed: bool | None = None) -> dict[str, float]:
@@ -214,6 +221,7 @@ def evaluate(model: torch.nn.Module, step_fn: StepFn, dataset: Dataset, batch_si
     >>> evaluate(m, step, ds, batch_size=2, metrics={"median_err": lambda e: float(e.median())})
     {'loss': 24.0, 'median_err': 4.0}
     """
+    _check_model_step(model, step_fn)
     check_positive_int("batch_size", batch_size)
     n = len(dataset)
     if n == 0:
@@ -369,10 +377,7 @@ def train(model: torch.nn.Module, step_fn: StepFn, train_set: Dataset, val_set: 
     >>> [h["lr"] for h in res.history]
     [0.05, 0.025, 0.0125]
     """
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    if not callable(step_fn):
-        raise TypeError("step_fn: expected a callable step_fn(model, batch) -> (loss, logs)")
+    _check_model_step(model, step_fn)
     for name, v in (("epochs", epochs), ("batch_size", batch_size), ("eval_every", eval_every)):
         check_positive_int(name, v)
     if optimizer is None:

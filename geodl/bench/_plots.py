@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from geodl._checks import check_number, check_path
 from geodl._io import atomic_write
 
 __all__ = ["plot_curves", "plot_sphere_maps", "try_plot"]
@@ -71,8 +72,16 @@ def plot_curves(histories: dict[str, list[dict]], path,
     """
     if not isinstance(histories, dict) or not histories:
         raise ValueError("histories: expected a non-empty dict {name: history}")
+    for name, hist in histories.items():
+        if not isinstance(hist, (list, tuple)) or not all(isinstance(h, dict) for h in hist):
+            raise TypeError(f"histories: expected a list of dicts for {name!r}, got {type(hist).__name__}")
+    if isinstance(keys, str) or not isinstance(keys, Iterable):
+        raise TypeError(f"keys: expected an iterable of history keys (str), got {type(keys).__name__}")
     plt = _pyplot()
     keys = list(keys)
+    if not keys or not all(isinstance(k, str) for k in keys):
+        raise TypeError(f"keys: expected a non-empty iterable of str, got {keys!r:.60}")
+    path = check_path("path", path)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     styles = ["-", "--", ":", "-."]
     for i, (name, hist) in enumerate(histories.items()):
@@ -103,8 +112,15 @@ def plot_sphere_maps(panels: dict, paths: Sequence, *, cmap: str = "RdYlBu_r", v
     paths : sequence of str or pathlib.Path
         The same figure is written (atomically) to each.
     cmap, vmax, colorbar, unit
-        Colour map, upper end of the colour scale (lower end 0), colour bar and its unit.
+        Colour map, upper end of the colour scale (lower end 0, so ``vmax > 0``), colour bar and
+        its unit.
     """
+    if not isinstance(panels, dict) or not panels:
+        raise ValueError("panels: expected a non-empty dict {title: map}")
+    check_number("vmax", vmax, positive=True)
+    if isinstance(paths, (str, bytes)) or not isinstance(paths, Sequence):
+        raise TypeError(f"paths: expected a sequence of paths, got {type(paths).__name__}")
+    paths = [check_path("paths", p) for p in paths]
     plt = _pyplot()
     import healpy as hp
 

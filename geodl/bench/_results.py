@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import torch
 
+from geodl._checks import check_path
 from geodl._io import atomic_write_text
 
 __all__ = ["environment", "write_results", "print_table"]
@@ -60,7 +61,7 @@ def write_results(path, payload: dict, rows: list[dict]) -> tuple[Path, Path]:
         raise TypeError(f"payload: expected a dict, got {type(payload).__name__}")
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise TypeError("rows: expected a list of dicts")
-    path = Path(path)
+    path = check_path("path", path)
     seeds = payload.get("seeds", payload.get("seed"))
     doc = {**payload, "rows": rows, "environment": environment(seeds)}
     atomic_write_text(path, json.dumps(doc, indent=2, default=str) + "\n")
@@ -93,7 +94,17 @@ def print_table(rows: list[dict], columns: Sequence[str | tuple[str, str]], file
     -----  --------
     a      0.005712
     """
-    cols = [(c, c) if isinstance(c, str) else tuple(c) for c in columns]
+    if isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence) or not all(isinstance(r, dict) for r in rows):
+        raise TypeError(f"rows: expected a list of dicts, got {type(rows).__name__} ({rows!r:.60})")
+    if isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence):
+        raise TypeError(f"columns: expected a list of keys or (key, header) pairs, got {type(columns).__name__}")
+    cols = []
+    for c in columns:
+        if isinstance(c, str):
+            c = (c, c)
+        if not (isinstance(c, (tuple, list)) and len(c) == 2 and all(isinstance(v, str) for v in c)):
+            raise TypeError(f"columns: expected a key (str) or a (key, header) pair of str, got {c!r:.60}")
+        cols.append(tuple(c))
     cells = [[h for _, h in cols]] + [[_fmt(r.get(k)) for k, _ in cols] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]

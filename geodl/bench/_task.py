@@ -185,6 +185,18 @@ class Task:
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
     description: str = ""
 
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"name: expected a non-empty str, got {self.name!r:.60}")
+        if not isinstance(self.summary, str):
+            raise TypeError(f"summary: expected a str, got {type(self.summary).__name__}")
+        if not callable(self.run):
+            raise TypeError(f"run: expected a callable run(args) -> int, got {type(self.run).__name__}")
+        if self.add_arguments is not None and not callable(self.add_arguments):
+            raise TypeError(f"add_arguments: expected a callable or None, got {type(self.add_arguments).__name__}")
+        if not isinstance(self.description, str):
+            raise TypeError(f"description: expected a str, got {type(self.description).__name__}")
+
     def parser(self) -> argparse.ArgumentParser:
         """The task's argument parser: common flags first, then the task's own."""
         p = argparse.ArgumentParser(prog=f"geodl bench {self.name}",
