@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from geodl._checks import check_choice, check_int, check_number
+from geodl._checks import check_choice, check_int, check_memory, check_number
 from geodl.nn._layers import ACTIVATIONS, mlp
 from geodl.nn.backbones._common import (
     DYNAMICS_SYMMETRY,
@@ -130,6 +130,11 @@ class FAGNN(nn.Module):
         if check_int("hidden_channels", hidden_channels, min=1) % 3:
             raise ValueError(f"hidden_channels: expected a positive multiple of 3, got {hidden_channels!r}")
         check_int("num_layers", num_layers, min=1)
+        # parameters (default dtype) checked before building: one layer, then all of them
+        H = hidden_channels
+        per_layer = ((2 * H + 2) * H + H + H * H + H + 2 * H * H + H + H * H + H) * torch.get_default_dtype().itemsize
+        check_memory("hidden_channels", H, per_layer, "cpu", what="layers of that width")
+        check_memory("num_layers", num_layers, num_layers * per_layer, "cpu", what=f"{num_layers} layers of width {H}")
         check_choice("act", act, tuple(ACTIVATIONS))
         check_choice("degeneracy", degeneracy, ("warn", "raise", "flag", "augment"))
         check_choice("latent_frames", latent_frames, ("origin", "centered"))

@@ -325,3 +325,11 @@ def test_compiled_frames_skip_the_degeneracy_read_but_return_the_mask():
     fn = torch.compile(lambda p: frames(p, group="E3", degeneracy="warn").rotations, fullgraph=True, backend="aot_eager")
     assert torch.allclose(fn(cloud(9).float() @ R.T), frames(cloud(9).float() @ R.T, group="E3").rotations)
     torch._dynamo.reset()
+
+
+def test_fagnn_sizes_checked_before_building():
+    """num_layers=10**12 used to build layers until killed (the fuzz suite's 20 s timeout)."""
+    with pytest.raises(ValueError, match=r"^num_layers: 1000000000000 asks for .* GiB of memory"):
+        FAGNN(hidden_channels=3, num_layers=10**12)
+    with pytest.raises(ValueError, match=r"^hidden_channels: 3000000 asks for .* GiB of memory"):
+        FAGNN(hidden_channels=3 * 10**6, num_layers=1)
