@@ -139,7 +139,7 @@ def test_default_numbers_are_unchanged():
     ([1, -1], {}, ValueError, r"lmax\[1\]"),
     ([1.5], {}, TypeError, r"lmax\[0\]"),
     (2, {"normalization": "unit"}, ValueError, "normalization"),
-    (2, {"allow_zero_vectors": "yes"}, TypeError, "allow_zero_vectors"),
+    (2, {"allow_zero_vectors": "yes"}, TypeError, "allow_zero_vectors: expected a bool"),
     (2, {"normalize": False}, ValueError, "zero vectors"),
 ])
 def test_bad_options(lmax, kwargs, error, match):
