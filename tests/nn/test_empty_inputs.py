@@ -237,10 +237,12 @@ def tiny_memory(monkeypatch):
 
 
 @pytest.mark.parametrize("call,match", [
-    (lambda: PointNet(1, 1, (256, 256)), r"hidden_channels: \(256, 256\)"),
-    (lambda: PointNet(1, 1, (4,), (256, 256)), r"head_channels: \(256, 256\)"),
+    (lambda: PointNet(1, 1, (256, 256)), r"in_channels, pos_channels, hidden_channels: 1, 3, \(256, 256\)"),
+    (lambda: PointNet(10**4, 1, (4,)), r"in_channels, pos_channels, hidden_channels: 10000, 3, \(4,\)"),
+    (lambda: PointNet(1, 1, (4,), (256, 256)), r"hidden_channels, head_channels, out_channels: \(4,\), \(256, 256\), 1"),
     (lambda: EGNN(64, 4), r"hidden_channels, num_layers: 64, 4"),
-    (lambda: EGNNConv(128), r"channels: 128"),
+    (lambda: EGNNConv(128), r"channels, edge_dim: 128, 0"),
+    (lambda: EGNNConv(2, edge_dim=10**5), r"channels, edge_dim: 2, 100000"),
     (lambda: location.Siren(3, 2, dim_hidden=256), r"dim_hidden, num_layers: 256, 2"),
     (lambda: location.SirenLayer(256, 256), r"dim_in, dim_out: 256, 256"),
     (lambda: location.FcNet(3, 2, dim_hidden=256), r"dim_hidden, num_blocks: 256, 4"),

@@ -77,7 +77,7 @@ class EGNNConv(MessagePassing):
         check_choice("act", act, tuple(ACTIVATIONS))
         self.channels, self.edge_dim = channels, edge_dim
         self.coord_aggr = check_choice("coord_aggr", coord_aggr, ("mean", "sum"))
-        check_linear_sizes("channels", channels, _layer_shapes(channels, edge_dim))
+        check_linear_sizes("channels, edge_dim", f"{channels}, {edge_dim}", _layer_shapes(channels, edge_dim))
         # creation order fixes the initialisation for a given seed (the EGNN baseline relies on it)
         self.edge_mlp = mlp([2 * channels + 1 + edge_dim, channels, channels], act, last_act=True)
         self.node_mlp = mlp([2 * channels, channels, channels], act, last_act=False) if update_features else None

@@ -96,8 +96,10 @@ class PointNet(nn.Module):
         check_choice("act", act, tuple(ACTIVATIONS))
         head_in = hidden[-1] + (hidden[0] if level == "node" else 0)
         local_widths, head_widths = (pos_channels + in_channels, *hidden), (head_in, *head, out_channels)
-        check_linear_sizes("hidden_channels", hidden, list(zip(local_widths[:-1], local_widths[1:])))
-        check_linear_sizes("head_channels", head, list(zip(head_widths[:-1], head_widths[1:])))
+        check_linear_sizes("in_channels, pos_channels, hidden_channels", f"{in_channels}, {pos_channels}, {hidden}",
+                           list(zip(local_widths[:-1], local_widths[1:])))
+        check_linear_sizes("hidden_channels, head_channels, out_channels", f"{hidden}, {head}, {out_channels}",
+                           list(zip(head_widths[:-1], head_widths[1:])))
         self.local = mlp(local_widths, act, last_act=True)
         self.head = mlp(head_widths, act, last_act=False)
 
