@@ -199,7 +199,8 @@ class Frames:
     gap : Tensor (B,)
         Relative eigengap ``min_i (λ_{i+1} - λ_i) / max|λ|``.
     degenerate : Tensor (B,) bool
-        ``gap < gap_tol``: the frame of that sample is not well defined.
+        ``gap < gap_tol`` or a NaN gap: the frame of that sample is not well defined (``False``
+        for an empty graph, whose frame no point uses).
     index : Tensor (N,) long
         Which frame set each point uses.
     group : str
