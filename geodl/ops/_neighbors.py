@@ -68,15 +68,16 @@ def _check_pos_batch(pos, batch, screened=True):
     if N > 1 and not bool((batch[1:] >= batch[:-1]).all()):
         perm = torch.sort(batch, stable=True).indices
         pos, batch = pos[perm], batch[perm]
-    counts = torch.unique_consecutive(batch, return_counts=True)[1].tolist() if N else []
+    ids, counts = torch.unique_consecutive(batch, return_counts=True) if N else (None, batch[:0])
+    counts = counts.tolist()
     ptr = [0]
     for c in counts:
         ptr.append(ptr[-1] + c)
-    _check_range(pos, ptr, screened)
+    _check_range(pos, ptr, screened, ids)
     return pos, perm, ptr
 
 
-def _check_range(pos_s, ptr, screened):
+def _check_range(pos_s, ptr, screened, ids=None):
     """Raise ``ValueError`` when a graph is too wide (or, for the screened search, too narrow) for
     exact squared distances in ``pos``'s dtype (the limits in the note above ``_roundoff``).
 
@@ -84,6 +85,7 @@ def _check_range(pos_s, ptr, screened):
     of its squared distances): ``e^2 < finfo.max / 2``, so no squared distance overflows; and, when
     ``screened`` and the graph's points are not all equal, ``e^2 >= d * finfo.tiny``, so the
     rounding of squared distances that underflow stays within the screening's margin. One host sync.
+    ``ids``: the graph id of each non-empty graph (for the message).
     """
     N, d = pos_s.shape
     if N == 0:
@@ -106,17 +108,18 @@ def _check_range(pos_s, ptr, screened):
     bad = over if n_over else under
     g = int(bad.nonzero()[0])
     e = math.sqrt(float(e2[g])) if math.isfinite(float(e2[g])) else math.inf
-    where = "" if len(ptr) == 2 else f" of graph {g} (counting non-empty graphs)"
+    where = "" if ids is None else f" of graph {int(ids[g])}"
+    wider = "" if pos_s.dtype == torch.float64 else " or pass a wider dtype (float64)"
     if n_over:
         raise ValueError(
             f"pos: the points{where} span {e:.3g} (bounding-box diagonal), so their squared distances "
             f"would overflow {pos_s.dtype} (largest {fi.max:.3g}); each graph's diagonal must stay below "
-            f"{math.sqrt(fi.max / 2):.3g}: rescale pos" + ("" if pos_s.dtype == torch.float64 else " or pass a wider dtype (float64)"))
+            f"{math.sqrt(fi.max / 2):.3g}: rescale pos{wider}")
     raise ValueError(
         f"pos: the points{where} span only {e:.3g} (bounding-box diagonal, not 0), so their squared "
         f"distances underflow {pos_s.dtype} by more than the exact search's rounding margin allows; "
         f"each graph's diagonal must be 0 or at least {math.sqrt(d * fi.tiny):.3g}: rescale pos "
-        "(e.g. by a power of two)" + ("" if pos_s.dtype == torch.float64 else " or pass a wider dtype (float64)"))
+        f"(e.g. by a power of two){wider}")
 
 
 def _sqdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -516,9 +519,10 @@ def knn_graph(pos: torch.Tensor, k: int, batch: torch.Tensor | None = None, loop
 
 def _unit(pos):
     """``pos / |pos|`` for ``cosine=True`` (every point non-zero)."""
-    check_tensor("pos", pos, ndim=2, floating=True, finite=True)
+    eager = not torch.compiler.is_compiling()  # traced: the op's own checks see the NaN of a bad row
+    check_tensor("pos", pos, ndim=2, floating=True, finite=eager)
     norm = torch.linalg.vector_norm(pos, dim=1, keepdim=True)
-    if not torch.compiler.is_compiling() and pos.numel() and bool((norm == 0).any()):
+    if eager and pos.numel() and bool((norm == 0).any()):
         i = int((norm[:, 0] == 0).nonzero()[0])
         raise ValueError(f"pos: cosine=True needs non-zero points (the cosine distance of a zero vector "
                          f"is undefined), got a zero row at index {i}")

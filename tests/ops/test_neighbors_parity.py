@@ -87,7 +87,7 @@ def test_pyg_radius_graph_transform_case(backend):
     assert sorted(_edge_set(e)) == sorted(zip([0, 0, 1, 1, 1, 2, 3, 3], [1, 3, 0, 2, 3, 1, 0, 1]))
 
 
-def test_radius_default_is_unlimited_and_cap_keeps_nearest(backend):
+def test_radius_default_is_unlimited_and_cap_keeps_nearest():  # torch only (slow interpreted)
     """Documented difference: no default cap (PyG: 32); with max_num_neighbors=32 the nearest 32
     are kept (torch-cluster keeps the first found); points on the sphere count (torch-cluster: < r).
     Guards unchanged behaviour."""
@@ -181,7 +181,7 @@ def test_underflowing_extent_raises_for_the_screened_search(backend):
         knn_graph(wide, 1, batch)
 
 
-def test_extents_inside_the_limits_are_exact(backend):
+def test_extents_inside_the_limits_are_exact():  # torch only (slow interpreted)
     """Just inside the limits the search still equals brute force (guards unchanged behaviour)."""
     gen = torch.Generator().manual_seed(3)
     for scale in (1e18, 1e-18):
@@ -238,7 +238,8 @@ def test_empty_inputs(dtype, backend):
     for batch in (None, torch.empty(0, dtype=torch.long)):
         pos = torch.empty(0, 3, dtype=dtype)
         for e in (knn_graph(pos, 3, batch), radius_graph(pos, 1.0, batch),
-                  radius_graph(pos, 1.0, batch, max_num_neighbors=2), knn_graph(pos, 3, batch, flow="target_to_source")):
+                  radius_graph(pos, 1.0, batch, max_num_neighbors=2),
+                  knn_graph(pos, 3, batch, flow="target_to_source")):
             assert e.shape == (2, 0) and e.dtype == torch.long and e.device == pos.device
         for i in (farthest_point_sampling(pos, 0.5, batch), farthest_point_sampling(pos, batch=batch, num=4)):
             assert i.shape == (0,) and i.dtype == torch.long
@@ -261,3 +262,15 @@ def test_triton_cases_interpreted():
     """The ``[triton]`` cases of this module (Triton kernels on CPU tensors) under the interpreter."""
     pytest.importorskip("triton")
     run_pytest([__file__, "-k", "triton"])
+
+
+def test_compile_fullgraph_with_flow_cosine_and_half():
+    """The new arguments and the float16 upcast trace under torch.compile(fullgraph=True)."""
+    def f(pos, batch):
+        return (knn_graph(pos, 3, batch, flow="target_to_source", cosine=True),
+                radius_graph(pos.half(), 0.8, batch, flow="target_to_source"))
+
+    pos, batch = _cloud(9)
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    for got, want in zip(compiled(pos, batch), f(pos, batch)):
+        assert torch.equal(got, want)
