@@ -12,8 +12,9 @@ surviving pairs are measured with the exact formula, so results equal plain brut
 note above ``_roundoff``). ``knn_graph`` and ``radius_graph`` are ``torch.library`` custom ops
 (``geodl::knn_graph``, ``geodl::radius_graph``) with a dynamic edge count, so they trace under
 ``torch.compile(fullgraph=True)``; so is ``farthest_point_sampling`` (``geodl::farthest_point_sampling``,
-a dynamic sample count unless there is one graph). On CUDA, ``knn_graph`` (float32, k <= 64), ``radius_graph``
-(float32/float64, no ``max_num_neighbors``) and ``farthest_point_sampling`` (float32/float64) run
+a dynamic sample count unless there is one graph). On CUDA, ``knn_graph`` (float32, k <= 64),
+``radius_graph`` (float32/float64, no ``max_num_neighbors``; float16/bfloat16 input of both is
+upcast to float32) and ``farthest_point_sampling`` (float32/float64) run
 Triton kernels (``_triton_knn.py``, ``_triton_radius.py``, ``_triton_fps.py``) with identical
 results, where the back-end switch picks Triton (``GEODL_DISABLE_TRITON=1`` or
 ``geodl.ops.set_backend("torch")`` turns them off).
