@@ -33,6 +33,7 @@ table sizes are checked with ``check_alloc`` before they are allocated.
 from __future__ import annotations
 
 import math
+import reprlib
 from typing import Optional
 
 import torch
@@ -433,7 +434,7 @@ def _check_types(pos, batch, order_hint=""):
     check_tensor("pos", pos)
     if batch is not None and not isinstance(batch, torch.Tensor):
         raise TypeError(f"batch: expected a torch.Tensor of graph ids or None, got {type(batch).__name__} "
-                        f"({batch!r})" + (f"; {order_hint}" if order_hint else ""))
+                        f"({reprlib.repr(batch)})" + (f"; {order_hint}" if order_hint else ""))
 
 
 def _upcast(pos):
