@@ -3,24 +3,28 @@
 The torch forward (:func:`geodl.ops._sh._sh_real_forward`) is about a thousand small row
 operations per call, each its own OpenMP parallel region: with two threads and one other busy
 process every region's barrier waits for a descheduled thread. The C kernel runs the same
-recursion, with the same operations in the same order, as one parallel pass over blocks of 256
-points (each block computes all degrees while its rows are in cache), blocks handed out through an
-atomic counter so a descheduled thread delays only the block it holds.
+recursion, with the same operations in the same order (bit-identical where the CPU has FMA, as
+torch's ``addcmul`` uses it), as one pass over blocks of 256 points: each block computes all
+degrees in a scratch buffer that stays in cache and streams its finished rows to the output.
 
-Build: the system C compiler (``$CC``, else ``cc`` / ``gcc``) compiles the source once, in well
-under a second, into ``<cache>/sh_cpu-<hash>.so``, the hash taken over the source, the compiler,
-its flags and the CPU's feature flags (the build uses ``-march=native``); ``<cache>`` is
-``$GEODL_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/geodl/kernels``, else ``~/.cache/geodl/kernels``.
-The library is written to a temporary name and renamed into place (:func:`geodl._io.atomic_write`),
+Threads: ``torch.get_num_threads()`` (fewer for small inputs), the caller plus a small pool of
+POSIX threads; pieces of work are claimed through one atomic counter, so a thread that is
+descheduled delays only the piece it holds and the call never waits for a thread that has not
+started. Outputs from 8 MiB are written with streaming stores after their pages are mapped in
+2 MiB pieces (``MADV_POPULATE_WRITE``), shared out among the threads.
+
+Build: the system C compiler (``$CC``, else ``cc`` / ``gcc``) compiles the source once, in under
+a second, into ``<cache>/sh_cpu-<hash>.so``, the hash taken over the source, the compiler, its
+flags and the CPU's feature flags (the build uses ``-march=native``); ``<cache>`` is
+``$GEODL_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/geodl/kernels``, else ``~/.cache/geodl/kernels``
+(where that cannot be written: a ``geodl-kernels-<uid>`` folder in the temporary directory). The
+library is written to a temporary name and renamed into place (:func:`geodl._io.atomic_write`),
 so processes that build at the same time never load a half-written file. It is loaded with
-:mod:`ctypes`, which releases the GIL during the call. Threads: ``torch.get_num_threads()``
-(fewer for small inputs). OpenMP comes from the same ``libgomp`` torch uses (matched by its
-soname), so no second thread pool is started.
+:mod:`ctypes`, which releases the GIL during the call.
 
-Fallback: without a working compiler, when the cache folder cannot be written, for other dtypes
-than float32/float64, or with ``GEODL_DISABLE_CPU_KERNEL=1`` (read on every call), the caller
-runs the torch forward instead (:func:`sh_real_cpu` returns None). The values agree with the torch
-forward to rounding (the C build does not contract a·b + c into FMAs).
+Fallback: without a working compiler, for other devices or dtypes than CPU float32/float64, or
+with ``GEODL_DISABLE_CPU_KERNEL=1`` (read on every call), :func:`sh_real_cpu` returns None and
+the caller runs the torch forward.
 """
 
 from __future__ import annotations
@@ -43,8 +47,7 @@ import torch
 __all__ = ["sh_real_cpu", "kernel_info", "cache_dir"]
 
 _SOURCE = Path(__file__).with_name("_sh_cpu.c")
-_CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared")
-_OPENMP = ("-fopenmp",)
+_CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared", "-pthread")
 _DTYPES = {torch.float32: "geodl_sh_real_f32", torch.float64: "geodl_sh_real_f64"}
 _MIN_OUTPUTS_PER_THREAD = 1 << 16  # below ~64k outputs per thread, waking threads costs more than it saves
 _BUILD_TIMEOUT_S = 120
@@ -146,7 +149,6 @@ def _load(path: Path):
         fn = getattr(lib, name)
         fn.argtypes = [vp, i64, i64, vp, i64, ctypes.c_int, vp, vp, vp, ctypes.c_double, ctypes.c_int, ctypes.c_int]
         fn.restype = ctypes.c_int
-    lib.geodl_sh_parallel.restype = ctypes.c_int
     return lib
 
 
@@ -164,22 +166,19 @@ def _library():
         else:
             errors = []
             folders = [cache_dir(), Path(tempfile.gettempdir()) / f"geodl-kernels-{os.getuid() if hasattr(os, 'getuid') else 'user'}"]
-            for flags in (_CFLAGS + _OPENMP, _CFLAGS):  # without OpenMP the kernel runs on one thread
-                for folder in folders:
+            flags = _CFLAGS
+            for folder in folders:
+                try:
+                    path = _build(cc, flags, folder)
                     try:
-                        path = _build(cc, flags, folder)
-                        try:
-                            lib = _load(path)
-                        except OSError:  # a damaged file: build it again once
-                            path.unlink(missing_ok=True)
-                            lib = _load(_build(cc, flags, folder))
-                        info.update(path=str(path), compiler=cc, flags=" ".join(flags),
-                                    parallel=bool(lib.geodl_sh_parallel()))
-                        break
-                    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as e:
-                        errors.append(f"{folder}: {e}")
-                if lib is not None:
+                        lib = _load(path)
+                    except OSError:  # a damaged file: build it again once
+                        path.unlink(missing_ok=True)
+                        lib = _load(_build(cc, flags, folder))
+                    info.update(path=str(path), compiler=cc, flags=" ".join(flags))
                     break
+                except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as e:
+                    errors.append(f"{folder}: {e}")
             if lib is None:
                 info["error"] = "; ".join(errors)[-1000:]
         _state["lib"], _state["info"] = lib, info
@@ -187,7 +186,7 @@ def _library():
 
 
 def kernel_info() -> dict:
-    """How the CPU kernel was built (``path``, ``compiler``, ``flags``, ``parallel``) or why it was
+    """How the CPU kernel was built (``path``, ``compiler``, ``flags``) or why it was
     not (``error``); ``{"disabled": True}`` under ``GEODL_DISABLE_CPU_KERNEL=1``. Builds it if needed.
 
     Returns
@@ -272,8 +271,6 @@ def sh_real_cpu(xyz: torch.Tensor, lmax: int, empty) -> torch.Tensor | None:
         return None
     n, k = xyz.shape[0], (lmax + 1) ** 2
     threads = _threads(n * k)
-    if threads > 1 and not _state["info"].get("parallel"):
-        return None  # a serial build: the torch forward uses the threads
     out = empty(k, n, xyz.dtype, xyz.device)
     if n == 0:
         return out.t()
