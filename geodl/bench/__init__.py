@@ -47,8 +47,13 @@ def _entry(name: str):
 
 
 def run_task(name: str, argv: list[str]) -> int:
-    """Run the registered task ``name`` with its own command-line arguments."""
-    return int(_entry(name)(argv) or 0)
+    """Run the registered task ``name`` with its own command-line arguments.
+
+    ``argv`` is a list of strings (``None`` is refused: the task would parse ``sys.argv``).
+    """
+    if isinstance(argv, (str, bytes)) or not isinstance(argv, (list, tuple)) or not all(isinstance(a, str) for a in argv):
+        raise TypeError(f"argv: expected a list of str, got {argv!r:.60}")
+    return int(_entry(name)(list(argv)) or 0)
 
 
 def task_summaries() -> dict[str, str]:

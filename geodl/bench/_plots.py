@@ -121,6 +121,10 @@ def plot_sphere_maps(panels: dict, paths: Sequence, *, cmap: str = "RdYlBu_r", v
     if isinstance(paths, (str, bytes)) or not isinstance(paths, Sequence):
         raise TypeError(f"paths: expected a sequence of paths, got {type(paths).__name__}")
     paths = [check_path("paths", p) for p in paths]
+    for title, m in panels.items():
+        npix = len(m) if hasattr(m, "__len__") else -1
+        if npix < 12 or npix % 12 or int(round((npix // 12) ** 0.5)) ** 2 * 12 != npix:
+            raise ValueError(f"panels: map {title!r} has {npix} values; a HEALPix map has 12 nside² values")
     plt = _pyplot()
     import healpy as hp
 

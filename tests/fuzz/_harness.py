@@ -665,7 +665,10 @@ def cases(valid, mutations: dict, *, valid_share: float = 0.4):
             return Case(dict(kw), mode, tuple(bad), note)
         arg, m = flat[draw(s.integers(0, len(flat) - 1))]
         kw = dict(kw)
-        kw[arg] = m.fn(kw) if _is_lambda(m.fn) else m.fn
+        try:
+            kw[arg] = m.fn(kw) if _is_lambda(m.fn) else m.fn
+        except (AttributeError, TypeError, IndexError, ValueError, RuntimeError):
+            return Case(dict(kw), mode, tuple(bad), note)  # this breakage does not apply (e.g. batch=None)
         bad_names = tuple(m.names) or (arg,)
         if mode == "maybe":  # the base input may itself be refused
             bad_names = tuple(dict.fromkeys(bad_names + tuple(bad)))

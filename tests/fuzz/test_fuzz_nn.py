@@ -51,8 +51,9 @@ _BATCH_MUTS = [Mut("wrong length", lambda kw: _idx([0] * (kw["pos"].shape[0] + 1
                Mut("negative", lambda kw: _idx([-1] * kw["pos"].shape[0])),
                Mut("float", lambda kw: kw["pos"][:, 0].clone()),
                Mut("huge id", lambda kw: _idx([10**12] * kw["pos"].shape[0]), mode="maybe", names=("batch", "num_graphs"))]
-_X_MUTS = tensor_muts("x", shapes={"wrong rows": lambda x: x[:-1], "1-D": lambda x: x[:, 0]},
-                      names=("x", "charges"))  # EGNN/FAGNN document x as the charges
+_X_MUTS = tensor_muts("x", shapes={"wrong rows": lambda x: x[:-1], "(N, 2)": lambda x: x.new_ones(x.shape[0], 2)},
+                      names=("x", "charges", "pos"))  # EGNN/FAGNN: x are the charges, (N,) or (N, 1); a row
+# mismatch may be reported on pos
 _INT_BAD = values(0, -1, True, 2.5, "8", None, HUGE)
 
 
@@ -549,7 +550,7 @@ def build_make_encoder(name, kwargs, lonlat):
 @fuzz("geodl.nn.location.make_network", examples=30)
 @with_cases(lambda: cases(S.fixed_dictionaries({"name": S.sampled_from(["linear", "siren", "fcnet"]),
                                                 "dim_in": S.integers(1, 4), "dim_out": S.integers(1, 3)}),
-                          {"name": values("bogus", 3, None), "dim_in": values(0, -1, True, "2", HUGE),
+                          {"name": values("bogus", 3, None, names=("name", "network")), "dim_in": values(0, -1, True, "2", HUGE),
                            "dim_out": values(0, True, 2.5)}))
 def build_make_network(name, dim_in, dim_out):
     import torch

@@ -352,7 +352,7 @@ def _cov_valid(draw):
 @fuzz("geodl.ops.segment_covariance", examples=80)
 @with_cases(lambda: cases(_cov_valid(), {
     "pos": tensor_muts("pos", shapes={"d=4": lambda x: x.new_zeros(x.shape[0], 4), "1-D": lambda x: x[:, 0]}),
-    "batch": tensor_muts("batch", floating=False, index=True, meta=True)[:-1] + [
+    "batch": tensor_muts("batch", floating=False, index=True, none_ok=True) + [
         Mut("negative", lambda kw: _idx([-1] * kw["pos"].shape[0]) if kw["pos"].shape[0] else _idx([-1])),
         Mut("wrong length", lambda kw: _idx([0] * (kw["pos"].shape[0] + 1))),
         Mut("huge id", lambda kw: _idx([10**12] * max(kw["pos"].shape[0], 1)), names=("batch", "pos"))],
@@ -595,7 +595,7 @@ def _fps_valid(draw):
     "batch": _graph_muts({})["batch"],
     "ratio": values(0.0, -0.5, 1.5, float("nan"), "0.5", True),
     "num": values(0, -1, True, 2.5, "3", HUGE),
-    "seed": [Mut("generator is not a Generator", "gen", names=("generator",))]}))
+    "seed": [Mut("generator is not a Generator", "gen", names=("generator",), mode="maybe")]}))  # unused without random_start
 def build_fps(pos, batch, ratio, num, random_start, seed):
     import torch
     from geodl.ops import farthest_point_sampling
@@ -659,8 +659,8 @@ def _sh_valid(draw):
     "lmax": values(-1, True, 2.5, "3", None, HUGE),
     "points": tensor_muts("points", shapes={"(..., 4)": lambda x: x.new_ones(x.shape[:-1] + (4,)),
                                             "0-d": lambda x: x.new_tensor(1.0),
-                                            "a zero vector": lambda x: x.new_zeros(x.shape) if x.shape[-1] == 3
-                                            else x.new_full(x.shape, 100.0)},
+                                            "a zero vector": lambda x: x.new_zeros((2,) + tuple(x.shape[1:])) if x.shape[-1] == 3
+                                            else x.new_full((2,) + tuple(x.shape[1:]), 100.0)},
                           names=("points", "lonlat", "latitude")),
     "input": values("xy", None, 3),
     "convention": values("Real", "racah", None)}))

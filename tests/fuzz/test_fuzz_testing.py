@@ -20,6 +20,8 @@ FUNCS = [
     ("shift", ("node:vectors",), "node:vectors", "SO3", False),
     ("first_coord", ("node:points",), "node:scalar", "SO3", False),
     ("pair", ("node:points", "node:vectors"), ("node:vectors", "node:scalar"), "E3+perm", True),
+    ("energy", ("node:points",), "scalar", "E3+perm", True),
+    ("radial", ("node:points",), "node:scalar", "SO3", True),
 ]
 
 
@@ -34,6 +36,8 @@ def function(name):
         "shift": lambda v: v + 1.0,
         "first_coord": lambda p: p[:, 0],
         "pair": lambda p, v: (v * 2.0, (p - p.mean(0)).norm(dim=-1) + v.norm(dim=-1)),
+        "energy": lambda p: (p - p.mean(0)).norm(dim=-1).sum(),
+        "radial": lambda p: p.norm(dim=-1),
     }[name] if isinstance(name, str) and name in [f[0] for f in FUNCS] else name
 
 
@@ -93,7 +97,9 @@ def _checker(which, fn, inputs, in_kinds, out_kinds, group, n_samples, dtype):
                 expect(row.max_error == row.max_error, "NaN error in a row")
             return
         if which == "assert_invariant":
-            inv = equi and all(k.endswith("scalar") for k in ((out_kinds,) if isinstance(out_kinds, str) else out_kinds))
+            # invariant: scalar outputs, and node-level ones only where the group permutes no nodes
+            kinds = (out_kinds,) if isinstance(out_kinds, str) else tuple(out_kinds)
+            inv = equi and all(k == "scalar" or (k == "node:scalar" and "perm" not in group) for k in kinds)
             expect(isinstance(res, tuple) != bool(inv), f"invariance verdict wrong: {str(res)[:200]}")
             return
         expect(isinstance(res, tuple) != bool(equi), f"equivariance verdict wrong: {str(res)[:200]}")
