@@ -456,9 +456,8 @@ def _column_degrees(lmax: int, device) -> torch.Tensor:
 
 
 def _check_size(lmax: int, degrees, n: int, dtype: torch.dtype, device, convention: str) -> None:
-    """ValueError naming ``lmax`` (with the memory it needs) before anything of that size is allocated."""
-    if n == 0:  # nothing but the (0, K) output: no tables are built either
-        return
+    """ValueError naming ``lmax`` (with the memory it needs) before anything of that size is allocated
+    (the tables are checked for no points too: the per-column tables of the options take as much)."""
     value = lmax if degrees is None else list(degrees)
     item = dtype.itemsize
     # the (N, (lmax+1)²) buffer of all degrees; "complex" adds its real and imaginary gathers and the
@@ -466,7 +465,7 @@ def _check_size(lmax: int, degrees, n: int, dtype: torch.dtype, device, conventi
     extra = 3 * item if convention == "complex" else 0
     row = 0 if degrees is None else sum(2 * l + 1 for l in degrees) * item * (2 if convention == "complex" else 1)
     check_alloc("lmax", value, n, (lmax + 1) ** 2, dtype, device, row_bytes=row, elem_bytes=extra)
-    check_memory("lmax", value, 16 * (lmax + 1) ** 2, "cpu", what=f"recursion tables of 2 x {lmax + 1}² float64 values")
+    check_memory("lmax", value, 16 * (lmax + 1) ** 2, "cpu", what=f"tables of 2 x {lmax + 1}² float64 values")
 
 
 def _lonlat_vectors(points: torch.Tensor, values: bool) -> torch.Tensor:
