@@ -206,13 +206,13 @@ def load_splits(root=None, seed: int = 0, sizes: tuple[int, int, int] = (3000, 2
     the wrong keys, shapes, dtypes or non-finite values is regenerated with a ``RuntimeWarning``
     naming the file (the data is a pure function of the cache key, so nothing is lost).
     """
-    from geodl.data._root import default_root
+    from geodl.data._root import resolve_root
 
-    sizes = tuple(check_positive_int(n, s) for n, s in zip(("n_train", "n_val", "n_test"), sizes))
+    sizes = tuple(check_positive_int(f"sizes[{i}] ({n})", s) for i, (n, s) in enumerate(zip(("n_train", "n_val", "n_test"), sizes)))
     n_particles = settings.get("n_particles", 5)
     if isinstance(n_particles, int) and not isinstance(n_particles, bool) and n_particles >= 2:
         _check_nbody_memory("sizes", sizes, sum(sizes), n_particles, settings.get("device", "cpu"))
-    root = Path(root) if root is not None else Path(default_root())
+    root = resolve_root(root)
     path = _cache_path(root, seed, sizes, settings)
     data = None
     if path.exists():

@@ -102,9 +102,9 @@ def cached_files(root=None) -> list[tuple[str, int, int]]:
     >>> cached_files(d)
     [('nbody', 1, 3)]
     """
-    from geodl.data._root import default_root
+    from geodl.data._root import resolve_root
 
-    root = Path(root) if root is not None else default_root()
+    root = resolve_root(root)
     if not root.is_dir():
         return []
     out = []

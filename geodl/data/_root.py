@@ -36,6 +36,22 @@ def set_root(path) -> None:
     _ROOT = Path(path).expanduser()
 
 
+def resolve_root(root, name: str = "root") -> Path:
+    """``root`` as a ``Path`` (``None``: :func:`default_root`); ``TypeError`` naming ``name`` unless
+    it is a ``str`` or ``os.PathLike``.
+
+    Examples
+    --------
+    >>> resolve_root("/tmp/x")
+    PosixPath('/tmp/x')
+    """
+    if root is None:
+        return default_root()
+    if not isinstance(root, (str, os.PathLike)) or isinstance(os.fspath(root), bytes):
+        raise TypeError(f"{name}: expected a str or os.PathLike (or None), got {type(root).__name__}")
+    return Path(root)
+
+
 def default_root() -> Path:
     """The data root, decided on every call.
 

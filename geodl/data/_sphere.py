@@ -88,8 +88,9 @@ def uniform_sphere(n: int, *, seed: int = 0, dtype: torch.dtype = torch.float64)
     """
     check_int("n", n, min=0)
     dtype = _float_dtype(torch.float64 if dtype is None else dtype)
+    seed = check_int("seed", seed)
     _check_points("n", n, _UNIFORM_BYTES, "uniform points")
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator().manual_seed(seed)
     u = torch.rand(n, 2, generator=g, dtype=torch.float64)
     lon = u[:, 0] * 360.0 - 180.0
     lat = torch.rad2deg(torch.asin(u[:, 1] * 2.0 - 1.0))
@@ -170,9 +171,9 @@ def _land_bits(root=None):
     """
     import warnings
 
-    from geodl.data._root import default_root
+    from geodl.data._root import resolve_root
 
-    root = Path(root if root is not None else default_root()) / "global_land_mask"
+    root = resolve_root(root) / "global_land_mask"
     bits_path, meta_path = root / "land_bits.npy", root / "land_bits.json"
     if bits_path.exists() and meta_path.exists():
         bits, meta, problem = _read_land_cache(bits_path, meta_path)
@@ -259,6 +260,7 @@ def landocean_dataset(split: str = "train", num_samples: int | None = None, *, s
     (torch.Size([200, 2]), torch.int64, True)
     """
     check_choice("split", split, _SPLIT_OFFSET)
+    seed = check_int("seed", seed)
     if split == "test":
         check_int("nside", nside, min=1)
         if nside & (nside - 1):
@@ -292,6 +294,7 @@ def checkerboard_dataset(split: str = "train", num_samples: int = 10000, *, num_
     """
     check_choice("split", split, _SPLIT_OFFSET)
     check_positive_int("num_samples", num_samples)
+    seed = check_int("seed", seed)
     check_positive_int("num_support", num_support)
     check_positive_int("num_classes", num_classes)
     _check_points("num_support", num_support, _FIBONACCI_BYTES, "support points")

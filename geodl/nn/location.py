@@ -73,6 +73,19 @@ def _check_lonlat(lonlat: torch.Tensor) -> torch.Tensor:
     return lonlat
 
 
+def _check_features(x, linear: nn.Linear, name: str = "x") -> torch.Tensor:
+    """``x`` must be a floating ``(N, in_features)`` tensor of the dtype of ``linear``'s weight."""
+    check_tensor(name, x, shape=(None, linear.in_features), floating=True)
+    _check_param_dtype(name, x, linear.weight)
+    return x
+
+
+def _check_param_dtype(name: str, x: torch.Tensor, param: torch.Tensor | None) -> None:
+    if param is not None and x.dtype != param.dtype:
+        raise TypeError(f"{name}: dtype {x.dtype} does not match the module's parameters ({param.dtype}); "
+                        f"convert one of them (e.g. module.to({x.dtype}))")
+
+
 def _radians(lonlat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     lonlat = _check_lonlat(lonlat)
     return torch.deg2rad(lonlat[:, 0:1]), torch.deg2rad(lonlat[:, 1:2])
@@ -319,7 +332,7 @@ class SirenLayer(nn.Module):
             self.linear.bias.uniform_(-bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.linear(x)
+        y = self.linear(_check_features(x, self.linear))
         return torch.sin(self.w0 * y) if self.activation else y
 
 
@@ -368,7 +381,7 @@ class Siren(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        return self.layers(_check_features(x, self.layers[0].linear))
 
 
 class _ResLayer(nn.Module):
@@ -409,7 +422,7 @@ class FcNet(nn.Module):
         self.head = nn.Linear(dim_hidden, dim_out, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.feats(x))
+        return self.head(self.feats(_check_features(x, self.feats[0])))
 
 
 class LinearHead(nn.Module):
@@ -430,7 +443,7 @@ class LinearHead(nn.Module):
         self.linear = nn.Linear(dim_in, dim_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x)
+        return self.linear(_check_features(x, self.linear))
 
 
 ENCODERS: dict[str, type] = {
@@ -503,10 +516,15 @@ class LocationEncoder(nn.Module):
                  network_kwargs: dict | None = None):
         super().__init__()
         check_int("num_classes", num_classes, min=1)
+        for name, value in (("encoder", encoder), ("network", network)):
+            if not isinstance(value, (str, nn.Module)):
+                raise TypeError(f"{name}: expected a name (str) or an nn.Module, got {type(value).__name__}")
         self.encoder = make_encoder(encoder, **(encoder_kwargs or {})) if isinstance(encoder, str) else encoder
         dim = check_int("encoder.embedding_dim", getattr(self.encoder, "embedding_dim", None), min=1)
         self.network = make_network(network, dim, num_classes, **(network_kwargs or {})) if isinstance(network, str) else network
         self.num_classes = num_classes
 
     def forward(self, lonlat: torch.Tensor) -> torch.Tensor:
+        check_tensor("lonlat", lonlat, shape=(None, 2), floating=True)  # values: checked by the encoder
+        _check_param_dtype("lonlat", lonlat, next(self.network.parameters(), None))
         return self.network(self.encoder(lonlat))

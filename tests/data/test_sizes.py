@@ -69,7 +69,7 @@ def test_point_generators_accept_zero_points():
 
 @pytest.mark.parametrize("call,match", [
     (lambda root: generate_nbody(0, **SMALL), "num"),
-    (lambda root: load_splits(root, sizes=(3, 0, 2)), "n_val"),
+    (lambda root: load_splits(root, sizes=(3, 0, 2)), r"sizes\[1\] \(n_val\)"),
     (lambda root: NBodyDataset("val", root=root, sizes=(3, 2, 2), max_samples=0, **SMALL),
      "max_samples"),
     (lambda root: landocean_dataset("val", 0), "num_samples"),
@@ -87,3 +87,24 @@ def test_datasets_refuse_zero_samples(call, match, tmp_path):
 def test_land_mask_checks_its_input():
     with pytest.raises(ValueError, match="^lonlat: expected shape"):
         land_mask(torch.zeros(3))
+
+
+@pytest.mark.parametrize("call,err,match", [
+    (lambda root: uniform_sphere(4, seed=2.5), TypeError, "seed: expected an int"),
+    (lambda root: uniform_sphere(4, seed=None), TypeError, "seed: expected an int"),
+    (lambda root: landocean_dataset("test", seed=2.5, nside=2), TypeError, "seed: expected an int"),
+    (lambda root: checkerboard_dataset("val", 5, seed="1"), TypeError, "seed: expected an int"),
+    (lambda root: NBodyDataset("val", root=3, sizes=(3, 2, 2), **SMALL), TypeError, "root: expected a str or os.PathLike"),
+    (lambda root: NBodyDataset("val", root=root, sizes=(0, 1, 1), **SMALL), ValueError, r"sizes\[0\] \(n_train\)"),
+])
+def test_bad_arguments_name_the_argument(call, err, match, tmp_path):
+    with pytest.raises(err, match=f"^{match}"):
+        call(tmp_path)
+
+
+@pytest.mark.parametrize("root", [b"x", ["a"], 3])
+def test_cached_files_refuses_a_root_that_is_not_a_path(root):
+    from geodl.data import cached_files
+
+    with pytest.raises(TypeError, match="^root: expected a str or os.PathLike"):
+        cached_files(root)

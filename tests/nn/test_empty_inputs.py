@@ -260,3 +260,48 @@ def test_multiscale_encoder_checks_its_output(tiny_memory):
     with pytest.raises(ValueError, match=r"^lonlat: 1000 rows asks for"):
         enc(torch.zeros(1000, 2))
     assert enc(torch.zeros(3, 2)).shape == (3, 16)
+
+
+# --------------------------------------------------------------------------- inputs the networks refuse (fuzz)
+@pytest.mark.parametrize("x,err,match", [
+    ("abc", TypeError, "x: expected a torch.Tensor"),
+    (None, TypeError, "x: expected a torch.Tensor"),
+    (torch.zeros(3, 5, dtype=torch.bool), TypeError, "x: expected a floating-point tensor"),
+    (torch.zeros(3, 6), ValueError, r"x: expected shape \(\*, 5\)"),
+    (torch.zeros(3, 5, dtype=F64), TypeError, "x: dtype torch.float64 does not match the module's parameters"),
+])
+@pytest.mark.parametrize("make", [
+    lambda: location.Siren(5, 3, dim_hidden=8, num_layers=1),
+    lambda: location.SirenLayer(5, 3),
+    lambda: location.FcNet(5, 3, dim_hidden=8, num_blocks=1),
+    lambda: location.LinearHead(5, 3),
+], ids=["Siren", "SirenLayer", "FcNet", "LinearHead"])
+def test_location_networks_refuse_bad_inputs_naming_x(make, x, err, match):
+    with pytest.raises(err, match=f"^{match}"):
+        make()(x)
+
+
+def test_location_encoder_refuses_bad_modules_and_dtypes():
+    with pytest.raises(TypeError, match="^network: expected a name"):
+        location.LocationEncoder("direct", None, 2)
+    with pytest.raises(TypeError, match="^encoder: expected a name"):
+        location.LocationEncoder(3, "linear", 2)
+    model = location.LocationEncoder("sphericalharmonics", "siren", 3, encoder_kwargs={"lmax": 2},
+                                     network_kwargs={"dim_hidden": 8})
+    with pytest.raises(TypeError, match="^lonlat: dtype torch.float64 does not match"):
+        model(torch.zeros(3, 2, dtype=F64))
+    assert model.double()(torch.zeros(3, 2, dtype=F64)).dtype == F64
+
+
+@pytest.mark.parametrize("args,err,match", [
+    ((None,), TypeError, "batch: expected a torch.Tensor"),
+    ((torch.zeros(2),), TypeError, "batch: expected dtype"),
+    ((torch.tensor([-1, 0]),), ValueError, "batch: expected non-negative graph ids"),
+    ((torch.zeros(4, dtype=torch.long), 0), ValueError, "num_graphs: 0 is not larger than the largest graph id"),
+    ((torch.zeros(4, dtype=torch.long), 2.5), TypeError, "num_graphs: expected an int"),
+    ((torch.zeros(4, dtype=torch.long), True), TypeError, "num_graphs: expected an int"),
+    ((torch.tensor([0, 10**12]),), ValueError, r"batch: \(largest graph id 1000000000000\) asks for"),
+])
+def test_full_graph_edges_refuses_bad_inputs(args, err, match):
+    with pytest.raises(err, match=f"^{match}"):
+        full_graph_edges(*args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from geodl._checks import check_tensor
+from geodl._checks import check_alloc, check_int, check_tensor
 from geodl.groups import Symmetry
 
 __all__ = ["full_graph_edges", "check_dynamics_inputs", "dynamics_arguments", "DYNAMICS_SYMMETRY"]
@@ -24,7 +24,9 @@ def full_graph_edges(batch: torch.Tensor, num_graphs: int | None = None) -> torc
 
     ``batch`` need not be sorted. Graphs of equal size take a vectorised path; otherwise a dense
     (N, N) mask is used (fine for the small systems these models are meant for). Reads the graph
-    sizes (a host sync on CUDA).
+    sizes (a host sync on CUDA). ``batch`` is a 1-D integer tensor of non-negative ids and
+    ``num_graphs`` (optional) an int larger than every id; no nodes give ``(2, 0)``. The edges (and
+    the mask) are checked against the memory available first (``ValueError`` naming ``batch``).
 
     Examples
     --------
@@ -32,9 +34,23 @@ def full_graph_edges(batch: torch.Tensor, num_graphs: int | None = None) -> torc
     tensor([[0, 1, 2, 3],
             [1, 0, 3, 2]])
     """
+    check_tensor("batch", batch, ndim=1, dtypes=(torch.int64, torch.int32))
+    if num_graphs is not None:
+        num_graphs = check_int("num_graphs", num_graphs, min=0)
     n = batch.shape[0]
+    if n:
+        lo, hi = (int(v) for v in torch.aminmax(batch))
+        if lo < 0:
+            raise ValueError(f"batch: expected non-negative graph ids, got {lo}")
+        if num_graphs is not None and hi >= num_graphs:
+            raise ValueError(f"num_graphs: {num_graphs} is not larger than the largest graph id in batch ({hi})")
+        check_alloc("batch", f"(largest graph id {hi})", hi + 1, 1, torch.int64, batch.device)  # the graph sizes
+    batch = batch.long()
     counts = torch.bincount(batch, minlength=num_graphs or 0)
     counts = counts[counts > 0]
+    edges = int((counts * (counts - 1)).sum())
+    check_alloc("batch", f"({n} nodes)", edges, 2, torch.int64, batch.device,
+                elem_bytes=8)  # the edges and their index pairs
     size = int(counts[0]) if counts.numel() else 0
     if counts.numel() and bool((counts == size).all()):
         order = torch.argsort(batch, stable=True).view(-1, size)  # (B, size) node ids per graph
@@ -42,6 +58,8 @@ def full_graph_edges(batch: torch.Tensor, num_graphs: int | None = None) -> torc
                               torch.arange(size, device=batch.device), indexing="ij")
         keep = i != j
         return torch.stack([order[:, i[keep]].flatten(), order[:, j[keep]].flatten()])
+    check_alloc("batch", f"({n} nodes of graphs of unequal sizes)", n, n, torch.bool, batch.device,
+                elem_bytes=2)  # the dense mask and its temporaries
     same = (batch[:, None] == batch[None, :]) & ~torch.eye(n, dtype=torch.bool, device=batch.device)
     return same.nonzero().T
 
