@@ -240,6 +240,10 @@ def geodesic_distance(R1: torch.Tensor, R2: torch.Tensor) -> torch.Tensor:
     """
     R1 = _check_values("R1", R1, (..., 3, 3))
     R2 = _check_values("R2", R2, (..., 3, 3))
+    try:
+        torch.broadcast_shapes(R1.shape[:-2], R2.shape[:-2])
+    except RuntimeError:
+        raise ValueError(f"R1, R2: batch shapes {tuple(R1.shape[:-2])} and {tuple(R2.shape[:-2])} do not broadcast") from None
     A = R1.transpose(-1, -2) @ R2
     skew = torch.stack([A[..., 2, 1] - A[..., 1, 2], A[..., 0, 2] - A[..., 2, 0], A[..., 1, 0] - A[..., 0, 1]], dim=-1)
     # scaled norm: a plain sum of squares underflows for angles below ~1e-154

@@ -166,3 +166,12 @@ def test_random_samplers_refuse_shapes_that_do_not_fit_in_memory():
         with pytest.raises(ValueError, match=r"^shape: \(1000000000000, 1000000000000\) asks for .* GiB of memory"):
             fn(10**12, 10**12)
     assert random_rotation(0, 3).shape == (0, 3, 3, 3)
+
+
+def test_geodesic_distance_batch_shapes_must_broadcast():
+    """Fuzz finding F30: a RuntimeError from matmul before."""
+    from geodl.groups import geodesic_distance, random_rotation
+
+    with pytest.raises(ValueError, match=r"^R1, R2: batch shapes \(4,\) and \(5,\) do not broadcast"):
+        geodesic_distance(random_rotation(4), random_rotation(5))
+    assert geodesic_distance(random_rotation(4, 1), random_rotation(5)).shape == (4, 5)
