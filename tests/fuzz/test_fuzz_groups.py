@@ -652,9 +652,15 @@ def build_get_group(group, seed):
     return call, verify
 
 
+def _group_kw(kw):  # the trivial group (no geometric part, no permutations, no scaling) may be refused
+    if kw["geometric"] is None and not kw["permutations"] and not kw["scaling"]:
+        return kw, "maybe", ("geometric",)
+    return kw
+
+
 @fuzz("geodl.groups.Group", examples=40)
 @with_cases(lambda: cases(S.fixed_dictionaries({"geometric": S.sampled_from(["SO3", "O3", "E3", "SE2", None, "icosahedral"]),
-                                                "permutations": S.booleans(), "scaling": S.booleans()}),
+                                                "permutations": S.booleans(), "scaling": S.booleans()}).map(_group_kw),
                           {"geometric": values("E4", 3, "")}))
 def build_Group(geometric, permutations, scaling):
     import torch
