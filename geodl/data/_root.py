@@ -31,9 +31,9 @@ def set_root(path) -> None:
     if path is None:
         _ROOT = None
         return
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path: expected a str or os.PathLike (or None), got {type(path).__name__}")
-    _ROOT = Path(path).expanduser()
+    from geodl._checks import check_path
+
+    _ROOT = check_path("path", path).expanduser()
 
 
 def resolve_root(root, name: str = "root") -> Path:
@@ -45,11 +45,9 @@ def resolve_root(root, name: str = "root") -> Path:
     >>> resolve_root("/tmp/x")
     PosixPath('/tmp/x')
     """
-    if root is None:
-        return default_root()
-    if not isinstance(root, (str, os.PathLike)) or isinstance(os.fspath(root), bytes):
-        raise TypeError(f"{name}: expected a str or os.PathLike (or None), got {type(root).__name__}")
-    return Path(root)
+    from geodl._checks import check_path
+
+    return default_root() if root is None else check_path(name, root)
 
 
 def default_root() -> Path:

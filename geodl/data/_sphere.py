@@ -193,7 +193,9 @@ def land_mask(lonlat: torch.Tensor) -> torch.Tensor:
 
     The first call builds a bit-packed copy of the mask under ``geodl.data.default_root()``
     (about 20 s once); later calls memory-map it. Most lakes count as land (as in the package).
-    ``lonlat`` is ``(N, 2)``; ``N = 0`` gives an empty int64 tensor (without touching the mask).
+    ``lonlat`` is ``(N, 2)`` real degrees (finite, latitudes in [-90, 90]; ``ValueError`` /
+    ``TypeError`` naming ``lonlat`` otherwise); ``N = 0`` gives an empty int64 tensor (without
+    touching the mask).
 
     Examples
     --------
@@ -202,9 +204,13 @@ def land_mask(lonlat: torch.Tensor) -> torch.Tensor:
     """
     import numpy as np
 
-    check_tensor("lonlat", lonlat, shape=(None, 2))
+    check_tensor("lonlat", lonlat, shape=(None, 2), finite=True)
+    if lonlat.is_complex() or lonlat.dtype == torch.bool:
+        raise TypeError(f"lonlat: expected real (floating or integer) degrees, got dtype {lonlat.dtype}")
     if lonlat.shape[0] == 0:
         return torch.zeros(0, dtype=torch.int64)
+    if bool((lonlat[:, 1].abs() > 90).any()):
+        raise ValueError("lonlat: latitudes (lonlat[:, 1]) must lie in [-90, 90] degrees")
     _check_points("lonlat", lonlat.shape[0], _LOOKUP_BYTES, "land-mask lookups")
     bits, meta = _land_bits()
     ll = lonlat.detach().double().cpu().numpy()

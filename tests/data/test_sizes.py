@@ -108,3 +108,21 @@ def test_cached_files_refuses_a_root_that_is_not_a_path(root):
 
     with pytest.raises(TypeError, match="^root: expected a str or os.PathLike"):
         cached_files(root)
+
+
+@pytest.mark.parametrize("lonlat,err,match", [
+    (torch.zeros(2, 2, dtype=torch.complex64), TypeError, "lonlat: expected real"),
+    (torch.zeros(2, 2, dtype=torch.bool), TypeError, "lonlat: expected real"),
+    (torch.tensor([[0.0, 100.0]]), ValueError, r"lonlat: latitudes \(lonlat\[:, 1\]\) must lie in \[-90, 90\]"),
+    (torch.tensor([[float("nan"), 0.0]]), ValueError, "lonlat: contains NaN"),
+])
+def test_land_mask_refuses_bad_lonlat(lonlat, err, match):
+    with pytest.raises(err, match=f"^{match}"):
+        land_mask(lonlat)
+
+
+def test_set_root_refuses_a_non_path():
+    from geodl.data import set_root
+
+    with pytest.raises(TypeError, match="^path: expected a str or os.PathLike"):
+        set_root(3)

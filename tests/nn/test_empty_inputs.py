@@ -305,3 +305,22 @@ def test_location_encoder_refuses_bad_modules_and_dtypes():
 def test_full_graph_edges_refuses_bad_inputs(args, err, match):
     with pytest.raises(err, match=f"^{match}"):
         full_graph_edges(*args)
+
+
+@pytest.mark.parametrize("batch,num_graphs,err,match", [
+    (torch.tensor([0, -1, 0]), None, ValueError, "batch: expected non-negative graph ids"),
+    (torch.tensor([0, -1, 0]), 2, ValueError, r"batch: values must lie in \[0, 2\)"),
+    (torch.tensor([0, 5, 0]), 2, ValueError, r"batch: values must lie in \[0, 2\)"),
+    (torch.zeros(3), None, TypeError, "batch: expected dtype"),
+    (torch.zeros(4, dtype=torch.long), None, ValueError, r"batch: expected shape \(3\), got \(4,\)"),
+    (torch.tensor([0, 10**12, 0]), None, ValueError, r"batch: \(largest graph id 1000000000000\) asks for"),
+])
+def test_pointnet_refuses_bad_batches_naming_batch(batch, num_graphs, err, match):
+    net = PointNet(1, 2, (4,), (4,))
+    with pytest.raises(err, match=f"^{match}"):
+        net(torch.randn(3, 1), torch.randn(3, 3), batch, num_graphs=num_graphs)
+
+
+def test_egnn_huge_graph_id_is_refused_before_allocating():
+    with pytest.raises(ValueError, match=r"^batch: \(largest graph id 1000000000000\) asks for"):
+        EGNN(3, 1)(torch.ones(2, 1), torch.randn(2, 3), torch.tensor([0, 10**12]), vel=torch.zeros(2, 3))

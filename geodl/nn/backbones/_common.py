@@ -91,8 +91,11 @@ def check_dynamics_inputs(pos, vel, charges, batch, *, validate: bool = True, al
     else:
         check_tensor("batch", batch, shape=(n,), dtypes=(torch.int64, torch.int32))
         batch = batch.long()
-        if validate and n and int(batch.min()) < 0:
-            raise ValueError("batch: expected non-negative graph ids")
+        if validate and n:
+            lo, hi = (int(v) for v in torch.aminmax(batch))
+            if lo < 0:
+                raise ValueError("batch: expected non-negative graph ids")
+            check_alloc("batch", f"(largest graph id {hi})", hi + 1, 1, torch.int64, batch.device)  # graph sizes
         if validate and bool((torch.bincount(batch) == 1).any()):
             raise ValueError("batch: every graph needs at least 2 nodes")
     return charges, batch

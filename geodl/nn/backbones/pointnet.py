@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from geodl._checks import check_choice, check_int, check_tensor
+from geodl._checks import check_alloc, check_choice, check_int, check_tensor
 from geodl.groups import Symmetry
 from geodl.nn._layers import ACTIVATIONS, check_linear_sizes, mlp
 from geodl.ops import scatter
@@ -130,13 +130,27 @@ class PointNet(nn.Module):
         if batch is None:
             batch = torch.zeros(n, dtype=torch.long, device=pos.device)
             num_graphs = 1 if n else 0
-        elif num_graphs is None:
-            num_graphs = int(batch.max()) + 1 if n else 0
         else:
-            num_graphs = check_int("num_graphs", num_graphs, min=0)
+            check_tensor("batch", batch, shape=(n,), dtypes=(torch.int64, torch.int32))
+            if num_graphs is None:
+                lo, hi = (int(v) for v in torch.aminmax(batch)) if n else (0, -1)
+                if lo < 0:
+                    raise ValueError(f"batch: expected non-negative graph ids, got {lo}")
+                num_graphs = hi + 1
+                check_alloc("batch", f"(largest graph id {hi})", num_graphs, self.local[-2].out_features, pos.dtype,
+                            pos.device)
+            else:
+                num_graphs = check_int("num_graphs", num_graphs, min=0)
         first = self.local[:2](h)  # per-point features of the first layer (node-level head)
         h = self.local[2:](first)
-        g = scatter(h, batch, dim=0, dim_size=num_graphs, reduce=self.pool)
+        try:
+            g = scatter(h, batch, dim=0, dim_size=num_graphs, reduce=self.pool)
+        except ValueError as exc:  # scatter names its own arguments: here they are batch and num_graphs
+            msg = str(exc)
+            for theirs, ours in (("index: ", "batch: "), ("dim_size: ", "num_graphs: ")):
+                if msg.startswith(theirs):
+                    raise ValueError(ours + msg[len(theirs):]) from exc
+            raise
         if self.level == "graph":
             return self.head(g)
         return self.head(torch.cat([first, g[batch]], 1))
