@@ -185,7 +185,7 @@ def build_landocean(split, num_samples, seed, nside):
     "num": S.integers(1, 3), "seed": S.integers(0, 20), "n_particles": S.integers(2, 5),
     "frame_in": S.just(3), "frame_out": S.just(5), "sample_freq": S.just(5), "dt": S.just(0.001)}), {
     "num": values(0, -1, True, 2.5, "2", HUGE), "n_particles": values(0, -1, True, HUGE),
-    "frame_in": values(-1, True, 10), "sample_freq": values(0, -1, True, HUGE),
+    "frame_in": values(-1, True) + values(10, names=("frame_in", "frame_out")), "sample_freq": values(0, -1, True, HUGE),
     "dt": values(0.0, -0.001, float("nan"), float("inf"), "0.1")}))
 def build_generate_nbody(num, seed, n_particles, frame_in, frame_out, sample_freq, dt):
     from geodl.data import generate_nbody
