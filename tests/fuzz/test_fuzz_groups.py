@@ -444,7 +444,7 @@ def build_wigner_D_blocks(l, R):
 
 
 # --------------------------------------------------------------------------- finite groups and grids
-@fuzz("geodl.groups.finite_group", examples=20)
+@fuzz("geodl.groups.finite_group", examples=45)
 @with_cases(lambda: cases(S.fixed_dictionaries({"name": S.sampled_from(["tetrahedral", "octahedral", "icosahedral"]),
                                                 "dtype": _dtypes(None, "float32", "float64")}),
                           {"name": values("dodecahedral", "", None, 3, "Octahedral"), "dtype": _dtype_muts()}))
@@ -811,7 +811,7 @@ def torch_cat1(x):
     return torch.cat([x, x[..., :1]], -1) if x.dim() else x.reshape(1, 1)
 
 
-@fuzz("geodl.groups.random_input", examples=50)
+@fuzz("geodl.groups.random_input", examples=110)
 @with_cases(lambda: cases(S.fixed_dictionaries({"kind": S.sampled_from(KIND_STRINGS), "n": S.integers(0, 6),
                                                 "dtype": _dtypes(None, "float32"), "seed": SEEDS}), {
     "kind": values(*BAD_KINDS[:8], 3),

@@ -335,7 +335,7 @@ def _fa_valid(draw):
     return kw
 
 
-@fuzz("geodl.nn.frame_averaging.FrameAveraging", examples=40)
+@fuzz("geodl.nn.frame_averaging.FrameAveraging", examples=90)
 @with_cases(lambda: cases(_fa_valid(), {
     "module": values("net_str", 3, None, names=("module",)), "group": values("E4", 3, "perm"),
     "mode": values("random", None, 3), "level": values("edge", None), "chunk_size": values(0, -1, True, 2.5),
@@ -580,7 +580,7 @@ def _loc_valid(draw):
     return kw
 
 
-@fuzz("geodl.nn.location.LocationEncoder", examples=30)
+@fuzz("geodl.nn.location.LocationEncoder", examples=80)
 @with_cases(lambda: cases(_loc_valid(), {
     "encoder": values("bogus", 3, None), "network": values("bogus", 3, None),
     "num_classes": values(0, -1, True, 2.5, "2", HUGE), "encoder_kwargs": values("lmax=3", [1]),

@@ -509,7 +509,7 @@ def _check_neighbours(out, pos, batch, loop, pick):
         expect(must <= set(g) <= may, f"target {i}: got {sorted(g)}, must {sorted(must)}, may {sorted(may)}")
 
 
-@fuzz("geodl.ops.knn_graph", examples=100)
+@fuzz("geodl.ops.knn_graph", examples=170)
 @with_cases(lambda: cases(_graph_valid(), _graph_muts({"k": values(0, -1, True, 2.5, "3", None) + values(HUGE, mode="maybe")})))
 def build_knn(pos, k, batch, loop, chunk_size):
     import torch
@@ -545,7 +545,7 @@ def _radius_valid(draw):
     return kw
 
 
-@fuzz("geodl.ops.radius_graph", examples=100)
+@fuzz("geodl.ops.radius_graph", examples=170)
 @with_cases(lambda: cases(_radius_valid(), _graph_muts({
     "r": values(0.0, -1.0, float("nan"), float("inf"), "1", None, True),
     "max_num_neighbors": values(0, -1, True, 2.5, "3")})))
@@ -589,7 +589,7 @@ def _fps_valid(draw):
     return kw
 
 
-@fuzz("geodl.ops.farthest_point_sampling", examples=90)
+@fuzz("geodl.ops.farthest_point_sampling", examples=160)
 @with_cases(lambda: cases(_fps_valid(), {
     "pos": tensor_muts("pos", shapes={"1-D": lambda x: x.reshape(-1)}),
     "batch": _graph_muts({})["batch"],

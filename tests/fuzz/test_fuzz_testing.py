@@ -180,7 +180,7 @@ KINDS = ["node:points", "node:vectors", "node:scalar", "edge_index", "batch", "n
          "node:tensor2", "perm", "equirect:4x8"]
 
 
-@fuzz("geodl.testing.random_inputs", examples=40)
+@fuzz("geodl.testing.random_inputs", examples=100)
 @with_cases(lambda: cases(S.fixed_dictionaries({"kinds": S.lists(S.sampled_from(KINDS), min_size=1, max_size=3),
                                                 "n_points": S.integers(1, 8), "dim": S.sampled_from([2, 3]),
                                                 "seed": SEEDS}), {
