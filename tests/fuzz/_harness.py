@@ -273,7 +273,8 @@ _WORKER_CODE = (
 class _Worker:
     def __init__(self):
         self.log = tempfile.TemporaryFile()
-        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0")
+        self.tmp = tempfile.mkdtemp(prefix="geodl-fuzz-worker-")  # the worker's TMPDIR, removed with it
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0", TMPDIR=self.tmp)
         self.proc = subprocess.Popen(
             [sys.executable, "-c", _WORKER_CODE.format(root=str(ROOT), tests=str(TESTS))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, preexec_fn=_limit_memory,
@@ -322,6 +323,7 @@ class _Worker:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # pragma: no cover
             pass
+        self._cleanup()
 
     def close(self):
         try:
@@ -329,6 +331,12 @@ class _Worker:
             self.proc.wait(timeout=10)
         except Exception:
             self.kill()
+        self._cleanup()
+
+    def _cleanup(self):
+        import shutil
+
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class Pool:
