@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import os
 import pickle
 import re
@@ -42,7 +41,7 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -118,14 +117,16 @@ RESULTS: dict[str, dict] = {}  # entry name -> counts and samples (filled by run
 
 
 def fuzz(*names: str, examples: int = 40):
-    """Register the decorated builder for the public entry points ``names``; the strategy of cases
-    is the builder's ``cases`` argument given to :func:`fuzz` via ``.cases``::
+    """Register the decorated builder for the public entry points ``names`` (``examples``: how many
+    cases hypothesis generates per run, times ``GEODL_FUZZ_SCALE``). Stack it on :func:`with_cases`,
+    which attaches the strategy of :class:`Case`::
 
         @fuzz("geodl.ops.scatter", examples=60)
-        def build_scatter(src, index, ...):
-            ...
+        @with_cases(lambda: cases(valid_strategy, {"index": [Mut(...), ...]}))
+        def build_scatter(src, index, ...):   # runs in a worker
+            def call(): ...                   # the call under test
+            def verify(out): ...              # the oracle (raise Wrong, or use expect/close)
             return call, verify
-        build_scatter.cases = lambda: st...   # or pass cases= below
     """
 
     def deco(fn):
@@ -613,9 +614,6 @@ class Mut:
     fn: object
     mode: str = "invalid"
     names: tuple = ()  # names the error may give (default: the argument's own name)
-
-    def value(self, kw):
-        return self.fn(kw) if callable(self.fn) and getattr(self.fn, "__name__", "") == "<lambda>" else self.fn
 
 
 def values(*vals, mode="invalid", names=()):

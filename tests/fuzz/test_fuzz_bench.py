@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ._harness import HUGE, REGISTRY, Mut, cases, check_entry, close, expect, finite, fuzz, st, values, with_cases
+from ._harness import REGISTRY, Mut, cases, check_entry, expect, fuzz, st, values, with_cases
 
 S = st()
 

@@ -3,11 +3,9 @@ tiny sizes (labels against a brute-force reference), the n-body generator and th
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
-from ._harness import HUGE, REGISTRY, Mut, cases, check_entry, close, expect, finite, fuzz, seeded_tensor, st
+from ._harness import HUGE, REGISTRY, Mut, cases, check_entry, close, expect, finite, fuzz, st
 from ._harness import tensor_muts, values, with_cases
 
 S = st()

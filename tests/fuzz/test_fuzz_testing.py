@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ._harness import HUGE, REGISTRY, Mut, cases, check_entry, close, expect, finite, fuzz, seeded_tensor, st
+from ._harness import HUGE, REGISTRY, Mut, cases, check_entry, expect, finite, fuzz, seeded_tensor, st
 from ._harness import tensor_muts, values, with_cases
 
 S = st()
@@ -185,12 +185,11 @@ KINDS = ["node:points", "node:vectors", "node:scalar", "edge_index", "batch", "n
                                                 "n_points": S.integers(1, 8), "dim": S.sampled_from([2, 3]),
                                                 "seed": SEEDS}), {
     "kinds": values("node:points", ["bogus"], [3], None, names=("kinds", "kind")),
-    "n_points": values(0, -1, True, 2.5, "4", HUGE) ,
+    "n_points": values(0, -1, True, 2.5, "4", HUGE),
     "dim": values(0, 1, 4, True, "3"),
     "seed": [Mut("generator is a string", "gen", names=("generator",))]}))
 def build_random_inputs(kinds, n_points, dim, seed):
     import torch
-    from geodl.groups import random_input
     from geodl.testing import random_inputs
 
     gen = seed if isinstance(seed, str) else torch.Generator().manual_seed(seed)
