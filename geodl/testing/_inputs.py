@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from geodl._checks import check_choice, check_positive_int
+from geodl._checks import check_choice, check_memory, check_positive_int
 
 __all__ = ["random_inputs"]
 
@@ -57,10 +57,22 @@ def random_inputs(kinds, n_points: int = 16, *, dim: int = 3, dtype: torch.dtype
     check_choice("dim", dim, (2, 3))
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
-    out = []
     for i, kind in enumerate(kinds):
         if not isinstance(kind, str):
             raise TypeError(f"kinds[{i}]: expected a kind string, got {type(kind).__name__}")
+    # the memory n_points rows would take: one 2-row example per kind (its own generator, so that
+    # the caller's is not advanced), each value drawn in float64 first, then cast
+    probe_gen, per_row = torch.Generator().manual_seed(0), 0
+    for i, kind in enumerate(kinds):
+        try:
+            probe = random_input(kind, 2, dim=dim, dtype=dtype, generator=probe_gen)
+        except (ValueError, KeyError) as exc:
+            raise ValueError(f"kinds[{i}]: cannot make an input of kind {kind!r} ({exc})") from None
+        per_row += -(-probe.numel() // 2) * (8 + probe.element_size())
+    check_memory("n_points", n_points, n_points * per_row, "cpu" if device is None else device,
+                 what=f"random inputs of {n_points} rows for kinds {list(kinds)}")
+    out = []
+    for i, kind in enumerate(kinds):
         try:
             out.append(random_input(kind, n_points, dim=dim, dtype=dtype, generator=generator, device=device))
         except (ValueError, KeyError) as exc:

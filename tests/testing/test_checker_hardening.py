@@ -408,3 +408,14 @@ def test_lazy_modules_are_checked_and_initialised_as_a_forward_would():
     model = nn.LazyLinear(2).double()
     assert equivariance_error(model, (POS,), ("node:scalar",), "node:scalar", "perm", generator=0).passed
     assert model.weight.shape == (2, 3)
+
+
+def test_random_inputs_too_many_rows_raise_naming_n_points():
+    from geodl.testing import random_inputs
+
+    with pytest.raises(ValueError, match="n_points: 1000000000000 asks for random inputs"):
+        random_inputs(["node:vectors"], 10**12)
+    gen = torch.Generator().manual_seed(3)
+    a = random_inputs(["node:points", "edge_index"], 5, generator=gen)
+    b = random_inputs(["node:points", "edge_index"], 5, generator=torch.Generator().manual_seed(3))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))  # the size probe does not use the caller's generator
