@@ -435,6 +435,8 @@ def _check_types(pos, batch, order_hint=""):
     if batch is not None and not isinstance(batch, torch.Tensor):
         raise TypeError(f"batch: expected a torch.Tensor of graph ids or None, got {type(batch).__name__} "
                         f"({reprlib.repr(batch)})" + (f"; {order_hint}" if order_hint else ""))
+    if batch is not None and batch.device != pos.device:  # before the op's dispatch, which would pick batch's
+        raise ValueError(f"batch: expected device {pos.device}, got {batch.device}")
 
 
 def _upcast(pos):
@@ -735,6 +737,9 @@ def farthest_point_sampling(pos: torch.Tensor, ratio: float | None = None, batch
     if num is not None:
         num = min(check_int("num", num, min=1), _BIG_COUNT)
     _check_types(pos, batch, _ORDER_HINT)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__} "
+                        f"({reprlib.repr(generator)})")
     u = None
     if random_start:  # one uniform per point, drawn here (a generator cannot enter the op); on the CPU
         # by default, so a seed gives the same start on every device

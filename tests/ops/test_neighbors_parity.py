@@ -274,3 +274,16 @@ def test_compile_fullgraph_with_flow_cosine_and_half():
     compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
     for got, want in zip(compiled(pos, batch), f(pos, batch)):
         assert torch.equal(got, want)
+
+
+def test_batch_on_another_device_and_bad_generator():
+    """Fuzz findings F33/F34: clean errors naming the argument (before: the op's dispatch error /
+    an AttributeError)."""
+    pos = torch.randn(4, 3)
+    batch = torch.zeros(4, dtype=torch.long, device="meta")
+    for call in (lambda: knn_graph(pos, 2, batch), lambda: radius_graph(pos, 1.0, batch),
+                 lambda: farthest_point_sampling(pos, 0.5, batch)):
+        with pytest.raises(ValueError, match="^batch: expected device cpu, got meta"):
+            call()
+    with pytest.raises(TypeError, match="^generator: expected a torch.Generator"):
+        farthest_point_sampling(pos, 0.5, random_start=True, generator="gen")
