@@ -39,6 +39,12 @@ def random_inputs(kinds, n_points: int = 16, *, dim: int = 3, dtype: torch.dtype
     tuple of Tensor
         One tensor per kind.
 
+    Raises
+    ------
+    TypeError, ValueError
+        Naming the argument: ``kinds`` not a list/tuple of known kind strings, ``n_points`` not a
+        positive int or so large that the inputs would not fit in memory, a bad ``dim`` or ``dtype``.
+
     Examples
     --------
     >>> import torch
