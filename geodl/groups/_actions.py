@@ -314,10 +314,22 @@ def _act_labels(spec, g, x):
 
 
 # ------------------------------------------------------------------------------------------ parsers
+# Kinds act through dense (block-diagonal) matrices; above this degree that matrix alone takes
+# gigabytes ((lmax+1)^4 float64 values for sh, ~(2 lmax)^6/15 for so3), so larger degrees are refused.
+KIND_LMAX_LIMIT = 100
+
+
+def _check_kind_lmax(lmax: str, kind: str) -> None:
+    if int(lmax) > KIND_LMAX_LIMIT:
+        raise ValueError(f"degree {int(lmax)} of '{kind}' is above the largest supported kind degree "
+                         f"{KIND_LMAX_LIMIT} (the kind acts through a dense matrix, which takes gigabytes there)")
+
+
 def _parse_lmax(text: str):
     lmax, sep, conv = text.partition(":")
     if not lmax.isdigit():
         raise ValueError(f"expected a degree, e.g. 'sh:2', got {text!r}")
+    _check_kind_lmax(lmax, "sh")
     if sep and conv != "e3nn":
         raise ValueError(f"the only named basis is 'e3nn' ('sh:{lmax}:e3nn'), got {conv!r}")
     return (f"{int(lmax)}:e3nn" if sep else str(int(lmax))), int(lmax), ("e3nn" if sep else None)
@@ -326,6 +338,7 @@ def _parse_lmax(text: str):
 def _parse_so3(text: str):
     if not text.isdigit():
         raise ValueError(f"expected a degree, e.g. 'so3:2', got {text!r}")
+    _check_kind_lmax(text, "so3")
     return str(int(text)), int(text), None
 
 

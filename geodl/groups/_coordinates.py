@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import torch
 
+from geodl._checks import check_tensor
+
 __all__ = ["lonlat_to_xyz", "xyz_to_lonlat"]
 
 
 def lonlat_to_xyz(lonlat: torch.Tensor) -> torch.Tensor:
     """Unit vectors ``(..., 3)`` from ``(..., 2)`` longitude/latitude in degrees.
+
+    ``lonlat`` must be floating point; on the CPU, latitudes outside [-90, 90] raise ``ValueError``
+    (often swapped columns); on other devices and under ``torch.compile`` they are not read.
 
     Examples
     --------
@@ -21,6 +26,11 @@ def lonlat_to_xyz(lonlat: torch.Tensor) -> torch.Tensor:
     tensor([[0., 0., 1.],
             [0., 1., 0.]], dtype=torch.float64)
     """
+    check_tensor("lonlat", lonlat, shape=(..., 2), floating=True)
+    if lonlat.device.type == "cpu" and lonlat.numel() and not torch.compiler.is_compiling():
+        lat = lonlat[..., 1]
+        if bool(((lat < -90.0) | (lat > 90.0)).any()):
+            raise ValueError("lonlat: latitudes (lonlat[..., 1]) must lie in [-90, 90] degrees")
     lon, lat = torch.deg2rad(lonlat[..., 0]), torch.deg2rad(lonlat[..., 1])
     cl = torch.cos(lat)
     return torch.stack([cl * torch.cos(lon), cl * torch.sin(lon), torch.sin(lat)], dim=-1)
@@ -37,6 +47,7 @@ def xyz_to_lonlat(xyz: torch.Tensor) -> torch.Tensor:
     >>> xyz_to_lonlat(torch.tensor([[0.0, 2.0, 0.0]], dtype=torch.float64))
     tensor([[90.,  0.]], dtype=torch.float64)
     """
+    check_tensor("xyz", xyz, shape=(..., 3), floating=True)
     lon = torch.rad2deg(torch.atan2(xyz[..., 1], xyz[..., 0]))
     lat = torch.rad2deg(torch.atan2(xyz[..., 2], torch.hypot(xyz[..., 0], xyz[..., 1])))
     return torch.stack([lon, lat], dim=-1)

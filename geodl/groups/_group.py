@@ -48,6 +48,7 @@ _GEOMETRIC = {
 # finite tables of exact matrices: name -> (dim, has_reflections); parametrised ones take ":<W>"
 _TABLES = {"D4": (2, True), "C4": (2, False)}
 _PARAM_TABLES = {"equirect": (3, False), "azimuth": (3, False)}
+MAX_AZIMUTH_BINS = 1 << 16  # "equirect:<W>" / "azimuth:<W>": tables are built element by element
 _PART_BASES = ("SO2", "O2", "SE2", "E2", "SO3", "O3", "SE3", "E3")
 _EXTRA = ("perm", "scale")
 GROUP_NAMES = tuple(_GEOMETRIC) + tuple(_TABLES) + tuple(f"{n}:<W>" for n in _PARAM_TABLES) + \
@@ -381,6 +382,18 @@ class Group:
     """
 
     def __init__(self, geometric: str | None, permutations: bool, scaling: bool, axis=None, parts: bool = False):
+        if geometric is not None:
+            if not isinstance(geometric, str):
+                raise TypeError(f"geometric: expected a geometric group name (str) or None, got {type(geometric).__name__}")
+            base, _, w = geometric.partition(":")
+            if geometric not in _GEOMETRIC and geometric not in _TABLES and not (
+                    base in _PARAM_TABLES and w.isdigit() and 1 <= int(w) <= MAX_AZIMUTH_BINS):
+                raise ValueError(f"geometric: unknown geometric group {geometric!r}; build groups with get_group(name)")
+        for flag, v in (("permutations", permutations), ("scaling", scaling), ("parts", parts)):
+            if not isinstance(v, bool):
+                raise TypeError(f"{flag}: expected a bool, got {type(v).__name__}")
+        if geometric is None and not (permutations or scaling):
+            raise ValueError("geometric: a group needs a geometric part, permutations or scaling")
         self._geo = geometric
         self.dim, self._rot, self.has_translations = _geometric_info(geometric) if geometric else (None, None, False)
         self.has_permutations = permutations
@@ -705,6 +718,9 @@ def _canonical_part(part: str) -> str:
     if base.lower() in _PARAM_TABLES:
         if not w.isdigit() or int(w) < 1:
             raise ValueError(f"group: {part!r} needs a positive number of azimuth bins, e.g. '{base.lower()}:64'")
+        if int(w) > MAX_AZIMUTH_BINS:
+            raise ValueError(f"group: {part!r} has {int(w)} azimuth bins; at most {MAX_AZIMUTH_BINS} are supported "
+                             f"(the group's table holds 2W exact 3x3 matrices)")
         return f"{base.lower()}:{int(w)}"
     aliases = {"permutation": "perm", "permutations": "perm", "scaling": "scale", "o2axis": "O2_axis",
                "image_d4": "D4", "image_c4": "C4"}

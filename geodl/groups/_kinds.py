@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from geodl._checks import check_int
 from geodl.groups._group import GroupElement
 from geodl.groups._grids import _float_dtype
 
@@ -140,6 +141,8 @@ def register_kind(name: str, *, act: Callable | None = None, random: Callable | 
     """
     if not isinstance(name, str) or not name.replace("_", "").isalnum():
         raise ValueError(f"name: expected a kind name of letters, digits and '_', got {name!r}")
+    if name == "node":
+        raise ValueError("name: 'node' is reserved (it is the prefix of per-node kinds, 'node:<kind>')")
     if (name in _REGISTRY or name in _ALIASES) and not replace:
         raise ValueError(f"name: kind {name!r} is already registered (pass replace=True to replace it)")
     if same_as is not None:
@@ -337,6 +340,8 @@ def random_input(kind, n: int, *, dim: int = 3, dtype=torch.float64, generator=N
     torch.Size([5, 4])
     """
     spec = parse_kind(kind)
+    n = check_int("n", n, min=0)
+    dim = check_int("dim", dim, min=1)
     dtype = _float_dtype(torch.float64 if dtype is None else dtype)
     gen = spec.definition.random
     if gen is None:
