@@ -420,6 +420,7 @@ def _frames(pos, batch, parsed, *, num_graphs, kind, segment, k, degeneracy, gap
     augment_samples = check_int("augment_samples", augment_samples, min=1)
     if batch is not None:
         batch = _check_ids("batch", batch, n, validate)
+    num_graphs_given = num_graphs is not None
     if num_graphs is None:
         num_graphs = 1 if batch is None else int(batch.max()) + 1
     else:
@@ -427,6 +428,10 @@ def _frames(pos, batch, parsed, *, num_graphs, kind, segment, k, degeneracy, gap
         if validate and batch is not None and n and int(batch.max()) >= num_graphs:
             raise ValueError(f"num_graphs: {num_graphs} is smaller than batch.max() + 1 = {int(batch.max()) + 1}")
     graph = torch.zeros(n, dtype=torch.long, device=pos.device) if batch is None else batch
+    if kind == "global":  # per-graph moments, eigenbases and frames, checked before allocating
+        arg, value = ("num_graphs", num_graphs) if num_graphs_given else ("batch", f"a maximum id of {num_graphs - 1}")
+        F = 2 ** (d if reflections else d - 1)  # the augmented frames are checked below, naming augment_samples
+        check_alloc(arg, value, num_graphs, 2 * d + 2 * d * d + F * d * d, torch.float64, pos.device, row_bytes=16)
     if validate:
         counts = torch.bincount(graph, minlength=num_graphs)
         small = ((counts == 1) if allow_empty else (counts < 2)).nonzero().flatten()

@@ -333,3 +333,14 @@ def test_fagnn_sizes_checked_before_building():
         FAGNN(hidden_channels=3, num_layers=10**12)
     with pytest.raises(ValueError, match=r"^hidden_channels: 3000000 asks for .* GiB of memory"):
         FAGNN(hidden_channels=3 * 10**6, num_layers=1)
+
+
+def test_huge_graph_ids_are_refused_before_allocating():
+    """Fuzz finding F42: batch.max() = 10**12 tried to allocate terabytes."""
+    pos, batch = cloud(4), torch.tensor([0, 0, 10**12, 10**12])
+    with pytest.raises(ValueError, match=r"^batch: a maximum id of 1000000000000 asks for .* GiB of memory"):
+        FrameAveraging(pointnet(), group="E3")(no_x(4), pos, batch)
+    with pytest.raises(ValueError, match=r"^batch: a maximum id of 1000000000000 asks for"):
+        frames(pos, batch, "E3")
+    with pytest.raises(ValueError, match=r"^num_graphs: 1000000000001 asks for"):
+        frames(pos, batch, "E3", num_graphs=10**12 + 1, validate=False)
