@@ -101,7 +101,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"geodl bench: error: unknown task {rest[0]!r}; expected one of {sorted(TASKS)} "
                   "(geodl bench --help)", file=sys.stderr)
             return 2
-        return run_task(rest[0], rest[1:])
+        traceback = "--traceback" in rest
+        args = [a for a in rest[1:] if a != "--traceback"]
+        try:
+            return run_task(rest[0], args)
+        except (ValueError, TypeError) as exc:  # bad input met during a run (a checkpoint, a cache, a size)
+            if traceback:
+                raise
+            print(f"geodl bench {rest[0]}: error: {exc} (--traceback shows where)", file=sys.stderr)
+            return 2
     if cmd == "data":
         from geodl.data._cli import main as data_main
 
