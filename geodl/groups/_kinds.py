@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from geodl._checks import check_int
+from geodl._checks import check_int, check_memory
 from geodl.groups._group import GroupElement
 from geodl.groups._grids import _float_dtype
 
@@ -346,4 +346,8 @@ def random_input(kind, n: int, *, dim: int = 3, dtype=torch.float64, generator=N
     gen = spec.definition.random
     if gen is None:
         raise ValueError(f"kind: {spec.kind!r} has no registered random generator")
+    if n > 4:  # rows cost the same: price them on a small probe (generators draw in float64, then cast)
+        probe = gen(spec, 4, dim=dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0), device="cpu")
+        check_memory("n", n, 2 * n * probe.numel() * probe.element_size() // 4, device or "cpu",
+                     what=f"{n} random rows of kind {spec.kind!r}")
     return gen(spec, n, dim=dim, dtype=dtype, generator=generator, device=device)

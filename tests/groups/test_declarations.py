@@ -111,3 +111,16 @@ def test_huge_kind_degrees_are_refused(kind):
 def test_node_is_not_a_kind_name():
     with pytest.raises(ValueError, match=r"^name: 'node' is reserved"):
         register_kind("node", act=lambda s, g, x: x)
+
+
+@pytest.mark.parametrize("kind", ["parts", "batch", "edge_index", "node:vectors", "sh:3"])
+def test_random_input_checks_memory_before_allocating(kind):
+    with pytest.raises(ValueError, match=r"^n: 1000000000000 asks for .* GiB of memory"):
+        random_input(kind, 10**12)
+
+
+def test_random_input_size_probe_leaves_the_generator_alone():
+    a = random_input("node:vectors", 6, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    b = torch.randn((6, 3), generator=g, dtype=torch.float64)
+    torch.testing.assert_close(a, b)
