@@ -171,8 +171,9 @@ def _scipy(R):
 @with_cases(lambda: cases(S.builds(lambda a, b, s1, s2, f: dict(R1=rotations(a, s1, f), R2=rotations(b, s2, f)),
                                    BATCH, S.sampled_from([(), (1,)]), SEEDS, SEEDS, FLOATS),
                           {"R1": _rot_muts("R1"),
-                           "R2": _rot_muts("R2") + [Mut("batch (5,) not broadcastable",
-                                                        lambda kw: rotations((5,), 1, "float64"), names=("R1", "R2"))]}))
+                           "R2": _rot_muts("R2") + [Mut("batch (5,): broadcastable only with R1 of batch () or (1,)",
+                                                        lambda kw: rotations((5,), 1, "float64"), mode="maybe",
+                                                        names=("R1", "R2"))]}))
 def build_geodesic_distance(R1, R2):
     import torch
     from geodl.groups import geodesic_distance

@@ -51,7 +51,7 @@ _BATCH_MUTS = [Mut("wrong length", lambda kw: _idx([0] * (kw["pos"].shape[0] + 1
                Mut("negative", lambda kw: _idx([-1] * kw["pos"].shape[0])),
                Mut("float", lambda kw: kw["pos"][:, 0].clone()),
                Mut("huge id", lambda kw: _idx([10**12] * kw["pos"].shape[0]), mode="maybe", names=("batch", "num_graphs"))]
-_X_MUTS = tensor_muts("x", shapes={"wrong rows": lambda x: x[:-1], "(N, 2)": lambda x: x.new_ones(x.shape[0], 2)},
+_X_MUTS = tensor_muts("x", shapes={"wrong rows": lambda x: x[:-1], "one column too many": lambda x: x.new_ones(x.shape[0], x.shape[1] + 1)},
                       names=("x", "charges", "pos"))  # EGNN/FAGNN: x are the charges, (N,) or (N, 1); a row
 # mismatch may be reported on pos
 _INT_BAD = values(0, -1, True, 2.5, "8", None, HUGE)

@@ -60,7 +60,6 @@ def _index_muts(arg="index", size_arg="dim_size"):
             names=(arg, "src")),
         Mut("a value >= dim_size", lambda kw: _idx(kw[arg].tolist() + [10**6]), names=(arg, "src", size_arg)),
         Mut("one entry too many", lambda kw: _idx(kw[arg].tolist() + [0]), names=(arg, "src")),
-        Mut("2-D", lambda kw: kw[arg].view(1, -1).repeat(2, 1), names=(arg, "src")),
         Mut("a value near 2**63", lambda kw: _idx(kw[arg].tolist()[:-1] + [2**63 - 1]) if kw[arg].numel()
             else _idx([2**63 - 1]), names=(arg, "src", size_arg)),
     ]
