@@ -413,8 +413,9 @@ def test_lazy_modules_are_checked_and_initialised_as_a_forward_would():
 def test_random_inputs_too_many_rows_raise_naming_n_points():
     from geodl.testing import random_inputs
 
-    with pytest.raises(ValueError, match="n_points: 1000000000000 asks for random inputs"):
-        random_inputs(["node:vectors"], 10**12)
+    for kinds in (["node:vectors"], ["node:so3:1", "node:sh:2"], ["rotation"], ["edge_index", "batch"]):
+        with pytest.raises(ValueError, match="n_points: 1000000000000 asks for random inputs"):
+            random_inputs(kinds, 10**12)
     gen = torch.Generator().manual_seed(3)
     a = random_inputs(["node:points", "edge_index"], 5, generator=gen)
     b = random_inputs(["node:points", "edge_index"], 5, generator=torch.Generator().manual_seed(3))
