@@ -68,7 +68,8 @@ def finite_group(name: str, dtype=torch.float64, device=None) -> torch.Tensor:
     ----------
     name : {"tetrahedral", "octahedral", "icosahedral"}
     dtype, device : optional
-        Default float64 on the CPU.
+        Default float64 on the CPU; ``dtype`` a floating-point ``torch.dtype`` (``TypeError``
+        otherwise, e.g. for ``torch.int64`` or the string ``"float64"``).
 
     Returns
     -------
@@ -85,6 +86,9 @@ def finite_group(name: str, dtype=torch.float64, device=None) -> torch.Tensor:
     if not isinstance(name, str):
         raise TypeError(f"name: expected a string, got {type(name).__name__}")
     check_choice("name", name, FINITE_GROUPS)
+    from geodl.groups._grids import _float_dtype
+
+    dtype = torch.float64 if dtype is None else _float_dtype(dtype)  # None kept float64 before
     out = _closure(name)
     if len(out) != FINITE_GROUPS[name]:  # pragma: no cover - guards the generators above
         raise RuntimeError(f"finite_group: closure of {name!r} has {len(out)} elements")

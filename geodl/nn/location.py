@@ -21,7 +21,9 @@ Multi-scale baselines (grid, theory, sphere*) use S scales with wavelengths geom
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -519,6 +521,15 @@ class LocationEncoder(nn.Module):
         for name, value in (("encoder", encoder), ("network", network)):
             if not isinstance(value, (str, nn.Module)):
                 raise TypeError(f"{name}: expected a name (str) or an nn.Module, got {type(value).__name__}")
+        for name, value in (("encoder_kwargs", encoder_kwargs), ("network_kwargs", network_kwargs)):
+            if value is not None and not isinstance(value, Mapping):
+                raise TypeError(f"{name}: expected a dict of constructor arguments (or None), got {type(value).__name__}")
+        if isinstance(network, str):  # the output layer (width num_classes) before the network is built
+            check_choice("network", network, NETWORKS)
+            params = inspect.signature(NETWORKS[network]).parameters
+            hidden = (network_kwargs or {}).get("dim_hidden", params["dim_hidden"].default if "dim_hidden" in params else 1)
+            if isinstance(hidden, int):
+                check_linear_sizes("num_classes", num_classes, [(hidden, num_classes)])
         self.encoder = make_encoder(encoder, **(encoder_kwargs or {})) if isinstance(encoder, str) else encoder
         dim = check_int("encoder.embedding_dim", getattr(self.encoder, "embedding_dim", None), min=1)
         self.network = make_network(network, dim, num_classes, **(network_kwargs or {})) if isinstance(network, str) else network

@@ -223,3 +223,12 @@ def test_nested_nside_must_be_a_power_of_two():
 def test_string_dtype_gets_the_torch_dtype_hint(call):
     with pytest.raises(TypeError, match=r"^dtype: .*the string '(torch\.)?float32'; pass torch\.float32 instead"):
         call()
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, "float64"])
+def test_finite_group_refuses_non_floating_dtypes(dtype):
+    from geodl.groups import finite_group
+
+    with pytest.raises(TypeError, match="^dtype: expected a floating-point torch.dtype"):
+        finite_group("tetrahedral", dtype)
+    assert finite_group("tetrahedral", None).dtype == F64  # None keeps the float64 default

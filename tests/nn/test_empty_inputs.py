@@ -324,3 +324,15 @@ def test_pointnet_refuses_bad_batches_naming_batch(batch, num_graphs, err, match
 def test_egnn_huge_graph_id_is_refused_before_allocating():
     with pytest.raises(ValueError, match=r"^batch: \(largest graph id 1000000000000\) asks for"):
         EGNN(3, 1)(torch.ones(2, 1), torch.randn(2, 3), torch.tensor([0, 10**12]), vel=torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("kwargs,err,match", [
+    (dict(encoder_kwargs="lmax=3"), TypeError, "encoder_kwargs: expected a dict"),
+    (dict(network_kwargs=[1]), TypeError, "network_kwargs: expected a dict"),
+    (dict(num_classes=10**12), ValueError, "num_classes: 1000000000000 asks for"),
+    (dict(num_classes=10**11, network="siren", network_kwargs={"dim_hidden": 8}), ValueError, "num_classes: "),
+])
+def test_location_encoder_names_its_own_arguments(kwargs, err, match):
+    args = dict(encoder="grid", network="fcnet", num_classes=1) | kwargs
+    with pytest.raises(err, match=f"^{match}"):
+        location.LocationEncoder(**args)
