@@ -10,7 +10,7 @@ name, optionally with a parameter after a colon (``sh:<lmax>``, ``equirect:<H>x<
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -351,3 +351,24 @@ def random_input(kind, n: int, *, dim: int = 3, dtype=torch.float64, generator=N
         check_memory("n", n, 2 * n * probe.numel() * probe.element_size() // 4, device or "cpu",
                      what=f"{n} random rows of kind {spec.kind!r}")
     return gen(spec, n, dim=dim, dtype=dtype, generator=generator, device=device)
+
+
+def _check_kinds(kinds_arg: str, kinds) -> None:
+    """Check that every kind string in a str / tuple / dict of kinds parses."""
+    if isinstance(kinds, str):
+        items = [(None, kinds)]
+    elif isinstance(kinds, Mapping):
+        items = list(kinds.items())
+    elif isinstance(kinds, (tuple, list)):
+        items = list(enumerate(kinds))
+    else:
+        raise TypeError(f"{kinds_arg}: expected a kind string, a tuple or a dict of kind strings, "
+                        f"got {type(kinds).__name__}")
+    for key, kind in items:
+        name = kinds_arg if key is None else f"{kinds_arg}[{key!r}]"
+        if not isinstance(kind, str):
+            raise TypeError(f"{name}: expected a kind string such as 'node:points', got {type(kind).__name__}")
+        try:
+            parse_kind(kind)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None

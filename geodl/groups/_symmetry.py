@@ -59,42 +59,19 @@ class Symmetry:
         # validated here, not first in the checker: a typo in a declaration should fail where it is written
         import geodl.groups._actions  # noqa: F401  (registers the built-in kinds)
         from geodl.groups._group import get_group
-        from geodl.groups._kinds import parse_kind
+        from geodl.groups._kinds import _check_kinds
 
         get_group(self.group)
-        for arg, kind in self.in_kinds.items():
-            if not isinstance(arg, str):
-                raise TypeError(f"in_kinds: argument names must be str, got {arg!r}")
-            _check_kind(f"in_kinds[{arg!r}]", kind, parse_kind)
-        _check_out_kinds(self.out_kinds, parse_kind)
+        if not all(isinstance(arg, str) for arg in self.in_kinds):
+            raise TypeError(f"in_kinds: argument names must be str, got {sorted(map(repr, self.in_kinds))}")
+        _check_kinds("in_kinds", dict(self.in_kinds))
+        _check_kinds("out_kinds", self.out_kinds)
 
     def replace(self, **changes) -> "Symmetry":
         """A copy with some fields changed (e.g. a wrapper's group)."""
         from dataclasses import replace
 
         return replace(self, **changes)
-
-
-def _check_kind(where: str, kind, parse_kind) -> None:
-    if not isinstance(kind, str):
-        raise TypeError(f"{where}: expected a kind string such as 'node:points', got {type(kind).__name__}")
-    try:
-        parse_kind(kind)
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
-
-
-def _check_out_kinds(out, parse_kind, where: str = "out_kinds") -> None:
-    if isinstance(out, str):
-        _check_kind(where, out, parse_kind)
-    elif isinstance(out, (tuple, list)):
-        for i, k in enumerate(out):
-            _check_out_kinds(k, parse_kind, f"{where}[{i}]")
-    elif isinstance(out, Mapping):
-        for key, k in out.items():
-            _check_out_kinds(k, parse_kind, f"{where}[{key!r}]")
-    else:
-        raise TypeError(f"{where}: expected a kind string, a tuple or a dict of them, got {type(out).__name__}")
 
 
 def get_symmetry(module) -> Symmetry:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import torch
 
 from geodl._checks import check_finite, check_index, check_int, check_number, check_tensor
+from geodl.groups._kinds import _check_kinds
 
 from ._report import EquivarianceReport, EquivarianceRow
 from ._state import preserved
@@ -112,29 +113,6 @@ def _structure(arg: str, value, kinds_arg: str, kinds, what: str):
             raise ValueError(f"{kinds_arg}: {len(kinds)} kinds given for {len(value)} {what}")
         return [(i, f"{arg}[{i}]", v, k) for i, (v, k) in enumerate(zip(value, kinds))], "tuple"
     raise TypeError(f"{arg}: expected a tensor, a tuple/list or a dict of tensors, got {type(value).__name__}")
-
-
-def _check_kinds(kinds_arg: str, kinds) -> None:
-    """Check that every kind string in a str / tuple / dict of kinds parses."""
-    from geodl.groups import parse_kind
-
-    if isinstance(kinds, str):
-        items = [(None, kinds)]
-    elif isinstance(kinds, Mapping):
-        items = list(kinds.items())
-    elif isinstance(kinds, (tuple, list)):
-        items = list(enumerate(kinds))
-    else:
-        raise TypeError(f"{kinds_arg}: expected a kind string, a tuple or a dict of kind strings, "
-                        f"got {type(kinds).__name__}")
-    for key, kind in items:
-        name = kinds_arg if key is None else f"{kinds_arg}[{key!r}]"
-        if not isinstance(kind, str):
-            raise TypeError(f"{name}: expected a kind string such as 'node:points', got {type(kind).__name__}")
-        try:
-            parse_kind(kind)
-        except ValueError as exc:
-            raise ValueError(f"{name}: {exc}") from None
 
 
 def _call(fn, entries, mode, values):
