@@ -28,6 +28,7 @@ import sys
 from functools import lru_cache
 
 import torch
+from torch.fx.experimental.symbolic_shapes import guard_or_false
 
 from geodl._checks import check_alloc, check_choice, check_finite, check_int, check_memory, check_tensor
 from geodl.ops._dispatch import choose, implementation, public_op, register_kernel
@@ -291,7 +292,9 @@ def _sh_real_backward_analytic(xyz: torch.Tensor, grad: torch.Tensor, lmax: int)
     per call (see :func:`_tables`), so it traces under ``torch.compile`` too.
     """
     n, dtype, device = xyz.shape[0], xyz.dtype, xyz.device
-    if lmax == 0 or n == 0:
+    # n may be a data-dependent size under torch.compile (e.g. an edge count from knn_graph): the
+    # shortcut is taken only where n is known to be 0; the general path handles 0 rows as well
+    if lmax == 0 or guard_or_false(n == 0):
         return torch.zeros_like(xyz)
     gt = grad.t()  # (K, N): row views per harmonic (free for the usual column-major grad)
     rowwise = gt.stride(-1) == 1  # else copy one degree's rows at a time: O((2l+1)·N) extra, not O(K·N)
