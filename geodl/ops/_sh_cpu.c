@@ -27,6 +27,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <pthread.h>
 #include <sched.h>
@@ -45,6 +46,10 @@
 #define SH_GRAB 4 /* blocks per grab: 4 KiB (float32) of each output row, whole pages per thread */
 #endif
 #define SH_CHUNK (2 * 1024 * 1024) /* bytes of output mapped per grab of the populate pass: one 2 MiB page */
+#define SH_KIND_FORWARD 0  /* the harmonics (sh_f32_block / sh_f64_block) */
+#define SH_KIND_DIRS 1     /* unit directions of raw vectors (geodl_sh_dirs_*) */
+#define SH_KIND_DIRS_BWD 2 /* their backward (geodl_sh_dirs_backward_*) */
+#define SH_KIND_BWD 3      /* the harmonics' first-order backward (geodl_sh_backward_*) */
 #define SH_FLAG_STREAM 1   /* streaming stores (see sh_store_*) */
 #define SH_FLAG_POPULATE 2 /* map the output's pages first, 2 MiB per piece */
 
@@ -188,6 +193,8 @@ SH_DEFINE(double, sh_f64)
  * the output each (MADV_POPULATE_WRITE), the rest are grabs of SH_GRAB blocks of points. */
 
 typedef struct {
+    int kind; /* SH_KIND_*: what a piece computes (args: that kind's arguments) */
+    const void *args;
     int f64;
     const void *xyz;
     int64_t s0, s1;
@@ -224,7 +231,13 @@ static void sh_after_fork_child(void) { /* the child has none of the parent's th
 
 typedef struct { void *p; size_t bytes; } sh_scratch;
 
+static void sh_piece_other(const sh_job *j, int64_t piece, sh_scratch *sc);
+
 static void sh_piece(const sh_job *j, int64_t piece, sh_scratch *sc) {
+    if (j->kind != SH_KIND_FORWARD) {
+        sh_piece_other(j, piece, sc);
+        return;
+    }
     if (piece < j->nchunks) {
         const int64_t off = piece * SH_CHUNK, len = j->nbytes - off < SH_CHUNK ? j->nbytes - off : SH_CHUNK;
         sh_populate((char *)j->out + off, len);
@@ -340,6 +353,8 @@ static int sh_call_kernel(int f64, const void *xyz, int64_t s0, int64_t s1, void
                           const void *ratio, const void *a, const void *ab, double y00, int nthreads, int flags) {
     if (lmax < 0 || n < 0) return 1;
     sh_job job;
+    job.kind = SH_KIND_FORWARD;
+    job.args = NULL;
     job.f64 = f64;
     job.xyz = xyz;
     job.s0 = s0;
@@ -373,3 +388,333 @@ int geodl_sh_real_f64(const double *xyz, int64_t s0, int64_t s1, double *out, in
     return sh_call_kernel(1, xyz, s0, s1, out, n, lmax, ratio, a, ab, y00, nthreads, flags);
 }
 
+
+/* ---- the public function's prologue: unit directions of raw vectors, in one pass.
+ *
+ * Row i of x (N, 3), read through its strides: m = max |x_ij|, p = the power of two with m p in
+ * [1, 2) (exact: built from m's exponent bits, as geodl.ops._sh._pow2_scale: p = 2^(2 bias - e)
+ * clamped to the normal range), s = x p, |s| = sqrt(fma(s2, s2, fma(s1, s1, s0 s0))) (torch's
+ * vector_norm: bit for bit the same where the CPU has FMA), and
+ * u = s / |s| into u (N, 3) contiguous, inv[i] = p / |s| (the factor of the backward: du/dx =
+ * (p / |s|) (I - u u^T)). A zero row gets the placeholder u = (1, 0, 0), inv 0, zero[i] = 1; a
+ * row holding NaN or inf gets u = NaN, inv 0; the numbers of both are added to counts[0]
+ * (zero rows) and counts[1] (non-finite rows). */
+
+#define SH_ROWS 8192 /* rows per piece of the direction passes */
+
+typedef struct {
+    const void *x;
+    int64_t s0, s1;
+    void *u, *inv;
+    unsigned char *zero;
+    int64_t n;
+    int64_t *counts;
+} sh_dirs_args;
+
+typedef struct {
+    const void *g;
+    int64_t g0, g1;
+    const void *u, *inv;
+    void *out;
+    int64_t n;
+} sh_dirs_bwd_args;
+
+#define SH_DIRS_DEFINE(T, NAME, ITY, MBITS, BIAS) /* T: float or double (FMA_float / FMA_double) */                                                 \
+    static void NAME(const sh_dirs_args *a, int64_t r0, int64_t r1) {                             \
+        const T *restrict x = (const T *)a->x;                                                    \
+        T *restrict u = (T *)a->u, *restrict inv = (T *)a->inv;                                   \
+        int64_t nzero = 0, nbad = 0;                                                              \
+        for (int64_t i = r0; i < r1; ++i) {                                                       \
+            const T *p = x + i * a->s0;                                                           \
+            const T x0 = p[0], x1 = p[a->s1], x2 = p[2 * a->s1];                                  \
+            T *o = u + 3 * i;                                                                     \
+            a->zero[i] = 0;                                                                       \
+            if (!(isfinite(x0) && isfinite(x1) && isfinite(x2))) {                                \
+                ++nbad;                                                                           \
+                o[0] = o[1] = o[2] = (T)NAN;                                                      \
+                inv[i] = 0;                                                                       \
+                continue;                                                                         \
+            }                                                                                     \
+            T m = fabs(x0);                                                                       \
+            if (fabs(x1) > m) m = fabs(x1);                                                       \
+            if (fabs(x2) > m) m = fabs(x2);                                                       \
+            if (m == 0) {                                                                         \
+                ++nzero;                                                                          \
+                a->zero[i] = 1;                                                                   \
+                o[0] = 1;                                                                         \
+                o[1] = o[2] = 0;                                                                  \
+                inv[i] = 0;                                                                       \
+                continue;                                                                         \
+            }                                                                                     \
+            ITY bits;                                                                             \
+            memcpy(&bits, &m, sizeof bits);                                                       \
+            ITY e = (ITY)(2 * BIAS) - (bits >> MBITS);                                            \
+            if (e < 1) e = 1;                                                                     \
+            if (e > 2 * BIAS) e = 2 * BIAS;                                                       \
+            bits = e << MBITS;                                                                    \
+            T sc;                                                                                 \
+            memcpy(&sc, &bits, sizeof sc);                                                        \
+            const T a0 = x0 * sc, a1 = x1 * sc, a2 = x2 * sc;                                     \
+            T acc = a0 * a0; /* fused where the CPU has FMA, as torch's vector_norm */            \
+            acc = FMA_##T(a1, a1, acc);                                                           \
+            acc = FMA_##T(a2, a2, acc);                                                           \
+            const T nrm = sqrt(acc);                                                              \
+            o[0] = a0 / nrm;                                                                      \
+            o[1] = a1 / nrm;                                                                      \
+            o[2] = a2 / nrm;                                                                      \
+            inv[i] = sc / nrm;                                                                    \
+        }                                                                                         \
+        if (nzero) __atomic_add_fetch(&a->counts[0], nzero, __ATOMIC_RELAXED);                    \
+        if (nbad) __atomic_add_fetch(&a->counts[1], nbad, __ATOMIC_RELAXED);                      \
+    }
+
+SH_DIRS_DEFINE(float, sh_dirs_f32, int32_t, 23, 127)
+SH_DIRS_DEFINE(double, sh_dirs_f64, int64_t, 52, 1023)
+
+/* grad_x = inv (g - u (u . g)), rows of g (N, 3) read through its strides; out (N, 3) contiguous */
+#define SH_DIRS_BWD_DEFINE(T, NAME)                                                               \
+    static void NAME(const sh_dirs_bwd_args *a, int64_t r0, int64_t r1) {                         \
+        const T *restrict g = (const T *)a->g, *restrict u = (const T *)a->u;                     \
+        const T *restrict inv = (const T *)a->inv;                                                \
+        T *restrict out = (T *)a->out;                                                            \
+        for (int64_t i = r0; i < r1; ++i) {                                                       \
+            const T *gi = g + i * a->g0;                                                          \
+            const T g0 = gi[0], g1 = gi[a->g1], g2 = gi[2 * a->g1];                               \
+            const T *ui = u + 3 * i;                                                              \
+            const T d = ui[0] * g0 + ui[1] * g1 + ui[2] * g2, w = inv[i];                         \
+            out[3 * i] = (g0 - ui[0] * d) * w;                                                    \
+            out[3 * i + 1] = (g1 - ui[1] * d) * w;                                                \
+            out[3 * i + 2] = (g2 - ui[2] * d) * w;                                                \
+        }                                                                                         \
+    }
+
+SH_DIRS_BWD_DEFINE(float, sh_dirs_bwd_f32)
+SH_DIRS_BWD_DEFINE(double, sh_dirs_bwd_f64)
+
+/* ---- the first-order backward of the harmonics: the C twin of
+ * geodl.ops._sh._sh_real_backward_analytic (same closed form). Per point, with A_m + i B_m =
+ * (x + iy)^m and Q_lm = P̄_lm / ρ^m (Q_mm = consts[m], Q_{m+1,m} = ec[m] z, then
+ * Q_lm = a_lm (z Q_{l-1,m} - b_lm Q_{l-2,m})) and its z-derivative
+ * Q'_lm = a_lm (Q_{l-1,m} + z Q'_{l-1,m} - b_lm Q'_{l-2,m}) (Q'_{m+1,m} = ec[m], Q'_mm = 0), the
+ * sums per order SQc_m = Σ_l g_{l,m} Q_lm, SQs_m = Σ_l g_{l,-m} Q_lm (and SDc, SDs with Q') give
+ *   gx = Σ_m √2 m (A_{m-1} SQc_m + B_{m-1} SQs_m), gy = Σ_m √2 m (A_{m-1} SQs_m - B_{m-1} SQc_m),
+ *   gz = SDc_0 + √2 Σ_m (A_m SDc_m + B_m SDs_m)       (m = 1..lmax).
+ * Blocks of SH_BWD_BLOCK points, orders as rows (points last) in a scratch buffer; the incoming
+ * gradient (N, K) is read through its strides, one degree's 2l+1 columns at a time (row- or
+ * column-major, no copy of the whole). Tables (compute type): a[(l-2)(l-1)/2 + m] = a_lm and
+ * b[...] = b_lm for l >= 2, m = 0..l-2; consts[m], m = 0..lmax; ec[m] = e_m consts[m], m < lmax. */
+
+#ifndef SH_BWD_BLOCK
+#define SH_BWD_BLOCK 64
+#endif
+#define SH_BWD_GRAB 4 /* blocks per piece */
+
+typedef struct {
+    const void *x;
+    int64_t s0, s1;
+    const void *g;
+    int64_t g0, g1;
+    void *out;
+    int64_t n;
+    int lmax;
+    const void *a, *b, *consts, *ec, *msq; /* msq[m] = m √2 (compute type), m = 0..lmax */
+} sh_bwd_args;
+
+static size_t sh_bwd_scratch(int lmax, size_t item) {
+    return item * (size_t)SH_BWD_BLOCK * ((size_t)13 * (lmax + 1) + (size_t)(2 * lmax + 1));
+}
+
+#define SH_BWD_DEFINE(T, NAME)                                                                    \
+    static void NAME(const sh_bwd_args *w, int64_t i0, int64_t nb, T *scratch) {                  \
+        const int L = w->lmax, R = L + 1;                                                         \
+        const int64_t BS = SH_BWD_BLOCK;                                                          \
+        const T *restrict ta = (const T *)w->a, *restrict tb = (const T *)w->b;                   \
+        const T *restrict consts = (const T *)w->consts, *restrict ec = (const T *)w->ec;         \
+        const T *restrict msq = (const T *)w->msq;                                                \
+        T *A = scratch, *B = A + R * BS, *q = B + R * BS, *dq = q + 3 * R * BS;                   \
+        T *sqc = dq + 3 * R * BS, *sqs = sqc + R * BS, *sdc = sqs + R * BS, *sds = sdc + R * BS;  \
+        T *gb = sds + R * BS;                                                                     \
+        T x[SH_BWD_BLOCK], y[SH_BWD_BLOCK], z[SH_BWD_BLOCK];                                      \
+        const T *xp = (const T *)w->x, *gp = (const T *)w->g;                                     \
+        for (int64_t j = 0; j < nb; ++j) {                                                        \
+            const T *p = xp + (i0 + j) * w->s0;                                                   \
+            x[j] = p[0];                                                                          \
+            y[j] = p[w->s1];                                                                      \
+            z[j] = p[2 * w->s1];                                                                  \
+        }                                                                                         \
+        for (int64_t j = 0; j < nb; ++j) {                                                        \
+            A[j] = 1;                                                                             \
+            B[j] = 0;                                                                             \
+        }                                                                                         \
+        for (int k = 1; k <= L; ++k) {                                                            \
+            const T *restrict a1 = A + (k - 1) * BS, *restrict b1 = B + (k - 1) * BS;             \
+            T *restrict ak = A + k * BS, *restrict bk = B + k * BS;                               \
+            for (int64_t j = 0; j < nb; ++j) {                                                    \
+                ak[j] = a1[j] * x[j] - b1[j] * y[j];                                              \
+                bk[j] = a1[j] * y[j] + b1[j] * x[j];                                              \
+            }                                                                                     \
+        }                                                                                         \
+        for (int64_t r = 0; r < 4 * R * BS; ++r) sqc[r] = 0;                                      \
+        for (int l = 0; l <= L; ++l) {                                                            \
+            T *cq = q + (l % 3) * R * BS, *cd = dq + (l % 3) * R * BS;                            \
+            const T *q1 = q + ((l + 2) % 3) * R * BS, *d1 = dq + ((l + 2) % 3) * R * BS;          \
+            const T *q2 = q + ((l + 1) % 3) * R * BS, *d2 = dq + ((l + 1) % 3) * R * BS;          \
+            if (l == 0) {                                                                         \
+                for (int64_t j = 0; j < nb; ++j) {                                                \
+                    cq[j] = consts[0];                                                            \
+                    cd[j] = 0;                                                                    \
+                }                                                                                 \
+            } else {                                                                              \
+                const int64_t t0 = (int64_t)(l - 2) * (l - 1) / 2;                                \
+                for (int m = 0; m <= l - 2; ++m) {                                                \
+                    const T am = ta[t0 + m], bm = tb[t0 + m];                                     \
+                    const T *restrict p1 = q1 + m * BS, *restrict p2 = q2 + m * BS;               \
+                    const T *restrict e1 = d1 + m * BS, *restrict e2 = d2 + m * BS;               \
+                    T *restrict oq = cq + m * BS, *restrict od = cd + m * BS;                     \
+                    for (int64_t j = 0; j < nb; ++j) {                                            \
+                        oq[j] = am * (z[j] * p1[j] - bm * p2[j]);                                 \
+                        od[j] = am * (p1[j] + z[j] * e1[j] - bm * e2[j]);                         \
+                    }                                                                             \
+                }                                                                                 \
+                const T c1 = ec[l - 1], c0 = consts[l];                                           \
+                T *restrict oq1 = cq + (l - 1) * BS, *restrict od1 = cd + (l - 1) * BS;           \
+                T *restrict oq0 = cq + l * BS, *restrict od0 = cd + l * BS;                       \
+                for (int64_t j = 0; j < nb; ++j) {                                                \
+                    oq1[j] = c1 * z[j];                                                           \
+                    od1[j] = c1;                                                                  \
+                    oq0[j] = c0;                                                                  \
+                    od0[j] = 0;                                                                   \
+                }                                                                                 \
+            }                                                                                     \
+            /* this degree's 2l+1 gradient columns l^2 .. l^2+2l of the block */                  \
+            const int64_t c0l = (int64_t)l * l;                                                   \
+            if (w->g0 == 1) {                                                                     \
+                for (int k = 0; k <= 2 * l; ++k) {                                                \
+                    const T *restrict src = gp + i0 + (c0l + k) * w->g1;                          \
+                    T *restrict dst = gb + k * BS;                                                \
+                    for (int64_t j = 0; j < nb; ++j) dst[j] = src[j];                             \
+                }                                                                                 \
+            } else {                                                                              \
+                for (int64_t j = 0; j < nb; ++j) {                                                \
+                    const T *src = gp + (i0 + j) * w->g0 + c0l * w->g1;                           \
+                    for (int k = 0; k <= 2 * l; ++k) gb[k * BS + j] = src[k * w->g1];             \
+                }                                                                                 \
+            }                                                                                     \
+            for (int m = 0; m <= l; ++m) {                                                        \
+                const T *restrict gc = gb + (l + m) * BS, *restrict qm = cq + m * BS;             \
+                const T *restrict dm = cd + m * BS;                                               \
+                T *restrict ac = sqc + m * BS, *restrict ad = sdc + m * BS;                       \
+                for (int64_t j = 0; j < nb; ++j) {                                                \
+                    ac[j] += gc[j] * qm[j];                                                       \
+                    ad[j] += gc[j] * dm[j];                                                       \
+                }                                                                                 \
+                if (m >= 1) {                                                                     \
+                    const T *restrict gs = gb + (l - m) * BS;                                     \
+                    T *restrict as = sqs + m * BS, *restrict ds = sds + m * BS;                   \
+                    for (int64_t j = 0; j < nb; ++j) {                                            \
+                        as[j] += gs[j] * qm[j];                                                   \
+                        ds[j] += gs[j] * dm[j];                                                   \
+                    }                                                                             \
+                }                                                                                 \
+            }                                                                                     \
+        }                                                                                         \
+        T gx[SH_BWD_BLOCK], gy[SH_BWD_BLOCK], gz[SH_BWD_BLOCK];                                   \
+        const T r2 = (T)1.4142135623730951;                                                       \
+        for (int64_t j = 0; j < nb; ++j) {                                                        \
+            gx[j] = 0;                                                                            \
+            gy[j] = 0;                                                                            \
+            gz[j] = 0;                                                                            \
+        }                                                                                         \
+        for (int m = 1; m <= L; ++m) {                                                            \
+            const T mm = msq[m];                                                                  \
+            const T *restrict am1 = A + (m - 1) * BS, *restrict bm1 = B + (m - 1) * BS;           \
+            const T *restrict am = A + m * BS, *restrict bm = B + m * BS;                         \
+            const T *restrict qc = sqc + m * BS, *restrict qs = sqs + m * BS;                     \
+            const T *restrict dc = sdc + m * BS, *restrict ds = sds + m * BS;                     \
+            for (int64_t j = 0; j < nb; ++j) {                                                    \
+                gz[j] += am[j] * dc[j] + bm[j] * ds[j];                                           \
+                gx[j] += mm * (am1[j] * qc[j] + bm1[j] * qs[j]);                                  \
+                gy[j] += mm * (am1[j] * qs[j] - bm1[j] * qc[j]);                                  \
+            }                                                                                     \
+        }                                                                                         \
+        T *o = (T *)w->out + 3 * i0;                                                              \
+        for (int64_t j = 0; j < nb; ++j) {                                                        \
+            o[3 * j] = gx[j];                                                                     \
+            o[3 * j + 1] = gy[j];                                                                 \
+            o[3 * j + 2] = sdc[j] + r2 * gz[j];                                                   \
+        }                                                                                         \
+    }
+
+SH_BWD_DEFINE(float, sh_bwd_f32)
+SH_BWD_DEFINE(double, sh_bwd_f64)
+
+static void sh_piece_other(const sh_job *j, int64_t piece, sh_scratch *sc) {
+    if (j->kind == SH_KIND_DIRS || j->kind == SH_KIND_DIRS_BWD) {
+        const int64_t n = j->n, r0 = piece * SH_ROWS, r1 = r0 + SH_ROWS < n ? r0 + SH_ROWS : n;
+        if (j->kind == SH_KIND_DIRS) {
+            if (j->f64) sh_dirs_f64((const sh_dirs_args *)j->args, r0, r1);
+            else sh_dirs_f32((const sh_dirs_args *)j->args, r0, r1);
+        } else {
+            if (j->f64) sh_dirs_bwd_f64((const sh_dirs_bwd_args *)j->args, r0, r1);
+            else sh_dirs_bwd_f32((const sh_dirs_bwd_args *)j->args, r0, r1);
+        }
+        return;
+    }
+    /* SH_KIND_BWD */
+    const sh_bwd_args *w = (const sh_bwd_args *)j->args;
+    const size_t need = sh_bwd_scratch(w->lmax, j->f64 ? sizeof(double) : sizeof(float));
+    if (sc->bytes < need) {
+        free(sc->p);
+        sc->p = malloc(need);
+        sc->bytes = sc->p ? need : 0;
+        if (!sc->p) {
+            __atomic_store_n(&sh_failed, 1, __ATOMIC_RELAXED);
+            return;
+        }
+    }
+    for (int64_t b = piece * SH_BWD_GRAB; b < (piece + 1) * SH_BWD_GRAB && b < j->nblocks; ++b) {
+        const int64_t i0 = b * SH_BWD_BLOCK, nb = w->n - i0 < SH_BWD_BLOCK ? w->n - i0 : SH_BWD_BLOCK;
+        if (j->f64) sh_bwd_f64(w, i0, nb, (double *)sc->p);
+        else sh_bwd_f32(w, i0, nb, (float *)sc->p);
+    }
+}
+
+static int sh_run_kind(int kind, int f64, const void *args, int64_t n, int64_t pieces, int64_t nblocks, int nthreads) {
+    if (n < 0) return 1;
+    if (n == 0) return 0;
+    sh_job job;
+    memset(&job, 0, sizeof job);
+    job.kind = kind;
+    job.args = args;
+    job.f64 = f64;
+    job.n = n;
+    job.nblocks = nblocks;
+    job.ngrabs = pieces;
+    job.nchunks = 0;
+    if (pieces >= ((int64_t)1 << 31)) return 1;
+    if (nthreads < 1) nthreads = 1;
+    return sh_run(&job, nthreads);
+}
+
+/* directions (see above); counts[0] += zero rows, counts[1] += non-finite rows */
+int geodl_sh_dirs(int f64, const void *x, int64_t s0, int64_t s1, void *u, void *inv, unsigned char *zero, int64_t n,
+                  int64_t *counts, int nthreads) {
+    sh_dirs_args a = {x, s0, s1, u, inv, zero, n, counts};
+    return sh_run_kind(SH_KIND_DIRS, f64, &a, n, (n + SH_ROWS - 1) / SH_ROWS, 0, nthreads);
+}
+
+int geodl_sh_dirs_backward(int f64, const void *g, int64_t g0, int64_t g1, const void *u, const void *inv, void *out,
+                           int64_t n, int nthreads) {
+    sh_dirs_bwd_args a = {g, g0, g1, u, inv, out, n};
+    return sh_run_kind(SH_KIND_DIRS_BWD, f64, &a, n, (n + SH_ROWS - 1) / SH_ROWS, 0, nthreads);
+}
+
+/* out (N, 3) contiguous: the gradient of (g * sh_real(x)).sum() for unit x (N, 3), g (N, K) */
+int geodl_sh_backward(int f64, const void *x, int64_t s0, int64_t s1, const void *g, int64_t g0, int64_t g1, void *out,
+                      int64_t n, int lmax, const void *a, const void *b, const void *consts, const void *ec,
+                      const void *msq, int nthreads) {
+    if (lmax < 1) return 1;
+    sh_bwd_args w = {x, s0, s1, g, g0, g1, out, n, lmax, a, b, consts, ec, msq};
+    const int64_t nblocks = (n + SH_BWD_BLOCK - 1) / SH_BWD_BLOCK;
+    return sh_run_kind(SH_KIND_BWD, f64, &w, n, (nblocks + SH_BWD_GRAB - 1) / SH_BWD_GRAB, nblocks, nthreads);
+}

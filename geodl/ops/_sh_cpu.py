@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["sh_real_cpu", "kernel_info", "cache_dir"]
+__all__ = ["sh_real_cpu", "sh_backward_cpu", "unit_directions_cpu", "kernel_info", "cache_dir"]
 
 _SOURCE = Path(__file__).with_name("_sh_cpu.c")
 _CFLAGS = ("-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared", "-pthread")
@@ -149,6 +149,12 @@ def _load(path: Path):
         fn = getattr(lib, name)
         fn.argtypes = [vp, i64, i64, vp, i64, ctypes.c_int, vp, vp, vp, ctypes.c_double, ctypes.c_int, ctypes.c_int]
         fn.restype = ctypes.c_int
+    ci = ctypes.c_int
+    lib.geodl_sh_dirs.argtypes = [ci, vp, i64, i64, vp, vp, vp, i64, vp, ci]
+    lib.geodl_sh_dirs_backward.argtypes = [ci, vp, i64, i64, vp, vp, vp, i64, ci]
+    lib.geodl_sh_backward.argtypes = [ci, vp, i64, i64, vp, i64, i64, vp, i64, ci, vp, vp, vp, vp, vp, ci]
+    for fn in (lib.geodl_sh_dirs, lib.geodl_sh_dirs_backward, lib.geodl_sh_backward):
+        fn.restype = ci
     return lib
 
 
@@ -281,3 +287,175 @@ def sh_real_cpu(xyz: torch.Tensor, lmax: int, empty) -> torch.Tensor | None:
     if rc != 0:
         raise RuntimeError(f"geodl_sh_real kernel returned {rc} (lmax={lmax}, n={n})")
     return out.t()
+
+
+def _served(*ts: torch.Tensor) -> bool:
+    """CPU float32/float64 tensors with real storage (not traced by torch.compile / aot_autograd,
+    whose fake tensors have no data, nor wrapped by torch.func), and the kernel not disabled."""
+    if disabled() or torch.compiler.is_compiling():
+        return False
+    from torch._subclasses.fake_tensor import is_fake
+
+    wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
+    return all(t.device.type == "cpu" and t.dtype in _DTYPES and not is_fake(t) and not wrapped(t) for t in ts)
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        raise RuntimeError(f"{what} kernel returned {rc}")
+
+
+def _directions_forward(flat: torch.Tensor, lib):
+    """``(u, inv, zero, nzero, nbad)`` of the C pass (see :func:`unit_directions_cpu`)."""
+    n = flat.shape[0]
+    u = torch.empty(n, 3, dtype=flat.dtype)
+    inv = torch.empty(n, dtype=flat.dtype)
+    zero = torch.empty(n, 1, dtype=torch.bool)
+    counts = (ctypes.c_int64 * 2)(0, 0)
+    if n:
+        _check(lib.geodl_sh_dirs(int(flat.dtype == torch.float64), flat.data_ptr(), flat.stride(0), flat.stride(1),
+                                 u.data_ptr(), inv.data_ptr(), zero.data_ptr(), n, counts,
+                                 _threads(3 * n)), "geodl_sh_dirs")
+    return u, inv, zero, int(counts[0]), int(counts[1])
+
+
+class _Directions(torch.autograd.Function):
+    """Unit directions by the C pass; first-order backward ``(p/|s|)(g - u (u·g))`` in C (0 on zero
+    rows: their direction is a constant placeholder); double backward differentiates the torch
+    composition (:func:`geodl.ops._sh._directions`) instead."""
+
+    @staticmethod
+    def forward(ctx, flat, lib):
+        u, inv, zero, nzero, nbad = _directions_forward(flat, lib)
+        ctx.save_for_backward(flat, u, inv)
+        ctx.lib = lib
+        ctx.mark_non_differentiable(zero)
+        ctx.nzero = nzero
+        return u, zero, nzero, nbad
+
+    @staticmethod
+    def backward(ctx, gu, _gzero, _gnz, _gnb):
+        flat, u, inv = ctx.saved_tensors
+        if torch.is_grad_enabled():  # double backward: the differentiable torch composition
+            from geodl.ops._sh import _directions
+
+            with torch.enable_grad():
+                ut, _ = _directions(flat, ctx.nzero > 0, False)
+                return torch.autograd.grad(ut, flat, gu, create_graph=True)[0], None
+        n = flat.shape[0]
+        out = torch.empty(n, 3, dtype=flat.dtype)
+        gu = gu.to(flat.dtype)
+        if n:
+            _check(ctx.lib.geodl_sh_dirs_backward(int(flat.dtype == torch.float64), gu.data_ptr(), gu.stride(0),
+                                                  gu.stride(1), u.data_ptr(), inv.data_ptr(), out.data_ptr(), n,
+                                                  _threads(3 * n)), "geodl_sh_dirs_backward")
+        return out, None
+
+
+def unit_directions_cpu(flat: torch.Tensor):
+    """Unit directions of raw vectors ``(N, 3)`` in one C pass, or None where the kernel does not serve.
+
+    The same semantics as :func:`geodl.ops._sh._scaled` followed by ``s / |s|``: each row is scaled
+    by the exact power of two of its largest |entry| before squaring, then divided by its norm. A
+    zero row gets the placeholder direction (1, 0, 0) (as :func:`geodl.ops._sh._safe_directions`)
+    and is flagged; a row holding NaN or inf is counted (its direction is NaN). Differentiable
+    (first order in C; double backward through the torch composition).
+
+    Parameters
+    ----------
+    flat : Tensor, shape (N, 3)
+        CPU float32 or float64, any strides.
+
+    Returns
+    -------
+    tuple or None
+        ``(u, zero, nzero, nbad)``: directions ``(N, 3)`` (contiguous), the ``(N, 1)`` bool mask of
+        the zero rows, the number of zero rows and of non-finite rows; None for other devices or
+        dtypes, without the kernel, or under ``GEODL_DISABLE_CPU_KERNEL=1``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geodl.ops._sh_cpu import unit_directions_cpu
+    >>> r = unit_directions_cpu(torch.tensor([[3.0, 0.0, 4.0], [0.0, 0.0, 0.0]]))
+    >>> r is None or (r[0][0].tolist() == [0.6000000238418579, 0.0, 0.800000011920929] and r[2:] == (1, 0))
+    True
+    """
+    if not _served(flat) or flat.dim() != 2 or flat.shape[1] != 3:
+        return None
+    lib = _library()
+    if lib is None:
+        return None
+    if torch.is_grad_enabled() and flat.requires_grad:
+        return _Directions.apply(flat, lib)
+    u, _, zero, nzero, nbad = _directions_forward(flat, lib)
+    return u, zero, nzero, nbad
+
+
+@lru_cache(maxsize=64)
+def _backward_tables(lmax: int, dtype: torch.dtype):
+    """``(a, b, consts, ec, msq)`` of the C backward, in ``dtype`` (contiguous), made as
+    :func:`geodl.ops._sh._sh_real_backward_analytic` makes its own: a_lm, b_lm (l ≥ 2, m ≤ l-2) of
+    the coefficient grid, Q_mm (float64 cumulative product, cast), e_m·Q_mm and m·√2 in ``dtype``."""
+    from geodl.ops._sh import _coefficient_grid, _sectoral_coefficients
+
+    grid = torch.tensor(_coefficient_grid(lmax), dtype=torch.float64)
+    a = [grid[0, l, : l - 1] for l in range(2, lmax + 1)]
+    b = [grid[1, l, : l - 1] for l in range(2, lmax + 1)]
+    a = torch.cat(a) if a else torch.zeros(1, dtype=torch.float64)
+    b = torch.cat(b) if b else torch.zeros(1, dtype=torch.float64)
+    d, e = _sectoral_coefficients(lmax)
+    consts = torch.tensor(d, dtype=torch.float64).cumprod(0).to(dtype)
+    ec = torch.tensor(e[:lmax], dtype=torch.float64).to(dtype) * consts[:lmax]
+    msq = torch.arange(0, lmax + 1, dtype=dtype) * math.sqrt(2.0)
+    return tuple(t.to(dtype).contiguous() for t in (a, b, consts, ec, msq))
+
+
+def sh_backward_cpu(xyz: torch.Tensor, grad: torch.Tensor, lmax: int) -> torch.Tensor | None:
+    """First-order gradient ``(N, 3)`` of ``(grad * sh_real(xyz)).sum()`` by the C kernel, or None.
+
+    The C twin of :func:`geodl.ops._sh._sh_real_backward_analytic` (the same closed form), one
+    parallel pass over blocks of points in the forward's thread pool.
+
+    Parameters
+    ----------
+    xyz : Tensor, shape (N, 3)
+        Unit vectors, CPU float32 or float64, any strides.
+    grad : Tensor, shape (N, (lmax+1)²)
+        The incoming gradient, any strides (row- or column-major read in place); cast to
+        ``xyz``'s dtype when it differs.
+    lmax : int
+
+    Returns
+    -------
+    Tensor or None
+        ``(N, 3)`` contiguous; None where the kernel does not serve the call.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from geodl.ops._sh_cpu import sh_backward_cpu
+    >>> x = torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)
+    >>> g = sh_backward_cpu(x, torch.ones(1, 4, dtype=torch.float64), 1)
+    >>> g is None or [round(v, 6) for v in g[0].tolist()] == [0.488603, 0.488603, 0.488603]
+    True
+    """
+    if not _served(xyz, grad) or xyz.dim() != 2 or xyz.shape[1] != 3:
+        return None
+    lib = _library()
+    if lib is None:
+        return None
+    n = xyz.shape[0]
+    if grad.dtype != xyz.dtype:
+        grad = grad.to(xyz.dtype)
+    if lmax == 0 or n == 0:
+        return torch.zeros(n, 3, dtype=xyz.dtype)
+    if grad.stride(0) != 1 and grad.stride(1) != 1:
+        grad = grad.contiguous()
+    out = torch.empty(n, 3, dtype=xyz.dtype)
+    a, b, consts, ec, msq = _backward_tables(lmax, xyz.dtype)
+    _check(lib.geodl_sh_backward(int(xyz.dtype == torch.float64), xyz.data_ptr(), xyz.stride(0), xyz.stride(1),
+                                 grad.data_ptr(), grad.stride(0), grad.stride(1), out.data_ptr(), n, lmax,
+                                 a.data_ptr(), b.data_ptr(), consts.data_ptr(), ec.data_ptr(), msq.data_ptr(),
+                                 _threads(n * (lmax + 1) ** 2)), f"geodl_sh_backward (lmax={lmax}, n={n})")
+    return out

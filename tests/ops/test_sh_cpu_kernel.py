@@ -280,3 +280,115 @@ def test_under_torch_compile():
     (gc,) = torch.autograd.grad(out.sum(), x)
     torch.testing.assert_close(out, eager, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(gc, g, rtol=1e-10, atol=1e-12)
+
+
+# ---- the C backward (the twin of _sh_real_backward_analytic) and the C directions prologue
+
+_BWD_TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
+
+
+def _grad_layouts(n, k, dtype, seed):
+    g = torch.randn(n, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+    return {"row-major": g.contiguous(), "column-major": g.t().contiguous().t()}
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("lmax", [0, 1, 2, 3, 10, 20, 40])
+def test_backward_same_values_as_the_torch_backward(lmax, dtype):
+    x = _unit(1037, dtype, seed=20 + lmax)  # 1042 points: not a multiple of the 64-point block
+    for layout, g in _grad_layouts(1042, (lmax + 1) ** 2, dtype, lmax).items():
+        got = csh.sh_backward_cpu(x, g, lmax)
+        assert got is not None, csh.kernel_info()
+        ref = sh._sh_real_backward_analytic(x, g, lmax)
+        assert got.shape == (1042, 3) and got.dtype == dtype and got.is_contiguous(), layout
+        scale = float(ref.abs().max()) if lmax else 1.0
+        assert float((got - ref).abs().max()) <= _BWD_TOL[dtype] * scale, (layout, float((got - ref).abs().max()))
+        if lmax == 0:
+            assert torch.equal(got, torch.zeros_like(got))
+
+
+@needs_kernel
+def test_backward_strided_inputs_empty_and_dtype_cast():
+    x = _unit(595, torch.float64, seed=31)
+    g = _grad_layouts(600, 49, torch.float64, 3)["column-major"]
+    ref = sh._sh_real_backward_analytic(x, g, 6)
+    wide = torch.cat([x, torch.ones(600, 2, dtype=torch.float64)], 1)[:, :3]  # row stride 5
+    both = torch.stack([g, g], 2)[..., 0]  # strides (98, 2): neither is 1, copied
+    assert both.stride() == (98, 2)
+    for xv, gv in ((wide, g), (x.t().contiguous().t(), g), (x, both), (x, g.float())):
+        torch.testing.assert_close(csh.sh_backward_cpu(xv, gv, 6), ref, rtol=1e-5 if gv.dtype == torch.float32 else 1e-12,
+                                   atol=1e-6 if gv.dtype == torch.float32 else 1e-13)
+    empty = csh.sh_backward_cpu(torch.zeros(0, 3), torch.zeros(0, 16), 3)
+    assert empty.shape == (0, 3)
+    assert csh.sh_backward_cpu(torch.zeros(4, 3, dtype=torch.float16), torch.zeros(4, 4, dtype=torch.float16), 1) is None
+
+
+@needs_kernel
+def test_backward_threads_give_the_same_values():
+    x = _unit(20000, torch.float32, seed=32)
+    g = _grad_layouts(20005, 121, torch.float32, 4)["column-major"]
+    old = torch.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2, 3):
+            torch.set_num_threads(t)
+            outs.append(csh.sh_backward_cpu(x, g, 10))
+    finally:
+        torch.set_num_threads(old)
+    assert all(torch.equal(o, outs[0]) for o in outs[1:])
+
+
+@needs_kernel
+def test_public_gradcheck_float64():
+    x = (_unit(7, torch.float64, seed=34) * torch.tensor([0.5, 2.0, 1.0, 3.0, 1.0, 1.0, 0.7, 1.5, 1.0, 2.5,
+                                                         1.0, 1.0], dtype=torch.float64)[:, None]).requires_grad_(True)
+    for kw in ({}, {"allow_zero_vectors": True}, {"convention": "e3nn"}, {"normalize": False}):
+        assert torch.autograd.gradcheck(lambda p: spherical_harmonics(4, p, **kw), (x,))
+    assert torch.autograd.gradgradcheck(lambda p: spherical_harmonics(3, p), (x,))
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_directions_bit_equal_to_the_torch_path(dtype):
+    g = torch.Generator().manual_seed(35)
+    n = 20000
+    mags = torch.logspace(-40 if dtype == torch.float32 else -310, 37 if dtype == torch.float32 else 307, n,
+                          dtype=torch.float64)
+    x = (torch.randn(n, 3, generator=g, dtype=torch.float64) * mags[:, None]).to(dtype)
+    x[5] = 0.0
+    x[6, 1:] = 0.0
+    x[7] = torch.finfo(dtype).max
+    x[8] = -torch.finfo(dtype).tiny * torch.finfo(dtype).eps  # subnormal
+    u, zero, nzero, nbad = csh.unit_directions_cpu(x)
+    ref, zref = sh._directions(x, True, True)
+    assert torch.equal(u, ref) and torch.equal(zero, zref) and zero.shape == (n, 1)
+    assert (nzero, nbad) == (int((x == 0).all(1).sum()), 0)
+    col = x.t().contiguous().t()  # any strides
+    assert torch.equal(csh.unit_directions_cpu(col)[0], ref)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        y = x.clone()
+        y[3, 2] = bad
+        y[9, 0] = bad
+        assert csh.unit_directions_cpu(y)[3] == 2
+    assert csh.unit_directions_cpu(torch.zeros(0, 3, dtype=dtype))[2:] == (0, 0)
+
+
+@needs_kernel
+def test_directions_gradient_matches_autograd_of_the_torch_path():
+    x = (torch.randn(3000, 3, generator=torch.Generator().manual_seed(36), dtype=torch.float64)
+         * torch.logspace(-20, 20, 3000, dtype=torch.float64)[:, None])
+    x[10] = 0.0
+    x.requires_grad_(True)
+    w = torch.randn(3000, 3, generator=torch.Generator().manual_seed(37), dtype=torch.float64)
+    u, zero, nzero, nbad = csh.unit_directions_cpu(x)
+    assert u.requires_grad and not zero.requires_grad and (nzero, nbad) == (1, 0)
+    (g,) = torch.autograd.grad((u * w).sum(), x)
+    ref, _ = sh._directions(x, True, True)
+    (gr,) = torch.autograd.grad((ref * w).sum(), x)
+    rel = (g - gr).norm(dim=1) / gr.norm(dim=1).clamp(min=1e-300)  # per row: components may cancel
+    assert float(rel.max()) < 1e-14
+    assert torch.equal(g[10], torch.zeros(3, dtype=torch.float64))  # the placeholder is a constant
+    # double backward differentiates the torch composition
+    y = torch.randn(6, 3, generator=torch.Generator().manual_seed(39), dtype=torch.float64).requires_grad_(True)
+    assert torch.autograd.gradgradcheck(lambda p: csh.unit_directions_cpu(p)[0], (y,))
