@@ -395,9 +395,9 @@ int geodl_sh_real_f64(const double *xyz, int64_t s0, int64_t s1, double *out, in
  * [1, 2) (exact: built from m's exponent bits, as geodl.ops._sh._pow2_scale: p = 2^(2 bias - e)
  * clamped to the normal range), s = x p, |s| = sqrt(fma(s2, s2, fma(s1, s1, s0 s0))) (torch's
  * vector_norm: bit for bit the same where the CPU has FMA), and
- * u = s / |s| into u (N, 3) contiguous, inv[i] = p / |s| (the factor of the backward: du/dx =
- * (p / |s|) (I - u u^T)). A zero row gets the placeholder u = (1, 0, 0), inv 0, zero[i] = 1; a
- * row holding NaN or inf gets u = NaN, inv 0; the numbers of both are added to counts[0]
+ * u = s / |s| into u (N, 3) contiguous, aux (N, 2) = (|s|, p) for the backward. A zero row gets
+ * the placeholder u = (1, 0, 0), aux (1, 0), zero[i] = 1; a row holding NaN or inf gets u = NaN,
+ * aux (1, 0); the numbers of both are added to counts[0]
  * (zero rows) and counts[1] (non-finite rows). */
 
 #define SH_ROWS 8192 /* rows per piece of the direction passes */
@@ -432,7 +432,8 @@ typedef struct {
             if (!(isfinite(x0) && isfinite(x1) && isfinite(x2))) {                                \
                 ++nbad;                                                                           \
                 o[0] = o[1] = o[2] = (T)NAN;                                                      \
-                inv[i] = 0;                                                                       \
+                inv[2 * i] = 1;                                                                   \
+                inv[2 * i + 1] = 0;                                                               \
                 continue;                                                                         \
             }                                                                                     \
             T m = fabs(x0);                                                                       \
@@ -443,7 +444,8 @@ typedef struct {
                 a->zero[i] = 1;                                                                   \
                 o[0] = 1;                                                                         \
                 o[1] = o[2] = 0;                                                                  \
-                inv[i] = 0;                                                                       \
+                inv[2 * i] = 1;                                                                   \
+                inv[2 * i + 1] = 0;                                                               \
                 continue;                                                                         \
             }                                                                                     \
             ITY bits;                                                                             \
@@ -462,7 +464,8 @@ typedef struct {
             o[0] = a0 / nrm;                                                                      \
             o[1] = a1 / nrm;                                                                      \
             o[2] = a2 / nrm;                                                                      \
-            inv[i] = sc / nrm;                                                                    \
+            inv[2 * i] = nrm;                                                                     \
+            inv[2 * i + 1] = sc;                                                                  \
         }                                                                                         \
         if (nzero) __atomic_add_fetch(&a->counts[0], nzero, __ATOMIC_RELAXED);                    \
         if (nbad) __atomic_add_fetch(&a->counts[1], nbad, __ATOMIC_RELAXED);                      \
@@ -471,20 +474,30 @@ typedef struct {
 SH_DIRS_DEFINE(float, sh_dirs_f32, int32_t, 23, 127)
 SH_DIRS_DEFINE(double, sh_dirs_f64, int64_t, 52, 1023)
 
-/* grad_x = inv (g - u (u . g)), rows of g (N, 3) read through its strides; out (N, 3) contiguous */
+/* the backward of u = s / |s|, s = x p, with autograd's operations on the torch composition (bit
+ * for bit the same gradient): gs_c = g_c / |s| + u_c Σ_c (-g_c (u_c / |s|)) (the sum in the order
+ * c = 0, 1, 2), grad_x = gs p; 0 on zero rows (their direction is a constant). aux[2i] = |s|,
+ * aux[2i+1] = p (0 on zero and non-finite rows); rows of g (N, 3) read through its strides; out
+ * (N, 3) contiguous. */
 #define SH_DIRS_BWD_DEFINE(T, NAME)                                                               \
     static void NAME(const sh_dirs_bwd_args *a, int64_t r0, int64_t r1) {                         \
         const T *restrict g = (const T *)a->g, *restrict u = (const T *)a->u;                     \
-        const T *restrict inv = (const T *)a->inv;                                                \
+        const T *restrict aux = (const T *)a->inv;                                                \
         T *restrict out = (T *)a->out;                                                            \
         for (int64_t i = r0; i < r1; ++i) {                                                       \
             const T *gi = g + i * a->g0;                                                          \
             const T g0 = gi[0], g1 = gi[a->g1], g2 = gi[2 * a->g1];                               \
             const T *ui = u + 3 * i;                                                              \
-            const T d = ui[0] * g0 + ui[1] * g1 + ui[2] * g2, w = inv[i];                         \
-            out[3 * i] = (g0 - ui[0] * d) * w;                                                    \
-            out[3 * i + 1] = (g1 - ui[1] * d) * w;                                                \
-            out[3 * i + 2] = (g2 - ui[2] * d) * w;                                                \
+            const T nrm = aux[2 * i], p = aux[2 * i + 1];                                         \
+            if (p == 0) {                                                                         \
+                out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = 0;                                 \
+                continue;                                                                         \
+            }                                                                                     \
+            const T t0 = -g0 * (ui[0] / nrm), t1 = -g1 * (ui[1] / nrm), t2 = -g2 * (ui[2] / nrm); \
+            const T gn = (t0 + t1) + t2;                                                          \
+            out[3 * i] = (g0 / nrm + ui[0] * gn) * p;                                             \
+            out[3 * i + 1] = (g1 / nrm + ui[1] * gn) * p;                                         \
+            out[3 * i + 2] = (g2 / nrm + ui[2] * gn) * p;                                         \
         }                                                                                         \
     }
 

@@ -309,7 +309,7 @@ def _directions_forward(flat: torch.Tensor, lib):
     """``(u, inv, zero, nzero, nbad)`` of the C pass (see :func:`unit_directions_cpu`)."""
     n = flat.shape[0]
     u = torch.empty(n, 3, dtype=flat.dtype)
-    inv = torch.empty(n, dtype=flat.dtype)
+    inv = torch.empty(n, 2, dtype=flat.dtype)  # (|s|, p) per row, for the backward
     zero = torch.empty(n, 1, dtype=torch.bool)
     counts = (ctypes.c_int64 * 2)(0, 0)
     if n:
@@ -320,9 +320,10 @@ def _directions_forward(flat: torch.Tensor, lib):
 
 
 class _Directions(torch.autograd.Function):
-    """Unit directions by the C pass; first-order backward ``(p/|s|)(g - u (u·g))`` in C (0 on zero
-    rows: their direction is a constant placeholder); double backward differentiates the torch
-    composition (:func:`geodl.ops._sh._directions`) instead."""
+    """Unit directions by the C pass. First-order backward in C with the operations autograd runs on
+    the torch composition ``(x·p) / |x·p|`` (bit for bit its gradient): ``g/|s| + u·Σ(-g·(u/|s|))``,
+    times ``p``; 0 on zero rows (their direction is a constant placeholder). Double backward
+    differentiates the torch composition (:func:`geodl.ops._sh._directions`) instead."""
 
     @staticmethod
     def forward(ctx, flat, lib):
@@ -358,8 +359,9 @@ def unit_directions_cpu(flat: torch.Tensor):
     The same semantics as :func:`geodl.ops._sh._scaled` followed by ``s / |s|``: each row is scaled
     by the exact power of two of its largest |entry| before squaring, then divided by its norm. A
     zero row gets the placeholder direction (1, 0, 0) (as :func:`geodl.ops._sh._safe_directions`)
-    and is flagged; a row holding NaN or inf is counted (its direction is NaN). Differentiable
-    (first order in C; double backward through the torch composition).
+    and is flagged; a row holding NaN or inf is counted (its direction is NaN). Bit for bit the
+    values and first-order gradients of the torch composition where the CPU has FMA (as torch's
+    ``vector_norm`` uses it); double backward through the torch composition.
 
     Parameters
     ----------

@@ -145,7 +145,7 @@ def test_spherical_harmonics_runs_the_kernel_and_the_env_var_falls_back(monkeypa
     assert calls == [1]  # the torch forward
     torch.testing.assert_close(y2, y, **_TOL[torch.float64])
     (g2,) = torch.autograd.grad((y2 * y2.detach()).sum(), x)
-    torch.testing.assert_close(g2, g, **_TOL[torch.float64])  # the backward is the same code
+    torch.testing.assert_close(g2, g, rtol=1e-12, atol=1e-12)  # the torch backward vs its C twin
     monkeypatch.setenv("GEODL_DISABLE_CPU_KERNEL", "0")
     assert csh.sh_real_cpu(x, 8, sh._empty_output) is not None
 
@@ -375,20 +375,20 @@ def test_directions_bit_equal_to_the_torch_path(dtype):
 
 
 @needs_kernel
-def test_directions_gradient_matches_autograd_of_the_torch_path():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_directions_gradient_matches_autograd_of_the_torch_path(dtype):
     x = (torch.randn(3000, 3, generator=torch.Generator().manual_seed(36), dtype=torch.float64)
-         * torch.logspace(-20, 20, 3000, dtype=torch.float64)[:, None])
+         * torch.logspace(-20, 20, 3000, dtype=torch.float64)[:, None]).to(dtype)
     x[10] = 0.0
     x.requires_grad_(True)
-    w = torch.randn(3000, 3, generator=torch.Generator().manual_seed(37), dtype=torch.float64)
+    w = torch.randn(3000, 3, generator=torch.Generator().manual_seed(37), dtype=torch.float64).to(dtype)
     u, zero, nzero, nbad = csh.unit_directions_cpu(x)
     assert u.requires_grad and not zero.requires_grad and (nzero, nbad) == (1, 0)
     (g,) = torch.autograd.grad((u * w).sum(), x)
     ref, _ = sh._directions(x, True, True)
     (gr,) = torch.autograd.grad((ref * w).sum(), x)
-    rel = (g - gr).norm(dim=1) / gr.norm(dim=1).clamp(min=1e-300)  # per row: components may cancel
-    assert float(rel.max()) < 1e-14
-    assert torch.equal(g[10], torch.zeros(3, dtype=torch.float64))  # the placeholder is a constant
+    assert torch.equal(g, gr)  # autograd's own operations on the torch composition, in C
+    assert torch.equal(g[10], torch.zeros(3, dtype=dtype))  # the placeholder is a constant
     # double backward differentiates the torch composition
     y = torch.randn(6, 3, generator=torch.Generator().manual_seed(39), dtype=torch.float64).requires_grad_(True)
     assert torch.autograd.gradgradcheck(lambda p: csh.unit_directions_cpu(p)[0], (y,))
