@@ -13,6 +13,14 @@ descheduled delays only the piece it holds and the call never waits for a thread
 started. Outputs from 8 MiB are written with streaming stores after their pages are mapped in
 2 MiB pieces (``MADV_POPULATE_WRITE``), shared out among the threads.
 
+The same library holds the rest of the default CPU path, in the same pool, for the same reason
+(each small torch op is a parallel region that waits for a descheduled thread):
+:func:`unit_directions_cpu`, the public function's prologue (finite check, the exact power-of-two
+scaling of each row and the division by its norm in one pass, with the torch composition's
+values and first-order gradients bit for bit), and :func:`sh_backward_cpu`, the C twin of the
+closed-form backward :func:`geodl.ops._sh._sh_real_backward_analytic` (the incoming gradient read
+in place, row- or column-major).
+
 Build: the system C compiler (``$CC``, else ``cc`` / ``gcc``) compiles the source once, in under
 a second, into ``<cache>/sh_cpu-<hash>.so``, the hash taken over the source, the compiler, its
 flags and the CPU's feature flags (the build uses ``-march=native``); ``<cache>`` is
