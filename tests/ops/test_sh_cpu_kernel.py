@@ -3,6 +3,7 @@ torch forward, any input strides, threads, the fallback, and the build cache."""
 
 import math
 import os
+import time
 import subprocess
 import sys
 import threading
@@ -257,9 +258,22 @@ def test_forked_child_runs_the_kernel_on_threads():
         ref = _kernel(x, 6)  # the parent's pool is running
         pid = os.fork()
         if pid == 0:  # child: same values on two threads, then leave without cleanup
-            ok = torch.equal(_kernel(x, 6), ref)
+            y = _kernel(x, 6)
+            # torch's own parallel ops (libgomp) can hang in a forked child of a process that ran
+            # OpenMP regions: compare on one thread
+            torch.set_num_threads(1)
+            ok = torch.equal(y, ref)
             os._exit(0 if ok else 1)
-        _, status = os.waitpid(pid, 0)
+        deadline = time.monotonic() + 120
+        while True:  # never wait forever on a child that hangs
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child hung")
+            time.sleep(0.05)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     finally:
         torch.set_num_threads(old)
