@@ -380,7 +380,13 @@ def _first_order_grad(xyz: torch.Tensor, grad: torch.Tensor, lmax: int) -> torch
 
         out = sh_real_backward_triton(xx, gg, lmax)
     else:
-        out = _sh_real_backward_analytic(xx, gg, lmax)
+        out = None
+        if xx.device.type == "cpu":  # the C twin (geodl.ops._sh_cpu); None where it does not serve
+            from geodl.ops._sh_cpu import sh_backward_cpu
+
+            out = sh_backward_cpu(xx, gg, lmax)
+        if out is None:
+            out = _sh_real_backward_analytic(xx, gg, lmax)
     return out.to(xyz.dtype)
 
 
@@ -752,7 +758,18 @@ def spherical_harmonics(
         raise TypeError("points: expected a real floating-point tensor")
     # a NaN/inf makes the sum non-finite: one reduction instead of an isfinite mask (≈5% of the
     # forward at lmax 10); only a non-finite sum (or an overflowing one) takes the full check
-    if values and not bool(torch.isfinite(points.sum())):
+    # the common CPU case (xyz directions, float32/float64): the finite check, the power-of-two
+    # scaling and the division by the norm in one C pass (geodl.ops._sh_cpu), instead of a dozen
+    # small torch ops, each a parallel region that waits for a descheduled thread on a busy
+    # machine; None where it does not serve the call (then the torch ops below)
+    fast = None
+    if values and input == "xyz" and normalize and points.device.type == "cpu":
+        from geodl.ops._sh_cpu import unit_directions_cpu
+
+        fast = unit_directions_cpu(points.reshape(-1, width))
+        if fast is not None and fast[3]:  # non-finite rows: the message of check_finite
+            check_finite("points", points)
+    if fast is None and values and not bool(torch.isfinite(points.sum())):
         check_finite("points", points)
     lead = points.shape[:-1]
     flat = points.reshape(-1, width)
@@ -764,7 +781,14 @@ def spherical_harmonics(
     if input == "lonlat":
         y = op(_lonlat_vectors(flat, values), lmax)
     elif normalize:
-        xyz, zero = _directions(flat, allow_zero_vectors, values)
+        if fast is not None:  # the C pass: placeholder (1, 0, 0) and mask on zero rows, as _directions
+            xyz, zero, nzero, _ = fast
+            if not allow_zero_vectors:
+                if nzero:
+                    raise ValueError(_ZERO_VECTOR_MSG)
+                zero = None
+        else:
+            xyz, zero = _directions(flat, allow_zero_vectors, values)
         if convention == "e3nn":
             # e3nn's polar axis is y: its Y_l(x, y, z) is exactly the real basis at (z, x, y), same
             # ordering and signs (checked against e3nn 0.6 to 1e-13 in the tests)

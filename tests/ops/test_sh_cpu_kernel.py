@@ -406,3 +406,49 @@ def test_directions_gradient_matches_autograd_of_the_torch_path(dtype):
     # double backward differentiates the torch composition
     y = torch.randn(6, 3, generator=torch.Generator().manual_seed(39), dtype=torch.float64).requires_grad_(True)
     assert torch.autograd.gradgradcheck(lambda p: csh.unit_directions_cpu(p)[0], (y,))
+
+
+
+@needs_kernel
+def test_public_backward_runs_the_kernel_and_falls_back(monkeypatch):
+    calls = []
+    analytic = sh._sh_real_backward_analytic
+    monkeypatch.setattr(sh, "_sh_real_backward_analytic", lambda *a: calls.append(1) or analytic(*a))
+    for dtype in (torch.float32, torch.float64):
+        x = (_unit(700, dtype, seed=33) * 3.0).requires_grad_(True)
+        w = torch.randn(705, 144, generator=torch.Generator().manual_seed(5), dtype=dtype)
+        (g,) = torch.autograd.grad((spherical_harmonics(11, x) * w).sum(), x)
+        assert calls == []  # the C backward served it
+        monkeypatch.setenv("GEODL_DISABLE_CPU_KERNEL", "1")
+        (g2,) = torch.autograd.grad((spherical_harmonics(11, x) * w).sum(), x)
+        monkeypatch.delenv("GEODL_DISABLE_CPU_KERNEL")
+        assert calls == [1]  # the torch backward
+        calls.clear()
+        torch.testing.assert_close(g, g2, rtol=1e-4 if dtype == torch.float32 else 1e-11,
+                                   atol=1e-5 if dtype == torch.float32 else 1e-12)
+
+
+@needs_kernel
+def test_public_prologue_runs_in_c_and_keeps_the_errors(monkeypatch):
+    calls = []
+    directions = sh._directions
+    monkeypatch.setattr(sh, "_directions", lambda *a: calls.append(1) or directions(*a))
+    x = torch.randn(500, 3, generator=torch.Generator().manual_seed(38)) * 1e20
+    y = spherical_harmonics(6, x)
+    assert calls == []
+    monkeypatch.setenv("GEODL_DISABLE_CPU_KERNEL", "1")
+    assert torch.equal(spherical_harmonics(6, x), y)
+    assert calls == [1]
+    monkeypatch.delenv("GEODL_DISABLE_CPU_KERNEL")
+    for bad, word in ((float("nan"), "NaN"), (float("inf"), "inf")):
+        z = x.clone()
+        z[4, 1] = bad
+        with pytest.raises(ValueError, match=f"points: contains {word} values"):
+            spherical_harmonics(3, z)
+    z = x.clone()
+    z[2] = 0.0
+    with pytest.raises(ValueError, match="contains zero vectors"):
+        spherical_harmonics(3, z)
+    y = spherical_harmonics(3, z, allow_zero_vectors=True)
+    monkeypatch.setenv("GEODL_DISABLE_CPU_KERNEL", "1")
+    assert torch.equal(spherical_harmonics(3, z, allow_zero_vectors=True), y)
