@@ -756,8 +756,6 @@ def spherical_harmonics(
     check_tensor("points", points, shape=(..., width), floating=True)
     if points.is_complex():
         raise TypeError("points: expected a real floating-point tensor")
-    # a NaN/inf makes the sum non-finite: one reduction instead of an isfinite mask (≈5% of the
-    # forward at lmax 10); only a non-finite sum (or an overflowing one) takes the full check
     # the common CPU case (xyz directions, float32/float64): the finite check, the power-of-two
     # scaling and the division by the norm in one C pass (geodl.ops._sh_cpu), instead of a dozen
     # small torch ops, each a parallel region that waits for a descheduled thread on a busy
@@ -769,6 +767,8 @@ def spherical_harmonics(
         fast = unit_directions_cpu(points.reshape(-1, width))
         if fast is not None and fast[3]:  # non-finite rows: the message of check_finite
             check_finite("points", points)
+    # elsewhere a NaN/inf makes the sum non-finite: one reduction instead of an isfinite mask (≈5%
+    # of the forward at lmax 10); only a non-finite sum (or an overflowing one) takes the full check
     if fast is None and values and not bool(torch.isfinite(points.sum())):
         check_finite("points", points)
     lead = points.shape[:-1]
