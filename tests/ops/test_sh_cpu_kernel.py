@@ -408,7 +408,6 @@ def test_directions_gradient_matches_autograd_of_the_torch_path(dtype):
     assert torch.autograd.gradgradcheck(lambda p: csh.unit_directions_cpu(p)[0], (y,))
 
 
-
 @needs_kernel
 def test_public_backward_runs_the_kernel_and_falls_back(monkeypatch):
     calls = []
