@@ -115,7 +115,8 @@ def test_core_op_tests_on_the_triton_backend():
     rerun under the interpreter with backend "triton": one correctness run of every op per back end."""
     pytest.importorskip("triton")
     here = Path(__file__).parent
-    files = [str(here / f) for f in ("test_scatter.py", "test_eigh.py", "test_neighbors.py", "test_sh.py")]
+    files = [str(here / f) for f in ("test_scatter.py", "test_eigh.py", "test_neighbors.py", "test_sh.py",
+                                     "test_sh_e3nn.py", "test_sh_numerics.py")]
     run_pytest(["-k", "triton and not interpreted and not cuda", *files])
 
 
