@@ -69,6 +69,23 @@ def _equivariant_points(model, x, pos, batch, vel):
     close(y2, y @ R.T + t, atol=1e-7, rtol=1e-6, msg="E(3) equivariance")
 
 
+def _dynamics_case(build, x, pos, batch, vel):
+    """``(call, verify)`` of a dynamics model (EGNN, FA-GNN): built with a fixed seed in float64,
+    called on ``(x, pos, batch, vel=vel)``, verified E(3)-equivariant on the points."""
+    import torch
+
+    def call():
+        torch.manual_seed(0)
+        m = build().double()
+        return m, m(x, pos, batch, vel=vel)
+
+    def verify(res):
+        m, _ = res
+        _equivariant_points(m, x, pos, batch, vel)
+
+    return call, verify
+
+
 # --------------------------------------------------------------------------- backbones
 @S.composite
 def _egnn_valid(draw, min_n=2):
@@ -87,19 +104,9 @@ _EGNN_MUTS = {"hidden_channels": _INT_BAD, "num_layers": values(-1, True, 2.5, "
 @fuzz("geodl.nn.backbones.EGNN", examples=40)
 @with_cases(lambda: cases(_egnn_valid(), _EGNN_MUTS))
 def build_egnn(pos, batch, x, hidden_channels, num_layers, act, vel):
-    import torch
     from geodl.nn import EGNN
 
-    def call():
-        torch.manual_seed(0)
-        m = EGNN(hidden_channels, num_layers, act=act).double()
-        return m, m(x, pos, batch, vel=vel)
-
-    def verify(res):
-        m, y = res
-        _equivariant_points(m, x, pos, batch, vel)
-
-    return call, verify
+    return _dynamics_case(lambda: EGNN(hidden_channels, num_layers, act=act), x, pos, batch, vel)
 
 
 @S.composite
@@ -113,19 +120,10 @@ def _fagnn_valid(draw):
 @with_cases(lambda: cases(_fagnn_valid(), {**_EGNN_MUTS, "act": values("bogus", 3),
                                            "degeneracy": values("sometimes", 3, None)}))
 def build_fagnn(pos, batch, x, hidden_channels, num_layers, act, vel, degeneracy):
-    import torch
     from geodl.nn import FAGNN
 
-    def call():
-        torch.manual_seed(0)
-        m = FAGNN(hidden_channels, num_layers, act=act, degeneracy=degeneracy).double()
-        return m, m(x, pos, batch, vel=vel)
-
-    def verify(res):
-        m, y = res
-        _equivariant_points(m, x, pos, batch, vel)
-
-    return call, verify
+    return _dynamics_case(lambda: FAGNN(hidden_channels, num_layers, act=act, degeneracy=degeneracy),
+                          x, pos, batch, vel)
 
 
 @S.composite

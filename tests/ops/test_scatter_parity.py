@@ -30,6 +30,16 @@ def _gen(seed):
 
 
 # --------------------------------------------------------------------------- reduce="mul", "add"
+def _reduced(op, want, *args, reduce, **kwargs):
+    """``op(*args, reduce=reduce, **kwargs)``; for min/max with ``return_arg=True``, whose arg must be
+    ``want[1]``. Returns the output and the expected values (``want[0]`` for min/max, else ``want``)."""
+    if reduce in ("min", "max"):
+        out, arg = op(*args, reduce=reduce, return_arg=True, **kwargs)
+        assert arg.tolist() == want[1]
+        return out, want[0]
+    return op(*args, reduce=reduce, **kwargs), want
+
+
 def test_mul_of_an_empty_group_is_one_as_pyg():
     x = torch.randn(5, 3, generator=_gen(0), dtype=torch.float64)
     index = T([0, 2, 2, 0, 4])  # groups 1 and 3 empty
@@ -82,12 +92,7 @@ _SEGMENT_1D = {
 def test_scatter_1d_cases(dtype, reduce):
     src, index = T([1, 3, 2, 4, 5, 6]).to(dtype), T([0, 1, 0, 1, 1, 3])
     want = _SCATTER_1D[reduce]
-    if reduce in ("min", "max"):
-        out, arg = scatter(src, index, reduce=reduce, return_arg=True)
-        assert arg.tolist() == want[1]
-        want = want[0]
-    else:
-        out = scatter(src, index, reduce=reduce)
+    out, want = _reduced(scatter, want, src, index, reduce=reduce)
     if dtype.is_floating_point and reduce == "mean":
         want = [1.5, 4, 0, 6]
     assert out.dtype == dtype and out.tolist() == want
@@ -98,12 +103,7 @@ def test_scatter_1d_cases(dtype, reduce):
 def test_segment_1d_cases_integer_too(dtype, reduce):
     src, ptr = T([1, 2, 3, 4, 5, 6]).to(dtype), T([0, 2, 5, 5, 6])
     want = _SEGMENT_1D[reduce]
-    if reduce in ("min", "max"):
-        out, arg = segment(src, ptr, reduce, return_arg=True)
-        assert arg.tolist() == want[1]
-        want = want[0]
-    else:
-        out = segment(src, ptr, reduce)
+    out, want = _reduced(segment, want, src, ptr, reduce=reduce)
     if dtype.is_floating_point and reduce == "mean":
         want = [1.5, 4, 0, 6]
     assert out.dtype == dtype and out.tolist() == want
@@ -166,12 +166,7 @@ def test_broadcast_index_cases(case, reduce, dtype, backend):
     c = _BCAST_CASES[case]
     src, index = T(c["src"]).to(dtype), T(c["index"])
     want = c["sum" if reduce == "add" else reduce]
-    if reduce in ("min", "max"):
-        out, arg = scatter(src, index, dim=c["dim"], reduce=reduce, return_arg=True)
-        assert arg.tolist() == want[1]
-        want = want[0]
-    else:
-        out = scatter(src, index, dim=c["dim"], reduce=reduce)
+    out, want = _reduced(scatter, want, src, index, dim=c["dim"], reduce=reduce)
     assert out.dtype == dtype and out.tolist() == want
 
 
@@ -260,12 +255,7 @@ def test_batched_segment_cases(case, reduce, dtype, backend):
     c = _SEGMENT_CASES[case]
     src, ptr = T(c["src"]).to(dtype), T(c["ptr"])
     want = c["sum" if reduce == "add" else reduce]
-    if reduce in ("min", "max"):
-        out, arg = segment(src, ptr, reduce, return_arg=True)
-        assert arg.tolist() == want[1]
-        want = want[0]
-    else:
-        out = segment(src, ptr, reduce)
+    out, want = _reduced(segment, want, src, ptr, reduce=reduce)
     assert out.dtype == dtype and out.tolist() == want
 
 
