@@ -23,6 +23,8 @@ TASKS: dict[str, str] = {
     "nbody": "geodl.bench.tasks.nbody:main",
     "landocean": "geodl.bench.tasks.location:main_landocean",
     "checkerboard": "geodl.bench.tasks.location:main_checkerboard",
+    "shapes": "geodl.bench.tasks.modelnet:main_shapes",
+    "modelnet": "geodl.bench.tasks.modelnet:main_modelnet",
 }
 
 _EXPORTS = {

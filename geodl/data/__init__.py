@@ -21,6 +21,14 @@ _EXPORTS = {
     "uniform_sphere": "_sphere",
     "land_mask": "_sphere",
     "healpix_lonlat": "_sphere",
+    # ModelNet10/40 from a local folder (_modelnet.py) and the OFF reader (_off.py)
+    "ModelNet": "_modelnet",
+    "MODELNET10_CLASSES": "_modelnet",
+    "MODELNET40_CLASSES": "_modelnet",
+    "read_off": "_off",
+    # synthetic shapes, the embedded default of the rotated-classification task (_shapes.py)
+    "SyntheticShapes": "_shapes",
+    "SHAPE_CLASSES": "_shapes",
     # the cached-dataset registry behind `geodl data` (_registry.py)
     "DATASETS": "_registry",
     "cached_files": "_registry",

@@ -1,8 +1,11 @@
 """The symmetry core: one public module or subpackage per method, plus the plain backbones.
 
 - :mod:`geodl.nn.frame_averaging`: ``frames``, ``Frames``, ``FrameAveraging``, ``FAGNN``;
+- :mod:`geodl.nn.tinv`: TinvNN transformation-invariant, distance-preserving initial
+  representations (``TinvNN``, ``tinv_coordinates``, ``classical_mds``, ``graph_mds``);
 - :mod:`geodl.nn.location`: spherical-harmonic location encoders and their baselines;
-- :mod:`geodl.nn.backbones`: ``PointNet``, ``EGNN`` and its layer ``EGNNConv``, one per file.
+- :mod:`geodl.nn.backbones`: ``PointNet``, ``DGCNN`` and its layer ``EdgeConv``, ``EGNN`` and its
+  layer ``EGNNConv``, one per file.
 
 The flagship names resolve lazily from here (``from geodl.nn import FrameAveraging``); method
 modules are imported as ``from geodl.nn import location``.
@@ -16,11 +19,16 @@ _EXPORTS = {
     "Frames": "frame_averaging",
     "FrameAveraging": "frame_averaging",
     "FAGNN": "frame_averaging",
+    # TinvNN
+    "TinvNN": "tinv",
+    "tinv_coordinates": "tinv",
     # backbones
     "PointNet": "backbones",
+    "DGCNN": "backbones",
+    "EdgeConv": "backbones",
     "EGNN": "backbones",
     "EGNNConv": "backbones",
 }
 
 __getattr__, __dir__, __all__ = lazy_module(
-    __name__, _EXPORTS, extra=("backbones", "frame_averaging", "location"), public=sorted(_EXPORTS))
+    __name__, _EXPORTS, extra=("backbones", "frame_averaging", "location", "tinv"), public=sorted(_EXPORTS))

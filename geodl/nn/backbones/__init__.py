@@ -8,6 +8,8 @@ from geodl._lazy import lazy_module
 
 _EXPORTS = {
     "PointNet": "pointnet",
+    "DGCNN": "dgcnn",
+    "EdgeConv": "dgcnn",
     "EGNN": "egnn",
     "EGNNConv": "egnn_conv",
     "full_graph_edges": "_common",
