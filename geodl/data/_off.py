@@ -31,17 +31,39 @@ def _error(path, msg: str, line: int | None = None) -> ValueError:
     return ValueError(f"{where}: {msg}")
 
 
-def _records(text: str):
-    """``(line number, tokens)`` of every non-blank line, comments removed."""
-    out = []
-    for i, raw in enumerate(text.splitlines(), start=1):
+def _records(lines, start: int = 0):
+    """``(line number, tokens)`` of every non-blank line from ``lines[start]`` on, comments removed."""
+    for i in range(start, len(lines)):
+        raw = lines[i]
         cut = raw.find("#")
         if cut >= 0:
             raw = raw[:cut]
         tokens = raw.split()
         if tokens:
-            out.append((i, tokens))
-    return out
+            yield i + 1, tokens
+
+
+def _fast_body(lines, nv: int, nf: int):
+    """The vertices and faces of a regular body (no comments, 3 coordinates per vertex, triangles
+    only, every value valid) read vectorised, or ``None``: then the line-by-line read decides (and
+    names the line of any problem)."""
+    body = [ln for ln in lines if ln and not ln.isspace()]
+    if len(body) != nv + nf or any("#" in ln for ln in body):
+        return None
+    vt = " ".join(body[:nv]).split()
+    ft = " ".join(body[nv:]).split()
+    if len(vt) != 3 * nv or len(ft) != 4 * nf:
+        return None
+    try:
+        v = np.array(vt, dtype=np.float64).reshape(nv, 3)
+        f = np.array(ft, dtype=np.int64).reshape(nf, 4)
+    except (ValueError, OverflowError):
+        return None
+    if not np.isfinite(v).all():
+        return None
+    if nf and not ((f[:, 0] == 3).all() and f[:, 1:].min() >= 0 and f[:, 1:].max() < nv):
+        return None
+    return v, np.ascontiguousarray(f[:, 1:])
 
 
 def _int(path, token: str, line: int, what: str) -> int:
@@ -148,21 +170,25 @@ def read_off(path) -> tuple[np.ndarray, np.ndarray]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise _error(path, f"not a text OFF file (byte {e.start} is not UTF-8)") from None
-    recs = _records(text)
-    if not recs:
+    lines = text.splitlines()
+    head = _records(lines)
+    first = next(head, None)
+    if first is None:
         raise _error(path, "the file holds only comments, no OFF header")
-    line, toks = recs[0]
+    line, toks = first
     if not toks[0].startswith("OFF"):
         raise _error(path, f"not an OFF file: the first line must start with 'OFF', got {toks[0][:40]!r}", line)
     rest = ([toks[0][3:]] if len(toks[0]) > 3 else []) + toks[1:]  # 'OFF490 518 0' or 'OFF 490 518 0'
-    if rest:
-        nv, nf = _parse_counts(path, rest, line)
-        body = recs[1:]
-    else:
-        if len(recs) < 2:
+    if not rest:
+        counts = next(head, None)
+        if counts is None:
             raise _error(path, "truncated: the header has no counts line after 'OFF'")
-        nv, nf = _parse_counts(path, recs[1][1], recs[1][0])
-        body = recs[2:]
+        line, rest = counts
+    nv, nf = _parse_counts(path, rest, line)
+    fast = _fast_body(lines[line:], nv, nf)  # line numbers are 1-based: lines[line:] follows the header
+    if fast is not None:
+        return fast
+    body = list(_records(lines, line))
     if len(body) < nv + nf:
         got_v = min(len(body), nv)
         raise _error(path, f"truncated: the header announces {nv} vertices and {nf} faces, the file has "
