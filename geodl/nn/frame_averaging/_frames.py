@@ -53,26 +53,35 @@ frames of the same cloud at scale 1, bit for bit).
 
 from __future__ import annotations
 
-import itertools
 import warnings
 from dataclasses import dataclass
 
 import torch
 
-from geodl._checks import check_alloc, check_choice, check_index, check_int, check_number, check_tensor
-from geodl.groups import rotation_2d
-from geodl.ops import eigh3x3, knn_graph, segment_covariance
+from geodl._checks import check_alloc, check_choice, check_int, check_number, check_tensor
+from geodl.nn._pca import (  # shared with TinvNN (geodl.nn.tinv)
+    _POLICIES,
+    _TINY,
+    _check_ids,
+    _degeneracy_message,
+    _eigenspace_rotations,
+    _eigh,
+    _pow2_exponent,
+    _relative_gaps,
+    _report_degenerate,
+    _second_moments,
+    _sign_patterns,
+)
+from geodl.ops import knn_graph
 
 __all__ = ["frames", "Frames"]
 
 # the geometric groups that PCA frames are built for (names as in geodl.groups.get_group)
 _FRAME_GROUPS = ("O3", "SO3", "E3", "SE3", "O2", "SO2", "E2", "SE2")
 _KINDS = ("global", "segment", "knn")
-_POLICIES = ("warn", "raise", "flag", "augment")
 # kinds of geodl.groups (parse_kind) that a frame acts on; "invariant" is an alias of "scalar"
 _IN_KINDS = ("scalar", "points", "vectors", "pseudovectors", "tensor2")
 _OUT_KINDS = ("invariant", "scalar", "vectors", "points", "tensor2", "pseudovectors")
-_TINY = 1e-300
 
 
 def _parse_group(group) -> tuple[str, int, bool, bool]:
@@ -104,79 +113,11 @@ def _frame_kind(name: str, kind, allowed) -> str:
     return base
 
 
-def _sign_patterns(d: int, reflections: bool) -> torch.Tensor:
-    """(F, d) column signs in a fixed order; the first pattern is all +1.
-
-    With reflections: all 2^d patterns. Without: the 2^(d-1) patterns of the first d-1 columns,
-    the last sign being their product so that det(R S) = det(R) = +1.
-    """
-    if reflections:
-        return torch.tensor(list(itertools.product((1.0, -1.0), repeat=d)), dtype=torch.float64)
-    rows = [(*s, float(torch.tensor(s).prod())) for s in itertools.product((1.0, -1.0), repeat=d - 1)]
-    return torch.tensor(rows, dtype=torch.float64)
-
-
 # --------------------------------------------------------------------------------------------
 # Second moments and eigenbases
 # --------------------------------------------------------------------------------------------
 
 
-def _second_moments(pos: torch.Tensor, index: torch.Tensor, num: int, centered: bool):
-    """Per-segment centroid (zeros unless ``centered``) and second moment Σ(x-c)(x-c)ᵀ / n."""
-    centroid, cov, counts = segment_covariance(pos, index, num_segments=num, centered=centered)
-    cov = cov / counts.clamp_min(1).to(cov.dtype)[:, None, None]
-    if not centered:
-        centroid = torch.zeros_like(centroid)
-    return centroid, cov, counts
-
-
-def _eigh(cov: torch.Tensor):
-    """Ascending eigenvalues and right-handed eigenvectors (columns) of symmetric (S, d, d)."""
-    if cov.shape[-1] == 3:
-        evals, evecs, _ = eigh3x3(cov, validate=False)
-        return evals, evecs
-    # 2x2 closed form (branch free, differentiable away from ties): the larger eigenvector is at
-    # angle θ = atan2(2b, a - c) / 2; columns (sin θ, -cos θ) and (cos θ, sin θ) have det +1.
-    a, b, c = cov[:, 0, 0], cov[:, 0, 1], cov[:, 1, 1]
-    # rad = 0 at an exact tie (coincident points, an isotropic spread), with a zero gradient there
-    r2 = ((a - c) / 2) ** 2 + b**2
-    mean, rad = (a + c) / 2, torch.sqrt(torch.where(r2 > 0, r2, 1.0)) * (r2 > 0)
-    # atan2(0, 0) (coincident points) has a NaN gradient: there (0, 1) is used instead, the same angle 0
-    y, xx = 2 * b, a - c
-    both = (y == 0) & (xx == 0)
-    theta = torch.atan2(torch.where(both, 0.0, y), torch.where(both, 1.0, xx)) / 2
-    cs, sn = torch.cos(theta), torch.sin(theta)
-    evecs = torch.stack([torch.stack([sn, cs], -1), torch.stack([-cs, sn], -1)], -2)
-    return torch.stack([mean - rad, mean + rad], -1), evecs
-
-
-def _relative_gaps(evals: torch.Tensor) -> torch.Tensor:
-    """(S, d-1) gaps between consecutive eigenvalues relative to the largest magnitude."""
-    scale = evals.abs().amax(-1, keepdim=True).clamp_min(_TINY)
-    return (evals[:, 1:] - evals[:, :-1]) / scale
-
-
-def _eigenspace_rotations(gaps, degenerate, tied, samples, generator):
-    """(S, M, d, d) Haar rotations inside the tied eigenspaces (identity for samples not ``degenerate``).
-
-    A NaN gap counts as tied.
-    """
-    S, d = gaps.shape[0], gaps.shape[1] + 1
-    kw = dict(dtype=torch.float64, device=gaps.device)
-    Q = torch.eye(d, **kw).expand(S, samples, d, d).clone()
-    small = ~(gaps >= tied) & degenerate[:, None]
-    theta = torch.rand(S, samples, generator=generator, **kw) * (2 * torch.pi)
-    rot2 = rotation_2d(theta)
-    if d == 2:
-        return torch.where(small[:, 0, None, None, None], rot2, Q)
-    import roma
-
-    full = roma.random_rotmat((S, samples), generator=generator, **kw)
-    low, high = Q.clone(), Q.clone()
-    low[..., :2, :2] = rot2  # λ1 = λ2: rotate about the third axis
-    high[..., 1:, 1:] = rot2  # λ2 = λ3: rotate about the first axis
-    m01, m12 = small[:, 0, None, None, None], small[:, 1, None, None, None]
-    return torch.where(m01 & m12, full, torch.where(m01, low, torch.where(m12, high, Q)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,15 +215,6 @@ def _from_frame(y: torch.Tensor, R: torch.Tensor, c: torch.Tensor, kind: str) ->
     elif kind == "points":
         out = out + c.reshape(c.shape[0], 1, *([1] * (out.dim() - 3)), c.shape[-1])
     return out
-
-
-def _check_ids(name: str, ids, n: int, validate: bool) -> torch.Tensor:
-    check_index(name, ids)
-    if ids.shape != (n,):
-        raise ValueError(f"{name}: expected shape ({n},) matching pos, got {tuple(ids.shape)}")
-    if validate and n and int(ids.min()) < 0:
-        raise ValueError(f"{name}: expected non-negative ids, got minimum {int(ids.min())}")
-    return ids.long()
 
 
 def frames(
@@ -445,7 +377,7 @@ def _frames(pos, batch, parsed, *, num_graphs, kind, segment, k, degeneracy, gap
     x = (pos if differentiable else pos.detach()).to(torch.float64)
     # exact power-of-two rescaling to max|x| in [0.5, 1): second moments of clouds at 1e155 or
     # 1e-160 neither overflow nor underflow, and ordinary clouds give the same bits as without it
-    exp = torch.frexp(x.detach().abs().amax())[1].clamp_min(-1020) if n else torch.zeros((), dtype=torch.int32)
+    exp = _pow2_exponent(x)
     x = torch.ldexp(x, -exp.to(x.dtype))
     if kind == "global":
         index, num = graph, num_graphs
@@ -476,17 +408,9 @@ def _frames(pos, batch, parsed, *, num_graphs, kind, segment, k, degeneracy, gap
     gap = gaps.amin(-1)
     # NaN gaps (overflowed eigenvalues) are degenerate; empty graphs are not (no point uses their frame)
     degenerate = ~(gap >= gap_tol) & (counts > 0)
-    if degeneracy in ("raise", "warn") and not compiling and bool(degenerate.any()):
-        ids = degenerate.nonzero().flatten()
-        msg = (
-            f"pos: degenerate frames (relative eigengap < gap_tol={gap_tol:g}) for "
-            f"{'samples' if kind == 'global' else kind + ' ids'} {ids[:10].tolist()} with gaps "
-            f"{[float(f'{v:.3g}') for v in gap[ids[:10]].tolist()]}; frame averaging is not invariant "
-            "there. Use degeneracy='flag' to get the mask or 'augment' to average over the tied eigenspace."
-        )
-        if degeneracy == "raise":
-            raise ValueError(msg)
-        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    where = "samples" if kind == "global" else kind + " ids"
+    _report_degenerate(degeneracy, degenerate, lambda ids: _degeneracy_message(gap_tol, ids, gap, where=where),
+                       stacklevel=3)
     signed = V[:, None] * signs[None, :, None, :]  # (S, F, d, d): V S, the sign-ambiguous eigenbasis
     if degeneracy == "augment":
         # V S Q (signs first, then the rotation inside the tied eigenspace): where the eigenbasis is
