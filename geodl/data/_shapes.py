@@ -169,7 +169,8 @@ class SyntheticShapes(Dataset):
         self.deform = float(check_number("deform", deform, lo=0.0, hi=1.0))
         self.noise = float(check_number("noise", noise, nonnegative=True))
         total = self.per_class * len(SHAPE_CLASSES)
-        check_alloc("num_points", self.num_points, total * self.num_points, 3 * (1 + normals), torch.float64, "cpu")
+        check_alloc("num_points", f"{self.num_points} (x {total} clouds, per_class={self.per_class})",
+                    total * self.num_points, 3 * (1 + normals), torch.float64, "cpu")
         pos, nrm = [], []
         code = _SPLITS.index(split)
         for c, name in enumerate(SHAPE_CLASSES):
