@@ -127,10 +127,10 @@ def _pow2_exponent(x: torch.Tensor) -> torch.Tensor:
 def _degeneracy_message(gap_tol: float, ids: torch.Tensor, values: torch.Tensor, *, what: str = "frames",
                         criterion: str = "relative eigengap", extra: str = "", where: str = "samples",
                         values_name: str = "gaps", consequence: str = "frame averaging is not invariant there",
-                        augment: str = "average over the tied eigenspace") -> str:
-    """The ``degeneracy="raise"``/``"warn"`` message naming ``pos``, the sample ids and their values."""
+                        augment: str = "average over the tied eigenspace", name: str = "pos") -> str:
+    """The ``degeneracy="raise"``/``"warn"`` message naming ``name``, the sample ids and their values."""
     return (
-        f"pos: degenerate {what} ({criterion} < gap_tol={gap_tol:g}{extra}) for "
+        f"{name}: degenerate {what} ({criterion} < gap_tol={gap_tol:g}{extra}) for "
         f"{where} {ids[:10].tolist()} with {values_name} "
         f"{[float(f'{v:.3g}') for v in values[ids[:10]].tolist()]}; {consequence}. "
         f"Use degeneracy='flag' to get the mask or 'augment' to {augment}."
