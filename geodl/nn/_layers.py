@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -9,7 +11,8 @@ from geodl._checks import check_memory
 
 __all__ = ["ACTIVATIONS", "mlp", "check_linear_sizes"]
 
-ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "gelu": nn.GELU,
+               "leaky_relu": functools.partial(nn.LeakyReLU, 0.2)}  # slope 0.2, as in DGCNN
 
 
 def check_linear_sizes(name: str, value, shapes, repeat: int = 1) -> None:
@@ -38,7 +41,7 @@ def mlp(channels, act: str, last_act: bool) -> nn.Sequential:
     channels : sequence of int
         Input width, hidden widths and output width (at least two entries).
     act : str
-        A key of :data:`ACTIVATIONS` ("relu", "silu", "tanh", "gelu").
+        A key of :data:`ACTIVATIONS` ("relu", "silu", "tanh", "gelu", "leaky_relu" (slope 0.2)).
     last_act : bool
         Whether the last linear layer is followed by the activation too.
 

@@ -1,13 +1,18 @@
-"""Helpers shared by the n-body backbones (EGNN) and FA-GNN: full graphs, input checks, call forms."""
+"""Helpers shared by the backbones: full graphs, input checks, call forms (n-body models: EGNN and
+FA-GNN; point clouds: PointNet and DGCNN)."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from geodl._checks import check_alloc, check_int, check_tensor
 from geodl.groups import Symmetry
+from geodl.ops import scatter
 
-__all__ = ["full_graph_edges", "check_dynamics_inputs", "dynamics_arguments", "DYNAMICS_SYMMETRY"]
+__all__ = ["full_graph_edges", "check_dynamics_inputs", "dynamics_arguments", "DYNAMICS_SYMMETRY",
+           "point_cloud_inputs", "pool_graphs"]
 
 # n-body models (EGNN, FA-GNN): charges, positions, velocities, batch -> positions
 DYNAMICS_SYMMETRY = Symmetry(
@@ -117,3 +122,57 @@ def dynamics_arguments(x, pos, batch, legacy_batch, vel):
     if x is None:
         raise TypeError("x: required, the charges (N,) or (N, 1)")
     return pos, vel, x, batch
+
+
+def point_cloud_inputs(x, pos, batch, num_graphs, extra, *, pos_channels: int, in_channels: int,
+                       pool_width: int, finite: bool = False):
+    """Validate the point-cloud backbone inputs (PointNet, DGCNN); return ``(h, batch, num_graphs)``.
+
+    ``h`` (N, pos_channels + in_channels) is ``[pos, x, *extra]`` concatenated (each extra tensor
+    flattened to (N, -1), in ``pos``'s dtype); ``batch`` defaults to one graph. Without
+    ``num_graphs`` it is read from ``batch`` (a host sync) and the pooled ``(num_graphs,
+    pool_width)`` rows are checked against memory; given, nothing is read back. ``finite`` also
+    checks that the values are finite (a host sync; ``ValueError`` naming the tensor).
+    """
+    check_tensor("pos", pos, ndim=2, floating=True, finite=finite)
+    if pos.shape[1] != pos_channels:
+        raise ValueError(f"pos: expected shape (N, {pos_channels}), got {tuple(pos.shape)}")
+    n = pos.shape[0]
+    feats = [pos] + ([] if x is None else [x]) + list(extra.values())
+    for name, t in zip(["pos", "x", *extra] if x is not None else ["pos", *extra], feats):
+        check_tensor(name, t, finite=finite and name != "pos" and isinstance(t, torch.Tensor) and t.is_floating_point())
+        if t.shape[0] != n:
+            raise ValueError(f"{name}: expected {n} rows matching pos, got shape {tuple(t.shape)}")
+    h = torch.cat([t.reshape(n, math.prod(t.shape[1:])).to(pos.dtype) for t in feats], 1)  # also for N = 0
+    if h.shape[1] != pos_channels + in_channels:
+        raise ValueError(
+            f"x: expected {in_channels} feature channels in x and extra inputs together, "
+            f"got {h.shape[1] - pos_channels}"
+        )
+    if batch is None:
+        batch = torch.zeros(n, dtype=torch.long, device=pos.device)
+        num_graphs = 1 if n else 0
+    else:
+        check_tensor("batch", batch, shape=(n,), dtypes=(torch.int64, torch.int32))
+        if num_graphs is None:
+            lo, hi = (int(v) for v in torch.aminmax(batch)) if n else (0, -1)
+            if lo < 0:
+                raise ValueError(f"batch: expected non-negative graph ids, got {lo}")
+            num_graphs = hi + 1
+            check_alloc("batch", f"(largest graph id {hi})", num_graphs, pool_width, pos.dtype, pos.device)
+        else:
+            num_graphs = check_int("num_graphs", num_graphs, min=0)
+    return h, batch, num_graphs
+
+
+def pool_graphs(h, batch, num_graphs, reduce):
+    """``geodl.ops.scatter`` of the point features into ``num_graphs`` rows; its errors about
+    ``index`` / ``dim_size`` are renamed ``batch`` / ``num_graphs`` (the caller's arguments)."""
+    try:
+        return scatter(h, batch, dim=0, dim_size=num_graphs, reduce=reduce)
+    except ValueError as exc:  # scatter names its own arguments: here they are batch and num_graphs
+        msg = str(exc)
+        for theirs, ours in (("index: ", "batch: "), ("dim_size: ", "num_graphs: ")):
+            if msg.startswith(theirs):
+                raise ValueError(ours + msg[len(theirs):]) from exc
+        raise

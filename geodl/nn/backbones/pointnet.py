@@ -5,15 +5,13 @@ Those are learned alignments, which frame averaging replaces by exact PCA frames
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from geodl._checks import check_alloc, check_choice, check_int, check_tensor
+from geodl._checks import check_choice, check_int
 from geodl.groups import Symmetry
 from geodl.nn._layers import ACTIVATIONS, check_linear_sizes, mlp
-from geodl.ops import scatter
+from geodl.nn.backbones._common import point_cloud_inputs, pool_graphs
 
 __all__ = ["PointNet"]
 
@@ -112,45 +110,12 @@ class PointNet(nn.Module):
                         note="no rotation symmetry of its own: wrap it in FrameAveraging")
 
     def forward(self, x=None, pos=None, batch=None, *, num_graphs=None, **extra):
-        check_tensor("pos", pos, ndim=2, floating=True)
-        if pos.shape[1] != self.pos_channels:
-            raise ValueError(f"pos: expected shape (N, {self.pos_channels}), got {tuple(pos.shape)}")
-        n = pos.shape[0]
-        feats = [pos] + ([] if x is None else [x]) + list(extra.values())
-        for name, t in zip(["pos", "x", *extra] if x is not None else ["pos", *extra], feats):
-            check_tensor(name, t)
-            if t.shape[0] != n:
-                raise ValueError(f"{name}: expected {n} rows matching pos, got shape {tuple(t.shape)}")
-        h = torch.cat([t.reshape(n, math.prod(t.shape[1:])).to(pos.dtype) for t in feats], 1)  # also for N = 0
-        if h.shape[1] != self.pos_channels + self.in_channels:
-            raise ValueError(
-                f"x: expected {self.in_channels} feature channels in x and extra inputs together, "
-                f"got {h.shape[1] - self.pos_channels}"
-            )
-        if batch is None:
-            batch = torch.zeros(n, dtype=torch.long, device=pos.device)
-            num_graphs = 1 if n else 0
-        else:
-            check_tensor("batch", batch, shape=(n,), dtypes=(torch.int64, torch.int32))
-            if num_graphs is None:
-                lo, hi = (int(v) for v in torch.aminmax(batch)) if n else (0, -1)
-                if lo < 0:
-                    raise ValueError(f"batch: expected non-negative graph ids, got {lo}")
-                num_graphs = hi + 1
-                check_alloc("batch", f"(largest graph id {hi})", num_graphs, self.local[-2].out_features, pos.dtype,
-                            pos.device)
-            else:
-                num_graphs = check_int("num_graphs", num_graphs, min=0)
+        h, batch, num_graphs = point_cloud_inputs(x, pos, batch, num_graphs, extra, pos_channels=self.pos_channels,
+                                                  in_channels=self.in_channels,
+                                                  pool_width=self.local[-2].out_features)
         first = self.local[:2](h)  # per-point features of the first layer (node-level head)
         h = self.local[2:](first)
-        try:
-            g = scatter(h, batch, dim=0, dim_size=num_graphs, reduce=self.pool)
-        except ValueError as exc:  # scatter names its own arguments: here they are batch and num_graphs
-            msg = str(exc)
-            for theirs, ours in (("index: ", "batch: "), ("dim_size: ", "num_graphs: ")):
-                if msg.startswith(theirs):
-                    raise ValueError(ours + msg[len(theirs):]) from exc
-            raise
+        g = pool_graphs(h, batch, num_graphs, self.pool)
         if self.level == "graph":
             return self.head(g)
         return self.head(torch.cat([first, g[batch]], 1))
