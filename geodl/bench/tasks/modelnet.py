@@ -52,9 +52,9 @@ FRAME_GROUP = "SE3"
 # the network sizes, data sizes and epochs per task and mode
 SETTINGS = {
     "shapes": {
-        "full": {"num_points": 256, "per_class": (60, 15, 40), "epochs": 20, "batch_size": 32, "lr": 1e-3,
+        "full": {"num_points": 128, "per_class": (60, 15, 40), "epochs": 20, "batch_size": 32, "lr": 1e-3,
                  "pointnet": {"hidden_channels": (64, 128, 256), "head_channels": (128,)},
-                 "dgcnn": {"k": 12, "conv_channels": (32, 32, 64), "emb_channels": 256, "head_channels": (128,),
+                 "dgcnn": {"k": 10, "conv_channels": (32, 32), "emb_channels": 128, "head_channels": (64,),
                            "dropout": 0.3}},
         "quick": {"num_points": 96, "per_class": (10, 4, 6), "epochs": 3, "batch_size": 24, "lr": 2e-3,
                   "pointnet": {"hidden_channels": (32, 64), "head_channels": (32,)},
