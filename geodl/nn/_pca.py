@@ -44,11 +44,25 @@ def _sign_patterns(d: int, reflections: bool) -> torch.Tensor:
 
 def _second_moments(pos: torch.Tensor, index: torch.Tensor, num: int, centered: bool):
     """Per-segment centroid (zeros unless ``centered``) and second moment Σ(x-c)(x-c)ᵀ / n."""
+    if pos.shape[-1] > 3:  # TinvNN in d > 3 (segment_covariance is for 2-D and 3-D points)
+        return _moments_nd(pos, index, num, centered)
     centroid, cov, counts = segment_covariance(pos, index, num_segments=num, centered=centered)
     cov = cov / counts.clamp_min(1).to(cov.dtype)[:, None, None]
     if not centered:
         centroid = torch.zeros_like(centroid)
     return centroid, cov, counts
+
+
+def _moments_nd(pos, index, num, centered):
+    from geodl.ops import scatter
+
+    counts = torch.bincount(index, minlength=num)
+    n = counts.clamp_min(1).to(pos.dtype)[:, None]
+    centroid = scatter(pos, index, dim=0, dim_size=num, reduce="sum") / n
+    xc = pos - centroid[index] if centered else pos
+    cov = scatter((xc[:, :, None] * xc[:, None, :]).flatten(1), index, dim=0, dim_size=num, reduce="sum")
+    cov = cov.reshape(num, pos.shape[-1], pos.shape[-1]) / n[:, :, None]
+    return (centroid if centered else torch.zeros_like(centroid)), cov, counts
 
 
 def _eigh(cov: torch.Tensor):

@@ -729,7 +729,7 @@ class TinvRepresentation(nn.Module):
         rec, _ = _coordinates(pos, batch, num_graphs=num_graphs, method=self.method, handed=self.handed,
                               normalize_scale=self.normalize_scale, gap_tol=self.gap_tol, sign_tol=self.sign_tol,
                               validate=True, allow_empty=num_graphs is not None)
-        _report(rec, self.degeneracy, self.gap_tol, self.sign_tol, stacklevel=3)
+        _report(rec, self.degeneracy, self.gap_tol, self.sign_tol, stacklevel=4)  # -> the caller
         return rec.coords.to(pos.dtype)
 
 
@@ -898,7 +898,7 @@ class TinvNN(nn.Module):
         rec, aux = _coordinates(pos, batch, num_graphs=num_graphs, method="covariance", handed=self.handed,
                                 normalize_scale=self.normalize_scale, gap_tol=self.gap_tol, sign_tol=self.sign_tol,
                                 validate=num_graphs is None, allow_empty=num_graphs is not None)
-        _report(rec, self.degeneracy, self.gap_tol, self.sign_tol, stacklevel=3)
+        _report(rec, self.degeneracy, self.gap_tol, self.sign_tol, stacklevel=4)  # -> the caller
         num = aux["num"]
         if self.degeneracy == "augment" and not torch.compiler.is_compiling() and bool(rec.degenerate.any()):
             out = self._forward_augment(rec, aux, pos, named, edges, num)
@@ -1074,7 +1074,7 @@ class TinvNN(nn.Module):
                                        augment="flag them as well ('augment' does not average graph coordinates)",
                                        name="edge_index")
 
-        _report_degenerate(self.degeneracy, mask, message, stacklevel=4)
+        _report_degenerate(self.degeneracy, mask, message, stacklevel=5)  # -> the caller
         dtype = next((v.dtype for v in named.values() if v.is_floating_point()),
                      next((p.dtype for p in self.backbone.parameters() if p.is_floating_point()), _F64))
         coords = res.coords.to(dtype)

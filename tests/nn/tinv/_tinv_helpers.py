@@ -71,10 +71,17 @@ def cylinder(n_angle=12, n_height=5):
     return torch.stack([torch.cos(A), torch.sin(A), H], -1).reshape(-1, 3)
 
 
-def sphere(n=50):
-    """Fibonacci points on the sphere (nearly isotropic), plus their antipodes (exactly centrally symmetric)."""
-    i = torch.arange(n, dtype=F64) + 0.5
-    phi = torch.arccos(1 - 2 * i / n)
-    theta = math.pi * (1 + 5**0.5) * i
-    p = torch.stack([torch.cos(theta) * torch.sin(phi), torch.sin(theta) * torch.sin(phi), torch.cos(phi)], -1)
-    return torch.cat([p, -p])
+def sphere(k=2, seed=0):
+    """Points on the unit sphere: ``k`` random directions and their images under the 48 signed
+    permutations (the cube's symmetry group): isotropic covariance, centrally symmetric."""
+    import itertools
+
+    g = torch.Generator().manual_seed(seed)
+    p = torch.nn.functional.normalize(torch.randn(k, 3, generator=g, dtype=F64), dim=1)
+    mats = []
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            m = torch.zeros(3, 3, dtype=F64)
+            m[range(3), perm] = torch.tensor(signs, dtype=F64)
+            mats.append(m)
+    return torch.cat([p @ m.T for m in mats])
