@@ -29,6 +29,11 @@ def _check_flag(name, value):
     return value
 
 
+def _check_dtype(name, t, weight):
+    if t.dtype != weight.dtype:
+        raise TypeError(f"{name}: expected dtype {weight.dtype} (that of the parameters), got {t.dtype}")
+
+
 def _renamed(exc, theirs, ours):
     """``exc`` (a ValueError of a helper) with its leading argument name ``theirs`` replaced."""
     msg = str(exc)
@@ -125,6 +130,7 @@ class EdgeConv(nn.Module):
         check_tensor("x", x, ndim=2, floating=True)
         if x.shape[1] != self.in_channels:
             raise ValueError(f"x: expected shape (N, {self.in_channels}), got {tuple(x.shape)}")
+        _check_dtype("x", x, self.lin.weight)
         n = x.shape[0]
         if batch is not None:
             check_tensor("batch", batch, shape=(n,), dtypes=(torch.int64, torch.int32))
@@ -375,6 +381,8 @@ class DGCNN(nn.Module):
 
     def forward(self, x=None, pos=None, batch=None, *, num_graphs=None, **extra):
         eager = not torch.compiler.is_compiling()
+        if isinstance(pos, torch.Tensor) and pos.is_floating_point():
+            _check_dtype("pos", pos, self.emb[0].weight)
         h, batch, num_graphs = point_cloud_inputs(x, pos, batch, num_graphs, extra, pos_channels=self.pos_channels,
                                                   in_channels=self.in_channels,
                                                   pool_width=2 * self.emb[0].out_features, finite=eager)
