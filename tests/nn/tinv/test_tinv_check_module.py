@@ -6,7 +6,7 @@ import pytest
 import torch
 from _tinv_helpers import BOUND, F64, Reshape, assert_bounded, cloud, error_rows, two_clouds
 
-from geodl.nn import PointNet, TinvNN
+from geodl.nn import DGCNN, PointNet, TinvNN
 from geodl.nn.tinv import TinvRepresentation
 from geodl.testing import CHECKS, check_module
 
@@ -108,20 +108,10 @@ def test_graph_source_is_permutation_invariant():
 
 
 def test_check_module_tinvnn_dgcnn():
-    backbones = pytest.importorskip("geodl.nn.backbones")
-    if not hasattr(backbones, "DGCNN") or not _dgcnn_available():
-        pytest.skip("geodl.nn.backbones.dgcnn not present in this checkout")
     torch.manual_seed(0)
-    dgcnn = backbones.DGCNN(0, 2, k=4, conv_channels=(8, 8), emb_channels=16, head_channels=(8,), dropout=0.0,
-                            norm="none")
+    dgcnn = DGCNN(0, 2, k=4, conv_channels=(8, 8), emb_channels=16, head_channels=(8,), dropout=0.0)
     pos, batch = two_clouds()
     report = check_module(TinvNN(dgcnn, degeneracy="flag"), {"pos": pos, "batch": batch, "num_graphs": 2},
-                          checks=("equivariance", "batching", "state_dict", "gradients"))
-    assert report.passed
+                          checks=("equivariance", "batching", "state_dict", "gradients", "side_effects"))
+    assert report.passed and report.group == "E3+perm+scale"
     assert_bounded(report, F64)
-
-
-def _dgcnn_available():
-    import importlib.util
-
-    return importlib.util.find_spec("geodl.nn.backbones.dgcnn") is not None
