@@ -34,6 +34,12 @@ def _check_dtype(name, t, weight):
         raise TypeError(f"{name}: expected dtype {weight.dtype} (that of the parameters), got {t.dtype}")
 
 
+def _widths(name, value):
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name}: expected a sequence of int, got {type(value).__name__}")
+    return tuple(value)
+
+
 def _renamed(exc, theirs, ours):
     """``exc`` (a ValueError of a helper) with its leading argument name ``theirs`` replaced."""
     msg = str(exc)
@@ -337,9 +343,7 @@ class DGCNN(nn.Module):
         dropout = check_number("dropout", dropout, lo=0.0)
         if dropout >= 1:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout}")
-        if isinstance(conv_channels, (str, bytes)) or isinstance(head_channels, (str, bytes)):
-            raise TypeError("conv_channels, head_channels: expected sequences of int")
-        convs, head = tuple(conv_channels), tuple(head_channels)
+        convs, head = _widths("conv_channels", conv_channels), _widths("head_channels", head_channels)
         if not convs:
             raise ValueError("conv_channels: expected at least one width")
         for i, c in enumerate(convs):
