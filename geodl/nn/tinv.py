@@ -584,6 +584,9 @@ def graph_mds(edge_index, num_nodes=None, dim=3, *, edge_weight=None, batch=None
         arg = "num_nodes"
     if num_nodes == 0:
         raise ValueError("num_nodes: expected at least one node")
+    # per-node ids and coordinates, before anything of that size is allocated
+    check_alloc(arg, num_nodes if arg == "num_nodes" else f"edges over {num_nodes} nodes", num_nodes, 2 * dim + 4,
+                _F64, edge_index.device)
     check_index("edge_index", edge_index, num_nodes)
     if batch is not None:
         if batch.shape[0] != num_nodes:

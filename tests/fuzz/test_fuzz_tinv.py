@@ -149,7 +149,7 @@ def _check_mds(res, w, dim, negative, n, atol):
 @with_cases(lambda: cases(_distances(), {
     "distances": tensor_muts("distances", shapes={"not square": lambda x: x[:, :-1] if x.shape[1] > 1 else x.new_zeros(1, 2),
                                                   "1-D": lambda x: x.reshape(-1),
-                                                  "asymmetric": lambda x: x + x.new_ones(x.shape).triu(1),
+                                                  "asymmetric": lambda x: x + x.new_ones(x.shape).triu(1) if len(x) > 1 else x + 1,
                                                   "negative": lambda x: -x - 1}),
     "dim": values(0, -1, True, 2.5, "3", None), "negative": values("abs", None, 0), "squared": values(1, "yes")}))
 def build_classical_mds(distances, dim, negative, squared):
