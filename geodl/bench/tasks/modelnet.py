@@ -376,14 +376,6 @@ def _run(args) -> int:
     return 0
 
 
-def _stem(text: str) -> str:
-    import argparse
-
-    if not text.strip() or text in (".", "..") or "/" in text or os.sep in text:
-        raise argparse.ArgumentTypeError(f"expected a file name without folder or suffix, got {text!r}")
-    return text
-
-
 def _triple(text: str) -> tuple[int, int, int]:
     import argparse
 
@@ -398,6 +390,8 @@ def _triple(text: str) -> tuple[int, int, int]:
 
 
 def _common_arguments(p) -> None:
+    from geodl.bench.tasks.nbody import _stem  # the --results-name type of every task
+
     p.add_argument("--models", type=name_list(list(MODELS), "model"), default=",".join(MODELS),
                    help=f"comma-separated subset of {list(MODELS)}")
     p.add_argument("--protocols", default=",".join(PROTOCOLS),
