@@ -186,10 +186,13 @@ class SyntheticShapes(Dataset):
     def __len__(self) -> int:
         return len(self.y)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, index: int):
         from torch_geometric.data import Data
 
-        i = check_int("i", i, min=-len(self), max=len(self) - 1) % len(self)
+        i, n = check_int("index", index), len(self)
+        if not -n <= i < n:  # IndexError, so that iterating over the dataset stops at its end
+            raise IndexError(f"index: {index} out of range for a dataset of {n} clouds")
+        i %= n
         kw = {"normal": self.normal[i]} if self.normal is not None else {}
         return Data(pos=self.pos[i], y=self.y[i:i + 1], **kw)
 

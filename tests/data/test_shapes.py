@@ -90,7 +90,11 @@ def test_bad_arguments(kwargs, name, exc):
         SyntheticShapes(split, **kwargs)
 
 
-def test_bad_index():
+def test_index_and_iteration():
     ds = SyntheticShapes(num_points=8, per_class=1)
-    with pytest.raises(ValueError, match="^i: "):
+    with pytest.raises(IndexError, match="^index: "):
         ds[len(ds)]
+    with pytest.raises(TypeError, match="^index: "):
+        ds[1.0]
+    items = list(ds)  # the sequence protocol stops at the IndexError
+    assert len(items) == len(ds) and torch.equal(items[-1].pos, ds[-1].pos)
