@@ -7,12 +7,35 @@ import functools
 import torch
 from torch import nn
 
-from geodl._checks import check_memory
+from geodl._checks import check_int, check_memory
 
-__all__ = ["ACTIVATIONS", "mlp", "check_linear_sizes"]
+__all__ = ["ACTIVATIONS", "mlp", "check_linear_sizes", "check_widths"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh, "gelu": nn.GELU,
                "leaky_relu": functools.partial(nn.LeakyReLU, 0.2)}  # slope 0.2, as in DGCNN
+
+
+def check_widths(name: str, value, *, nonempty: bool = False) -> tuple:
+    """``value`` as a tuple of layer widths (ints >= 1); ``TypeError`` / ``ValueError`` naming
+    ``name`` (or ``name[i]``) otherwise, and for an empty sequence when ``nonempty``.
+
+    Examples
+    --------
+    >>> check_widths("hidden_channels", [8, 16])
+    (8, 16)
+    >>> check_widths("hidden_channels", (), nonempty=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: hidden_channels: expected at least one width
+    """
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name}: expected a sequence of int, got {type(value).__name__}")
+    widths = tuple(value)
+    if nonempty and not widths:
+        raise ValueError(f"{name}: expected at least one width")
+    for i, c in enumerate(widths):
+        check_int(f"{name}[{i}]", c, min=1)
+    return widths
 
 
 def check_linear_sizes(name: str, value, shapes, repeat: int = 1) -> None:

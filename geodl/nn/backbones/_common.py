@@ -12,7 +12,7 @@ from geodl.groups import Symmetry
 from geodl.ops import scatter
 
 __all__ = ["full_graph_edges", "check_dynamics_inputs", "dynamics_arguments", "DYNAMICS_SYMMETRY",
-           "point_cloud_inputs", "pool_graphs"]
+           "point_cloud_inputs", "pool_graphs", "point_cloud_symmetry"]
 
 # n-body models (EGNN, FA-GNN): charges, positions, velocities, batch -> positions
 DYNAMICS_SYMMETRY = Symmetry(
@@ -122,6 +122,15 @@ def dynamics_arguments(x, pos, batch, legacy_batch, vel):
     if x is None:
         raise TypeError("x: required, the charges (N,) or (N, 1)")
     return pos, vel, x, batch
+
+
+def point_cloud_symmetry(in_channels: int, level: str, note: str) -> Symmetry:
+    """The declaration of the point-cloud backbones (PointNet, DGCNN): ``perm``, ``pos`` points,
+    ``x`` scalars (when ``in_channels``), per-point (``level="node"``) or per-graph scalars out."""
+    in_kinds = {"pos": "node:points", "batch": "batch"}
+    if in_channels:
+        in_kinds["x"] = "node:scalar"
+    return Symmetry("perm", in_kinds, "node:scalar" if level == "node" else "scalar", batch_arg="batch", note=note)
 
 
 def point_cloud_inputs(x, pos, batch, num_graphs, extra, *, pos_channels: int, in_channels: int,

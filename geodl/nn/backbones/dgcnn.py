@@ -11,8 +11,8 @@ from torch import nn
 
 from geodl._checks import check_alloc, check_choice, check_int, check_number, check_tensor
 from geodl.groups import Symmetry
-from geodl.nn._layers import ACTIVATIONS, check_linear_sizes
-from geodl.nn.backbones._common import point_cloud_inputs, pool_graphs
+from geodl.nn._layers import ACTIVATIONS, check_linear_sizes, check_widths
+from geodl.nn.backbones._common import point_cloud_inputs, point_cloud_symmetry, pool_graphs
 from geodl.ops import knn_graph, scatter
 
 __all__ = ["EdgeConv", "DGCNN"]
@@ -32,12 +32,6 @@ def _check_flag(name, value):
 def _check_dtype(name, t, weight):
     if t.dtype != weight.dtype:
         raise TypeError(f"{name}: expected dtype {weight.dtype} (that of the parameters), got {t.dtype}")
-
-
-def _widths(name, value):
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise TypeError(f"{name}: expected a sequence of int, got {type(value).__name__}")
-    return tuple(value)
 
 
 def _renamed(exc, theirs, ours):
@@ -343,13 +337,8 @@ class DGCNN(nn.Module):
         dropout = check_number("dropout", dropout, lo=0.0)
         if dropout >= 1:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout}")
-        convs, head = _widths("conv_channels", conv_channels), _widths("head_channels", head_channels)
-        if not convs:
-            raise ValueError("conv_channels: expected at least one width")
-        for i, c in enumerate(convs):
-            check_int(f"conv_channels[{i}]", c, min=1)
-        for i, c in enumerate(head):
-            check_int(f"head_channels[{i}]", c, min=1)
+        convs = check_widths("conv_channels", conv_channels, nonempty=True)
+        head = check_widths("head_channels", head_channels)
         self.in_channels, self.pos_channels, self.k = in_channels, pos_channels, k
         self.level = check_choice("level", level, ("graph", "node"))
         check_choice("act", act, tuple(ACTIVATIONS))
@@ -377,11 +366,7 @@ class DGCNN(nn.Module):
 
     @property
     def symmetry(self) -> Symmetry:
-        in_kinds = {"pos": "node:points", "batch": "batch"}
-        if self.in_channels:
-            in_kinds["x"] = "node:scalar"
-        return Symmetry("perm", in_kinds, "node:scalar" if self.level == "node" else "scalar", batch_arg="batch",
-                        note=_NOTE)
+        return point_cloud_symmetry(self.in_channels, self.level, _NOTE)
 
     def forward(self, x=None, pos=None, batch=None, *, num_graphs=None, **extra):
         eager = not torch.compiler.is_compiling()

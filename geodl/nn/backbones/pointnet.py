@@ -10,8 +10,8 @@ from torch import nn
 
 from geodl._checks import check_choice, check_int
 from geodl.groups import Symmetry
-from geodl.nn._layers import ACTIVATIONS, check_linear_sizes, mlp
-from geodl.nn.backbones._common import point_cloud_inputs, pool_graphs
+from geodl.nn._layers import ACTIVATIONS, check_linear_sizes, check_widths, mlp
+from geodl.nn.backbones._common import point_cloud_inputs, point_cloud_symmetry, pool_graphs
 
 __all__ = ["PointNet"]
 
@@ -81,13 +81,8 @@ class PointNet(nn.Module):
         in_channels = check_int("in_channels", in_channels, min=0)
         out_channels = check_int("out_channels", out_channels, min=1)
         pos_channels = check_int("pos_channels", pos_channels, min=1)
-        hidden, head = tuple(hidden_channels), tuple(head_channels)
-        if not hidden:
-            raise ValueError("hidden_channels: expected at least one width")
-        for i, c in enumerate(hidden):
-            check_int(f"hidden_channels[{i}]", c, min=1)
-        for i, c in enumerate(head):
-            check_int(f"head_channels[{i}]", c, min=1)
+        hidden = check_widths("hidden_channels", hidden_channels, nonempty=True)
+        head = check_widths("head_channels", head_channels)
         self.in_channels, self.pos_channels = in_channels, pos_channels
         self.level = check_choice("level", level, ("graph", "node"))
         self.pool = check_choice("pool", pool, ("max", "mean", "sum"))
@@ -103,11 +98,8 @@ class PointNet(nn.Module):
 
     @property
     def symmetry(self) -> Symmetry:
-        in_kinds = {"pos": "node:points", "batch": "batch"}
-        if self.in_channels:
-            in_kinds["x"] = "node:scalar"
-        return Symmetry("perm", in_kinds, "node:scalar" if self.level == "node" else "scalar", batch_arg="batch",
-                        note="no rotation symmetry of its own: wrap it in FrameAveraging")
+        return point_cloud_symmetry(self.in_channels, self.level,
+                                    "no rotation symmetry of its own: wrap it in FrameAveraging")
 
     def forward(self, x=None, pos=None, batch=None, *, num_graphs=None, **extra):
         h, batch, num_graphs = point_cloud_inputs(x, pos, batch, num_graphs, extra, pos_channels=self.pos_channels,
