@@ -270,9 +270,9 @@ class DGCNN(nn.Module):
     Parameters
     ----------
     in_channels : int
-        Width of ``x`` plus the flattened extra inputs (0 for positions only).
+        Channels of ``x`` and of the flattened extra inputs together (0: positions only).
     out_channels : int
-        Output width.
+        Width of the output.
     k : int
         Neighbours per point in every EdgeConv (20 in the original; a graph of fewer than
         ``k + 1`` points uses all of its other points, a graph of one point its self loop).
