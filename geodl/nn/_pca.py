@@ -127,6 +127,23 @@ def _check_ids(name: str, ids, n: int, validate: bool) -> torch.Tensor:
     return ids.long()
 
 
+def _graph_ids_of(batch, n: int, num_graphs, validate: bool, allow_empty: bool, device):
+    """``(batch, graph id per point, number of graphs, whether num_graphs was given)``, checked."""
+    from geodl._checks import check_int
+
+    if batch is not None:
+        batch = _check_ids("batch", batch, n, validate)
+    given = num_graphs is not None
+    if num_graphs is None:
+        num_graphs = 1 if batch is None else int(batch.max()) + 1
+    else:
+        num_graphs = check_int("num_graphs", num_graphs, min=0 if allow_empty else 1)
+        if validate and batch is not None and n and int(batch.max()) >= num_graphs:
+            raise ValueError(f"num_graphs: {num_graphs} is smaller than batch.max() + 1 = {int(batch.max()) + 1}")
+    graph = torch.zeros(n, dtype=torch.long, device=device) if batch is None else batch
+    return batch, graph, num_graphs, given
+
+
 def _pow2_exponent(x: torch.Tensor) -> torch.Tensor:
     """Exponent ``e`` with ``max|x| * 2**-e`` in [0.5, 1) (0 for an empty ``x``; at least -1020).
 

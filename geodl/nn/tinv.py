@@ -46,21 +46,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from geodl._checks import check_alloc, check_choice, check_index, check_int, check_memory, check_number, check_tensor
+from geodl._checks import check_alloc, check_choice, check_index, check_int, check_number, check_tensor
 from geodl.groups import Symmetry
 from geodl.nn._pca import (
     _POLICIES,
-    _check_ids,
     _degeneracy_message,
     _eigenspace_rotations,
     _eigh,
+    _graph_ids_of,
     _pow2_exponent,
     _relative_gaps,
     _report_degenerate,
     _second_moments,
     _sign_patterns,
 )
-from geodl.nn.frame_averaging._averaging import _DEFAULT_INPUTS, _EDGE_KINDS, FrameAveraging, _accepts_num_graphs
+from geodl.nn.frame_averaging._averaging import _EDGE_KINDS, FrameAveraging, _accepts_num_graphs, _parse_inputs
 from geodl.nn.frame_averaging._frames import _IN_KINDS, _OUT_KINDS, _expand_like, _frame_kind, _from_frame, _to_frame
 from geodl.ops import scatter
 
@@ -194,22 +194,13 @@ def _check_bool(name, value):
 def _graph_ids(pos, batch, num_graphs, validate, allow_empty):
     """(graph id per point, number of graphs, whether num_graphs was given), validated like frames."""
     n = pos.shape[0]
-    if batch is not None:
-        batch = _check_ids("batch", batch, n, validate)
-    given = num_graphs is not None
     if n == 0 and not (allow_empty and batch is not None):
         raise ValueError(f"pos: empty point cloud (0 points); TinvNN coordinates need at least {_MIN_POINTS} points "
                          "(empty graphs are allowed in a batch given with num_graphs=)")
-    if num_graphs is None:
-        num_graphs = 1 if batch is None else int(batch.max()) + 1
-    else:
-        num_graphs = check_int("num_graphs", num_graphs, min=0 if allow_empty else 1)
-        if validate and batch is not None and n and int(batch.max()) >= num_graphs:
-            raise ValueError(f"num_graphs: {num_graphs} is smaller than batch.max() + 1 = {int(batch.max()) + 1}")
+    batch, graph, num_graphs, given = _graph_ids_of(batch, n, num_graphs, validate, allow_empty, pos.device)
     arg, value = ("num_graphs", num_graphs) if given else ("batch", f"a maximum id of {num_graphs - 1}")
     d = pos.shape[1]
     check_alloc(arg, value, num_graphs, 6 * d + 4 * d * d, _F64, pos.device, row_bytes=16)
-    graph = torch.zeros(n, dtype=torch.long, device=pos.device) if batch is None else batch
     if validate:
         counts = torch.bincount(graph, minlength=num_graphs)
         small = (((counts > 0) & (counts < _MIN_POINTS)) if allow_empty else (counts < _MIN_POINTS)).nonzero().flatten()
@@ -825,17 +816,9 @@ class TinvNN(nn.Module):
         self.backbone = backbone
         self.handed = _check_bool("handed", handed)
         self.normalize_scale = _check_bool("normalize_scale", normalize_scale)
-        self._declared = () if inputs is None else tuple(inputs)
         if inputs is not None and not isinstance(inputs, dict):
             raise TypeError(f"inputs: expected a dict of argument name -> kind, got {type(inputs).__name__}")
-        inputs = dict(_DEFAULT_INPUTS) if inputs is None else dict(inputs)
-        for key, kind in inputs.items():
-            if kind not in _EDGE_KINDS:
-                inputs[key] = _frame_kind(f"inputs[{key!r}]", kind, _IN_KINDS)
-        if inputs.get("pos", "points") != "points":
-            raise ValueError(f"inputs: 'pos' must be of kind 'points', got {inputs['pos']!r}")
-        inputs.setdefault("pos", "points")
-        self.inputs = inputs
+        self._declared, self.inputs = _parse_inputs(inputs)
         self.output = _frame_kind("output", output, _OUT_KINDS)
         if self.output == "scalar":
             self.output = "invariant"

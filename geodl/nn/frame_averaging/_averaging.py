@@ -31,6 +31,20 @@ _DEFAULT_INPUTS = {"pos": "points", "x": "scalar", "vel": "vectors", "edge_index
                    "edge_attr": "edge:scalar"}
 
 
+def _parse_inputs(inputs) -> tuple[tuple, dict]:
+    """``(declared names, kinds)`` of an ``inputs=`` argument (None: the defaults, none declared);
+    node kinds reduced to their base name, ``pos`` of kind ``points``."""
+    declared = () if inputs is None else tuple(inputs)
+    inputs = dict(_DEFAULT_INPUTS) if inputs is None else dict(inputs)
+    for key, kind in inputs.items():
+        if kind not in _EDGE_KINDS:
+            inputs[key] = _frame_kind(f"inputs[{key!r}]", kind, _IN_KINDS)
+    if inputs.get("pos", "points") != "points":
+        raise ValueError(f"inputs: 'pos' must be of kind 'points', got {inputs['pos']!r}")
+    inputs.setdefault("pos", "points")
+    return declared, inputs
+
+
 def _accepts_num_graphs(module) -> bool:
     """Whether ``module``'s forward takes a ``num_graphs`` keyword (by name or through ``**kwargs``)."""
     try:
@@ -162,15 +176,7 @@ class FrameAveraging(nn.Module):
         self.module = module
         self.group, self.dim, _, _ = _parse_group(group)
         self.mode = check_choice("mode", mode, ("full", "stochastic", "canonical"))
-        self._declared = () if inputs is None else tuple(inputs)  # what `symmetry` lists
-        inputs = dict(_DEFAULT_INPUTS) if inputs is None else dict(inputs)
-        for key, kind in inputs.items():
-            if kind not in _EDGE_KINDS:
-                inputs[key] = _frame_kind(f"inputs[{key!r}]", kind, _IN_KINDS)
-        if inputs.get("pos", "points") != "points":
-            raise ValueError(f"inputs: 'pos' must be of kind 'points', got {inputs['pos']!r}")
-        inputs.setdefault("pos", "points")
-        self.inputs = inputs
+        self._declared, self.inputs = _parse_inputs(inputs)  # _declared: what `symmetry` lists
         self.output = _frame_kind("output", output, _OUT_KINDS)
         self.level = check_choice("level", level, ("graph", "node"))
         self.chunk_size = None if chunk_size is None else check_int("chunk_size", chunk_size, min=1)

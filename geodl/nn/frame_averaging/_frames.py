@@ -61,11 +61,11 @@ import torch
 from geodl._checks import check_alloc, check_choice, check_int, check_number, check_tensor
 from geodl.nn._pca import (  # shared with TinvNN (geodl.nn.tinv)
     _POLICIES,
-    _TINY,
     _check_ids,
     _degeneracy_message,
     _eigenspace_rotations,
     _eigh,
+    _graph_ids_of,
     _pow2_exponent,
     _relative_gaps,
     _report_degenerate,
@@ -350,16 +350,7 @@ def _frames(pos, batch, parsed, *, num_graphs, kind, segment, k, degeneracy, gap
     check_choice("degeneracy", degeneracy, _POLICIES)
     gap_tol = check_number("gap_tol", gap_tol, nonnegative=True)
     augment_samples = check_int("augment_samples", augment_samples, min=1)
-    if batch is not None:
-        batch = _check_ids("batch", batch, n, validate)
-    num_graphs_given = num_graphs is not None
-    if num_graphs is None:
-        num_graphs = 1 if batch is None else int(batch.max()) + 1
-    else:
-        num_graphs = check_int("num_graphs", num_graphs, min=0 if allow_empty else 1)
-        if validate and batch is not None and n and int(batch.max()) >= num_graphs:
-            raise ValueError(f"num_graphs: {num_graphs} is smaller than batch.max() + 1 = {int(batch.max()) + 1}")
-    graph = torch.zeros(n, dtype=torch.long, device=pos.device) if batch is None else batch
+    batch, graph, num_graphs, num_graphs_given = _graph_ids_of(batch, n, num_graphs, validate, allow_empty, pos.device)
     if kind == "global":  # per-graph moments, eigenbases and frames, checked before allocating
         arg, value = ("num_graphs", num_graphs) if num_graphs_given else ("batch", f"a maximum id of {num_graphs - 1}")
         F = 2 ** (d if reflections else d - 1)  # the augmented frames are checked below, naming augment_samples
