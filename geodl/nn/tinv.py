@@ -793,6 +793,9 @@ class TinvNN(nn.Module):
     The forward costs one batched 3 x 3 eigendecomposition and a few O(N) reductions besides the
     backbone (no loop over clouds). With ``return_mask=True`` it returns ``(output, degenerate)``.
     "augment" reads the number of flagged clouds (a host sync) and folds their copies into the batch.
+    As for :class:`~geodl.nn.FrameAveraging`, input values (finite positions, ids, at least 3 points
+    per cloud) are validated when ``num_graphs`` is not given; with ``num_graphs`` nothing is read
+    back for validation (no host sync), so a NaN position then gives NaN outputs.
     Empty graphs (``num_graphs`` given) get the identity basis and the backbone's empty-graph output.
 
     Examples

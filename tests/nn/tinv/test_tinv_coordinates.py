@@ -216,6 +216,14 @@ def test_bad_arguments():
         TinvNN(lambda x, pos, batch: pos[:1], degeneracy="flag")(pos=cloud(6), batch=torch.tensor([0, 0, 0, 1, 1, 1]))
     with pytest.raises(ValueError, match=r"^vel: no kind declared"):
         TinvNN(PointNet(3, 1), inputs={"pos": "points"})(pos=cloud(6), vel=cloud(6))
+    bad = cloud(6)
+    bad[2, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"^pos: contains NaN"):
+        TinvNN(PointNet())(pos=bad.float())
+    with pytest.raises(ValueError, match=r"^batch: clouds \[1\] have fewer than 3 points"):
+        TinvNN(PointNet())(pos=cloud(6).float(), batch=torch.tensor([0, 0, 0, 0, 1, 1]))
+    with pytest.raises(ValueError, match=r"^pos: required"):
+        TinvNN(PointNet())(x=torch.ones(3, 1))
     with pytest.raises(ValueError, match=r"^output: source='graph'"):
         TinvNN(PointNet(), source="graph", output="vectors")
 
