@@ -12,6 +12,8 @@ from ._harness import seeded_tensor, st, tensor_muts, values, with_cases
 S = st()
 SEEDS = S.integers(0, 2**31 - 1)
 _ACTS = ["leaky_relu", "relu", "tanh", "gelu", "silu"]
+# a k beyond every graph is valid (each point then uses all other points of its graph)
+_K_BAD = values(0, -1, True, 2.5, "3", None) + values(HUGE, mode="valid")
 
 
 def _idx(v):
@@ -62,7 +64,7 @@ def _dgcnn_valid(draw):
 @fuzz("geodl.nn.backbones.DGCNN", examples=40)
 @with_cases(lambda: cases(_dgcnn_valid(), {
     "in_channels": values(-1, True, 2.5, "2", HUGE), "out_channels": bad_ints(),
-    "k": bad_ints(), "emb_channels": values(0, -1, True, 2.5, None, HUGE),
+    "k": _K_BAD, "emb_channels": values(0, -1, True, 2.5, None, HUGE),
     "conv_channels": values((), (0,), (-1,), ("a",), (HUGE,), 3, names=("conv_channels",)),
     "head_channels": values((0,), ("a",), (HUGE,), 3, names=("head_channels",)),
     "dropout": values(1.0, -0.1, "0.5", None, float("nan")), "level": values("edge", None, 3),
@@ -116,7 +118,7 @@ def _edgeconv_valid(draw):
 
 @fuzz("geodl.nn.backbones.EdgeConv", examples=40)
 @with_cases(lambda: cases(_edgeconv_valid(), {
-    "in_channels": bad_ints(), "out_channels": bad_ints(), "k": bad_ints(),
+    "in_channels": bad_ints(), "out_channels": bad_ints(), "k": _K_BAD,
     "act": values("sigmoid", None), "norm": values("layer", None), "dynamic": values("no", None, 0),
     "x": tensor_muts("x", shapes={"one column too many": lambda x: x.new_ones(x.shape[0], x.shape[1] + 1),
                                   "1-D": lambda x: x[:, 0], "float32": lambda x: x.float()}),

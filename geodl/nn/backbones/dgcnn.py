@@ -149,18 +149,26 @@ class EdgeConv(nn.Module):
             raise ValueError(f"fused: needs a non-decreasing activation {_MONOTONE}, got act={self.act_name!r}")
         if n == 0:
             return x.new_zeros((0, self.out_channels)) + self.lin.weight.sum() * 0  # keeps the graph
+        return self._convolve(x, *self._neighbours(search, batch, name))
+
+    def _neighbours(self, search, batch, name):
+        """kNN edges ``(src, dst)`` of ``search`` (ordered by target) and whether every point has
+        exactly k (``dense``; never under torch.compile, where the edge count is a dynamic size)."""
         eager = not torch.compiler.is_compiling()
         if eager:
             check_tensor(name, search, finite=True)
-        # the edge-sized tensors: fused, one (N k, C_out) gather; otherwise the (N k, 2 C_in) edge
-        # features and three (N k, C_out) activations (linear, norm, act) kept for the backward pass
-        width = self.out_channels if self.fused else 2 * self.in_channels + 3 * self.out_channels
-        check_alloc("k", self.k, n * self.k, width, x.dtype, x.device)
         try:
             src, dst = knn_graph(search.detach(), self.k, batch)
         except ValueError as exc:
             raise _renamed(exc, "pos", name) from exc
-        dense = eager and src.shape[0] == n * self.k  # every point has exactly k neighbours
+        return src, dst, eager and src.shape[0] == search.shape[0] * self.k
+
+    def _convolve(self, x, src, dst, dense):
+        n = x.shape[0]
+        # the edge-sized tensors: fused, one (N k, C_out) gather; otherwise the (N k, 2 C_in) edge
+        # features and three (N k, C_out) activations (linear, norm, act) kept for the backward pass
+        width = self.out_channels if self.fused else 2 * self.in_channels + 3 * self.out_channels
+        check_alloc("k", self.k, n * min(self.k, max(n - 1, 1)), width, x.dtype, x.device)  # <= k per point
         if self.fused:
             return self._fused(x, src, dst, dense)
         return self._edges(x, src, dst, dense)
@@ -261,7 +269,7 @@ class DGCNN(nn.Module):
     Per-point input is ``[pos, x, *extra]`` concatenated (each extra tensor flattened to (N, -1)),
     as in :class:`~geodl.nn.PointNet`. The first :class:`EdgeConv` searches its neighbours in
     ``pos``; with ``dynamic=True`` each later one searches in its input features (the dynamic graph),
-    with ``dynamic=False`` all of them use the kNN graph of ``pos``. The outputs of all EdgeConvs
+    with ``dynamic=False`` all of them use the kNN graph of ``pos`` (searched once). The outputs of all EdgeConvs
     are concatenated, mapped to ``emb_channels`` (Linear + norm + act) and pooled per graph by max
     and mean, concatenated (``2 emb_channels``). The model is permutation equivariant
     (``level="node"``) or invariant (``level="graph"``) but has no rotation symmetry of its own;
@@ -385,11 +393,9 @@ class DGCNN(nn.Module):
             return self.head(g)
         feats = []
         for i, conv in enumerate(self.convs):
-            on = pos if i == 0 or not self.dynamic else None
-            try:
-                h = conv(h, batch, knn_on=on)
-            except ValueError as exc:  # the first layer searches pos; the later ones the features
-                raise _renamed(exc, "knn_on", "pos") from exc
+            if i == 0 or self.dynamic:  # the first layer searches pos, the later ones their input
+                edges = conv._neighbours(pos if i == 0 else h, batch, "pos" if i == 0 else "x")
+            h = conv._convolve(h, *edges)  # with dynamic=False every layer reuses the graph of pos
             feats.append(h)
         local = torch.cat(feats, 1)
         e = self.emb(local)

@@ -267,8 +267,12 @@ def test_bad_constructor_types():
 
 def test_memory_of_the_edge_features_is_checked_before_allocating():
     conv = EdgeConv(1, 8, k=10 ** 9).eval()
-    with pytest.raises(ValueError, match="^k: "):
-        conv(torch.randn(3000, 1))
+    with pytest.raises(ValueError, match="^k: "):  # 2e5 x (2e5 - 1) edges x 8 channels: terabytes
+        conv(torch.randn(200_000, 1))
+    x5 = torch.arange(5.0)[:, None]
+    small = EdgeConv(1, 8, k=4).eval()  # k beyond a graph: all of its other points, no memory error
+    small.load_state_dict(conv.state_dict())
+    torch.testing.assert_close(conv(x5), small(x5))
 
 
 @pytest.mark.parametrize("level", ["graph", "node"])
@@ -314,3 +318,24 @@ def test_training_decreases_the_loss():
     pos_t, batch_t, y_t = toy_clouds(16, 1)
     acc = (model.eval()(None, pos_t, batch_t, num_graphs=16).argmax(1) == y_t).float().mean()
     assert acc >= 0.8
+
+
+@pytest.mark.parametrize("dynamic, searches", [(True, 3), (False, 1)])
+def test_knn_searches_and_layers_match_edgeconv(monkeypatch, dynamic, searches):
+    """Dynamic: one search per layer (pos, then the features); static: the graph of pos, searched once."""
+    import geodl.nn.backbones.dgcnn as module
+
+    calls = []
+    monkeypatch.setattr(module, "knn_graph", lambda p, *a, **kw: calls.append(p.shape[1]) or knn_graph(p, *a, **kw))
+    model = net(in_channels=2, conv_channels=(8, 16, 4), dynamic=dynamic).eval()
+    x, pos = data()
+    model(x, pos, BATCH)
+    assert len(calls) == searches and calls[0] == 3
+    h, expected = torch.cat([pos, x], 1), []
+    for conv in model.convs:
+        h = conv(h, BATCH, knn_on=pos if not dynamic or not expected else None)
+        expected.append(h)
+    local = torch.cat(expected, 1)
+    e = model.emb(local)
+    g = torch.cat([torch.stack([e[BATCH == b].amax(0), e[BATCH == b].mean(0)]).reshape(1, -1) for b in (0, 1)])
+    torch.testing.assert_close(model(x, pos, BATCH), model.head(g))
