@@ -262,7 +262,7 @@ def _plot(summary: list[dict], protocols: list[str], num_classes: int, path: Pat
     from geodl.bench._plots import _pyplot, _save
 
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.3 * len(summary) + 2.5, 4.0))
+    fig, ax = plt.subplots(figsize=(1.3 * len(summary) + 3.5, 4.0))
     width = 0.8 / len(protocols)
     for j, p in enumerate(protocols):
         xs = [i + (j - (len(protocols) - 1) / 2) * width for i in range(len(summary))]
@@ -274,7 +274,7 @@ def _plot(summary: list[dict], protocols: list[str], num_classes: int, path: Pat
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(title="train/test rotations", fontsize=8)
+    ax.legend(title="train/test", fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     (out,) = _save(fig, [Path(path)], dpi=110)
     plt.close(fig)
