@@ -315,7 +315,9 @@ class DGCNN(nn.Module):
     per batch (the head's BatchNorm).
 
     ``torch.compile(fullgraph=True)`` traces it with a non-decreasing activation (the default):
-    under compile the kNN edges take the scatter path (their count is a dynamic size).
+    under compile the kNN edges take the scatter path (their count is a dynamic size). With "silu"
+    or "gelu" it does not (the edge-feature evaluation finds the points without neighbours with
+    ``nonzero``, a data-dependent size).
 
     Examples
     --------

@@ -51,6 +51,17 @@ def test_check_module_dgcnn(level):
     check_module(model, {"x": x, "pos": pos, "batch": BATCH, "num_graphs": 2})
 
 
+def test_check_module_edge_feature_evaluation():
+    """With "gelu" (not monotone: the edge features are built) every item but compile runs: for
+    graphs smaller than k + 1 that evaluation adds self loops found with ``nonzero`` (a dynamic
+    size), which torch.compile(fullgraph=True) cannot guard on."""
+    x, pos = data()
+    model = net(in_channels=2, out_channels=3, act="gelu")
+    assert not model.convs[0].fused
+    check_module(model, {"x": x, "pos": pos, "batch": BATCH, "num_graphs": 2},
+                 checks=("equivariance", "batching", "state_dict", "gradients", "side_effects"))
+
+
 def test_check_module_static_graph_and_edgeconv():
     x, pos = data()
     check_module(net(in_channels=2, out_channels=3, dynamic=False), {"x": x, "pos": pos, "batch": BATCH,
