@@ -212,37 +212,38 @@ def test_empty_inputs():
     assert EdgeConv(2, 4, k=3).double()(x[:0]).shape == (0, 4)
 
 
-def test_bad_input():
-    model = net(in_channels=2).eval()
+def _poisoned(t, i, j, value):
+    t = t.clone()
+    t[i, j] = value
+    return t
+
+
+_X, _POS = data()
+BAD_INPUTS = [  # (x, pos, batch, num_graphs), error, message
+    ((_X, _poisoned(_POS, 3, 1, float("nan")), None, None), ValueError, "^pos"),
+    ((_poisoned(_X, 0, 0, float("inf")), _POS, None, None), ValueError, "^x"),
+    ((_X, _POS[:, :2], None, None), ValueError, r"pos: expected shape \(N, 3\)"),
+    ((_X[:5], _POS, None, None), ValueError, "x: expected 14 rows"),
+    ((None, _POS, None, None), ValueError, "x: expected 2 feature channels"),
+    ((_X, None, None, None), TypeError, "pos: expected a torch.Tensor"),
+    ((_X, _POS.float(), None, None), TypeError, "pos: expected dtype torch.float64"),
+    ((_X, _POS, BATCH[:5], None), ValueError, "^batch"),
+    ((_X, _POS, BATCH - 1, None), ValueError, "^batch"),
+    ((_X, _POS, BATCH, 1), ValueError, "^(batch|num_graphs)"),
+    ((_X, _POS, BATCH.double(), None), TypeError, "^batch"),
+]
+
+
+@pytest.mark.parametrize("args, error, match", BAD_INPUTS)
+def test_bad_input(args, error, match):
+    with pytest.raises(error, match=match):
+        net(in_channels=2).eval()(*args[:3], num_graphs=args[3])
+
+
+def test_bad_input_edgeconv_and_training():
     x, pos = data()
-    bad = pos.clone()
-    bad[3, 1] = float("nan")
-    with pytest.raises(ValueError, match="pos"):
-        model(x, bad)
-    xbad = x.clone()
-    xbad[0, 0] = float("inf")
-    with pytest.raises(ValueError, match="^x"):
-        model(xbad, pos)
-    with pytest.raises(ValueError, match=r"pos: expected shape \(N, 3\)"):
-        model(x, pos[:, :2])
-    with pytest.raises(ValueError, match="x: expected 14 rows"):
-        model(x[:5], pos)
-    with pytest.raises(ValueError, match="x: expected 2 feature channels"):
-        model(None, pos)
-    with pytest.raises(TypeError, match="pos: expected a torch.Tensor"):
-        model(x, None)
-    with pytest.raises(ValueError, match="batch"):
-        model(x, pos, BATCH[:5])
-    with pytest.raises(ValueError, match="batch"):
-        model(x, pos, BATCH - 1)
-    with pytest.raises(ValueError, match="batch|num_graphs"):
-        model(x, pos, BATCH, num_graphs=1)
-    with pytest.raises(TypeError, match="batch"):
-        model(x, pos, BATCH.double())
     with pytest.raises(ValueError, match="batch: training with norm='batch' needs at least 2 graphs"):
-        model.train()(x, pos)
-    with pytest.raises(TypeError, match="pos: expected dtype torch.float64"):
-        model(x, pos.float())
+        net(in_channels=2).train()(x, pos)
     conv = EdgeConv(2, 3, k=2).double()
     with pytest.raises(TypeError, match="x: expected dtype torch.float64"):
         conv(x.float())
