@@ -192,7 +192,7 @@ def _check_bool(name, value):
 
 
 def _graph_ids(pos, batch, num_graphs, validate, allow_empty):
-    """(graph id per point, number of graphs, whether num_graphs was given), validated like frames."""
+    """(graph id per point, number of graphs), validated like frames (at least 3 points per cloud)."""
     n = pos.shape[0]
     if n == 0 and not (allow_empty and batch is not None):
         raise ValueError(f"pos: empty point cloud (0 points); TinvNN coordinates need at least {_MIN_POINTS} points "
