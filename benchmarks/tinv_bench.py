@@ -9,7 +9,9 @@ Times, in one run and on the same float64 clouds of N = 256, 512, 1024, 2048, 40
 reports the median wall and process-CPU time of each (``benchmarks/_timing.py``: warm-up first, then
 timed calls),
 their ratio (goal: the covariance route >= 1000x faster at N = 4096) and the largest difference of
-the two routes' coordinates, and writes ``benchmarks/results/tinv_mds.json``.
+the two routes' coordinates; then what the coordinates cost in training, ``tinv_coordinates`` on
+B = 32 clouds of 1024 points (float32) against one PointNet forward (64-128-1024, head 256-128-40)
+on the same batch; writes ``benchmarks/results/tinv_mds.json``.
 
 Run: ``python benchmarks/tinv_bench.py [--threads 2] [--repeats 3] [--fast-repeats 50]``.
 """
@@ -81,6 +83,24 @@ def run(sizes=SIZES, repeats: int = 3, fast_repeats: int = 50) -> dict:
     }
 
 
+def batch_cost(B: int = 32, N: int = 1024, repeats: int = 10) -> dict:
+    """``tinv_coordinates`` on a batch against one PointNet forward on it (float32, as in training)."""
+    from geodl.nn import PointNet
+
+    g = torch.Generator().manual_seed(1)
+    pos = _cloud(B * N, 1).float()
+    pos = pos + 0.01 * torch.randn(pos.shape, generator=g)
+    batch = torch.arange(B).repeat_interleave(N)
+    torch.manual_seed(0)
+    net = PointNet(out_channels=40, hidden_channels=(64, 128, 1024), head_channels=(256, 128)).eval()
+    with torch.inference_mode():
+        t = sample({"tinv_coordinates": lambda: tinv_coordinates(pos, batch, num_graphs=B, degeneracy="flag"),
+                    "pointnet": lambda: net(None, pos, batch, num_graphs=B)}, "cpu", repeats, warmup=2)
+    med = {k: statistics.median(v["wall"]) for k, v in t.items()}
+    return {"B": B, "N": N, "dtype": "float32", "tinv_coordinates_median_s": med["tinv_coordinates"],
+            "pointnet_median_s": med["pointnet"], "fraction": med["tinv_coordinates"] / med["pointnet"]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
@@ -92,6 +112,9 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     res = run(tuple(args.sizes), args.repeats, args.fast_repeats)
+    res["batch_cost"] = cost = batch_cost()
+    print(f"B={cost['B']} clouds of N={cost['N']} (float32): tinv_coordinates {cost['tinv_coordinates_median_s'] * 1e3:.1f} ms, "
+          f"PointNet forward {cost['pointnet_median_s'] * 1e3:.1f} ms ({100 * cost['fraction']:.1f} %)")
     res["command"] = "python benchmarks/tinv_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
     atomic_write_text(args.out, json.dumps(res, indent=1) + "\n")
     print(f"ratio at N={res['rows'][-1]['N']}: {res['ratio_at_largest']:.0f}x (goal {GOAL:g}x: "
