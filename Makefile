@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/geodl check geodl.testing.examples:invariant_model --group E3+perm --inputs node:points --outputs scalar
 	$(BIN)/geodl check geodl.testing.examples:equivariant_model --group E3+perm --inputs node:points --outputs node:vectors
 	$(BIN)/geodl bench nbody --quick --out benchmarks/results --run-dir runs/nbody
+	$(BIN)/geodl bench shapes --quick --out benchmarks/results --run-dir runs/shapes
 
 test: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q tests --doctest-modules geodl
