@@ -60,7 +60,7 @@ from geodl.nn._pca import (
     _second_moments,
     _sign_patterns,
 )
-from geodl.nn.frame_averaging._averaging import _EDGE_KINDS, FrameAveraging, _accepts_num_graphs, _parse_inputs
+from geodl.nn.frame_averaging._averaging import _EDGE_KINDS, FrameAveraging, _accepts_num_graphs, _parse_inputs, _split_inputs
 from geodl.nn.frame_averaging._frames import _IN_KINDS, _OUT_KINDS, _expand_like, _frame_kind, _from_frame, _to_frame
 from geodl.ops import scatter
 
@@ -870,15 +870,7 @@ class TinvNN(nn.Module):
         and per-edge inputs if declared. Returns (B, ...) for ``level="graph"``, (N, ...) for
         ``level="node"``; with ``return_mask=True`` also the (B,) degeneracy mask.
         """
-        named = {"x": x, **extra} if x is not None else dict(extra)
-        edges = {}
-        for key, value in list(named.items()):
-            if key not in self.inputs:
-                raise ValueError(f"{key}: no kind declared for this input; add it to inputs= "
-                                 f"(one of {list(_IN_KINDS) + list(_EDGE_KINDS)})")
-            check_tensor(key, value)
-            if self.inputs[key] in _EDGE_KINDS:
-                edges[key] = named.pop(key)
+        named, edges = _split_inputs(self.inputs, x, extra)
         FrameAveraging._check_edges(self, edges, None)
         if self.source == "graph":
             return self._forward_graph(named, edges, batch, num_graphs, return_mask)

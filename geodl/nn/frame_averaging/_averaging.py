@@ -45,6 +45,23 @@ def _parse_inputs(inputs) -> tuple[tuple, dict]:
     return declared, inputs
 
 
+def _split_inputs(kinds: dict, x, extra: dict, check_rows=None) -> tuple[dict, dict]:
+    """``(node inputs, edge inputs)`` of a forward call: every input must have a kind in ``kinds``
+    and be a tensor; ``check_rows(key, value)`` (optional) is called on each node input in turn."""
+    named = {"x": x, **extra} if x is not None else dict(extra)
+    edges = {}
+    for key, value in list(named.items()):
+        if key not in kinds:
+            raise ValueError(f"{key}: no kind declared for this input; add it to inputs= "
+                             f"(one of {list(_IN_KINDS) + list(_EDGE_KINDS)})")
+        check_tensor(key, value)
+        if kinds[key] in _EDGE_KINDS:
+            edges[key] = named.pop(key)
+        elif check_rows is not None:
+            check_rows(key, value)
+    return named, edges
+
+
 def _accepts_num_graphs(module) -> bool:
     """Whether ``module``'s forward takes a ``num_graphs`` keyword (by name or through ``**kwargs``)."""
     try:
@@ -230,17 +247,12 @@ class FrameAveraging(nn.Module):
         if pos is None:
             raise ValueError("pos: required (N, d) or (B, N, d) positions")
         check_tensor("pos", pos, ndim=(2, 3), floating=True)
-        named = {"x": x, **extra} if x is not None else dict(extra)
-        edges = {}
-        for key, value in list(named.items()):
-            if key not in self.inputs:
-                raise ValueError(f"{key}: no kind declared for this input; add it to inputs= "
-                                 f"(one of {list(_IN_KINDS) + list(_EDGE_KINDS)})")
-            check_tensor(key, value)
-            if self.inputs[key] in _EDGE_KINDS:
-                edges[key] = named.pop(key)
-            elif value.shape[: pos.dim() - 1] != pos.shape[:-1]:
+
+        def check_rows(key, value):
+            if value.shape[: pos.dim() - 1] != pos.shape[:-1]:
                 raise ValueError(f"{key}: expected leading shape {tuple(pos.shape[:-1])} matching pos, got {tuple(value.shape)}")
+
+        named, edges = _split_inputs(self.inputs, x, extra, check_rows)
         dense = None
         if pos.dim() == 3:
             if batch is not None:

@@ -5,6 +5,8 @@ import pytest
 import torch
 from torch import nn
 
+from backbone_helpers import Reshape
+
 from geodl.groups import random_rotation, random_rotation_2d
 from geodl.nn import FrameAveraging, PointNet
 from geodl.testing import assert_equivariant, assert_invariant, equivariance_error
@@ -35,18 +37,6 @@ def test_check_module_frame_averaging(output, level, out):
     batch = torch.tensor([0] * 5 + [1] * 7)
     # degeneracy="flag" and num_graphs: nothing reads a value back, so the compile item runs with fullgraph=True
     check_module(fa(out=out, output=output, level=level, degeneracy="flag"), {"pos": pos, "batch": batch, "num_graphs": 2})
-
-
-class Reshape(nn.Module):
-    """Backbone output (rows, C*k) -> (rows, C, k) or (rows, C, k, k)."""
-
-    def __init__(self, inner, *shape):
-        super().__init__()
-        self.inner, self.shape = inner, shape
-
-    def forward(self, x, pos, batch, **kw):
-        out = self.inner(x, pos, batch, **kw)
-        return out.reshape(out.shape[0], *self.shape)
 
 
 # ------------------------------------------------------------------ invariance via the harness

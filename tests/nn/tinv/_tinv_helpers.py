@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
+from backbone_helpers import Reshape  # noqa: F401 (re-exported to the tinv tests)
 
 F64 = torch.float64
 BOUND = {torch.float32: 1e-5, F64: 1e-10}  # the issue's bounds on the invariance errors
@@ -44,18 +44,6 @@ def assert_bounded(report, dtype, elements=("reflection", "translation", "perm",
         err, status = rows[el]
         assert status == "ok" and err <= BOUND[dtype], (el, err, report.items["equivariance"][1])
     return rows
-
-
-class Reshape(nn.Module):
-    """Backbone output (rows, C*k) -> (rows, C, k) or (rows, C, k, k)."""
-
-    def __init__(self, inner, *shape):
-        super().__init__()
-        self.inner, self.shape = inner, shape
-
-    def forward(self, x, pos, batch, **kw):
-        out = self.inner(x, pos, batch, **kw)
-        return out.reshape(out.shape[0], *self.shape)
 
 
 def cube(n_side=3):
