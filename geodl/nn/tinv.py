@@ -60,8 +60,8 @@ from geodl.nn._pca import (
     _second_moments,
     _sign_patterns,
 )
-from geodl.nn.frame_averaging._averaging import _EDGE_KINDS, FrameAveraging, _accepts_num_graphs, _parse_inputs, _split_inputs
-from geodl.nn.frame_averaging._frames import _IN_KINDS, _OUT_KINDS, _expand_like, _frame_kind, _from_frame, _to_frame
+from geodl.nn.frame_averaging._averaging import FrameAveraging, _accepts_num_graphs, _parse_inputs, _split_inputs
+from geodl.nn.frame_averaging._frames import _OUT_KINDS, _expand_like, _frame_kind, _from_frame, _to_frame
 from geodl.ops import scatter
 
 __all__ = ["TinvNN", "TinvRepresentation", "TinvCoordinates", "MDSResult", "tinv_coordinates", "classical_mds",
