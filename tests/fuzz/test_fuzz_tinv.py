@@ -187,7 +187,7 @@ def _graphs(draw):
             if a != b:
                 edges.append((off + a, off + b))
         off += n
-    ei = torch.tensor(edges, dtype=torch.long).T.reshape(2, -1)
+    ei = torch.tensor(edges, dtype=torch.long).reshape(-1, 2).T.reshape(2, -1)  # (E, 2) -> (2, E), also for E = 0
     kw = dict(edge_index=ei, num_nodes=off, dim=draw(S.integers(1, 4)),
               negative="clamp" if len(sizes) > 1 else draw(S.sampled_from(["clamp", "drop"])))
     if len(sizes) > 1 or draw(S.booleans()):
