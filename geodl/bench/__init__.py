@@ -25,6 +25,7 @@ TASKS: dict[str, str] = {
     "checkerboard": "geodl.bench.tasks.location:main_checkerboard",
     "shapes": "geodl.bench.tasks.modelnet:main_shapes",
     "modelnet": "geodl.bench.tasks.modelnet:main_modelnet",
+    "vinet": "geodl.bench.tasks.vinet:main",
 }
 
 _EXPORTS = {

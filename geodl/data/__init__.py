@@ -29,6 +29,9 @@ _EXPORTS = {
     # synthetic shapes, the embedded default of the rotated-classification task (_shapes.py)
     "SyntheticShapes": "_shapes",
     "SHAPE_CLASSES": "_shapes",
+    # partial category-level point clouds with poses, the embedded default of VI-Net (_categories.py)
+    "CategoryPoses": "_categories",
+    "POSE_CATEGORIES": "_categories",
     # the cached-dataset registry behind `geodl data` (_registry.py)
     "DATASETS": "_registry",
     "cached_files": "_registry",

@@ -3,6 +3,7 @@
 - :mod:`geodl.nn.frame_averaging`: ``frames``, ``Frames``, ``FrameAveraging``, ``FAGNN``;
 - :mod:`geodl.nn.tinv`: TinvNN transformation-invariant, distance-preserving initial
   representations (``TinvNN``, ``tinv_coordinates``, ``classical_mds``, ``graph_mds``);
+- :mod:`geodl.nn.spherical`: VI-Net spherical maps, SPA-SConv, the spherical FPN, ``VINet``;
 - :mod:`geodl.nn.location`: spherical-harmonic location encoders and their baselines;
 - :mod:`geodl.nn.backbones`: ``PointNet``, ``DGCNN`` and its layer ``EdgeConv``, ``EGNN`` and its
   layer ``EGNNConv``, one per file.
@@ -22,6 +23,8 @@ _EXPORTS = {
     # TinvNN
     "TinvNN": "tinv",
     "tinv_coordinates": "tinv",
+    # VI-Net
+    "VINet": "spherical",
     # backbones
     "PointNet": "backbones",
     "DGCNN": "backbones",
@@ -31,4 +34,4 @@ _EXPORTS = {
 }
 
 __getattr__, __dir__, __all__ = lazy_module(
-    __name__, _EXPORTS, extra=("backbones", "frame_averaging", "location", "tinv"), public=sorted(_EXPORTS))
+    __name__, _EXPORTS, extra=("backbones", "frame_averaging", "location", "spherical", "tinv"), public=sorted(_EXPORTS))
