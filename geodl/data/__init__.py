@@ -32,6 +32,7 @@ _EXPORTS = {
     # partial category-level point clouds with poses, the embedded default of VI-Net (_categories.py)
     "CategoryPoses": "_categories",
     "POSE_CATEGORIES": "_categories",
+    "symmetric_rotation_error": "_categories",
     # the cached-dataset registry behind `geodl data` (_registry.py)
     "DATASETS": "_registry",
     "cached_files": "_registry",
