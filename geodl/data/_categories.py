@@ -28,7 +28,7 @@ of a larger one):
    scaled so that its farthest vertex is at ``s ~ U(scale)`` (the full object's radius);
 3. a Haar-random rotation ``R`` (:func:`geodl.groups.random_rotation` with a torch generator
    seeded from the sample's generator): world = ``R @ canonical``;
-4. ``8 * num_points`` (at least 2,048) points are sampled on the rotated surface, area weighted;
+4. ``max(8 * num_points, 16384)`` points are sampled on the rotated surface, area weighted;
 5. visibility: the camera is orthographic, on the -z side looking along +z (image plane = the
    world xy-plane, depth = world z). A point is kept when its face faces the camera (world
    normal z < 0) and its depth is within ``2 * pixel`` of the nearest point of its pixel, on a
@@ -64,6 +64,7 @@ the label is the index."""
 _GRID = 32  # z-buffer pixels per side over [-s, s]
 _TOL = 2.0  # depth tolerance, in pixels
 _COLOR_NOISE = 0.05
+_DENSE = 16384  # at least this many dense surface samples per object (16 per z-buffer pixel)
 
 
 def _revolve(profile, sections=48):
@@ -97,10 +98,10 @@ def _parts(name: str, rng: np.random.Generator) -> list:
     if name == "mug":
         r, h, t = u(0.3, 0.45), u(0.6, 1.0), u(0.03, 0.06)
         body = _revolve([[0, 0], [r, 0], [r, h], [r - t, h], [r - t, t], [0, t]])
-        R, rm = u(0.18, 0.3) * h / 0.8, u(0.035, 0.06)
+        R, rm = u(0.15, 0.22) * h, u(0.035, 0.06)
         handle = c.torus(major_radius=R, minor_radius=rm, major_sections=24, minor_sections=12)
         handle.apply_transform(_rot_x(math.pi / 2))  # the ring in the xz-plane
-        handle.apply_translation((r + 0.6 * R, 0, h / 2))
+        handle.apply_translation((r + 0.3 * R, 0, h / 2))
         return [body, handle]
     if name == "laptop":
         w, d, tb = u(1.0, 1.4), u(0.7, 1.0), u(0.05, 0.08)
@@ -126,8 +127,27 @@ def _parts(name: str, rng: np.random.Generator) -> list:
     raise AssertionError(name)  # pragma: no cover - names are checked by the caller
 
 
-def _sample(name: str, rng: np.random.Generator, num_points: int, scale, noise: float, colored: bool):
-    """One sample: points (num_points, 3) float64 (unit radius), R (3, 3), colours or None."""
+def _visible(pts: np.ndarray, normal_z: np.ndarray, s: float) -> np.ndarray:
+    """Indices of the points (M, 3) seen by the camera on the -z side looking along +z.
+
+    Orthographic z-buffer on a ``_GRID x _GRID`` grid over ``[-s, s]^2`` (points outside are put
+    in the border pixels): a point is visible when its surface normal faces the camera
+    (``normal_z < 0``) and its depth ``z`` is within ``_TOL`` pixels of the nearest point of its
+    pixel. Falls back to the nearest point of each pixel if no point passes the normal test.
+    """
+    pix = np.clip(((pts[:, :2] + s) * (_GRID / (2 * s))).astype(np.int64), 0, _GRID - 1)
+    cell = pix[:, 0] * _GRID + pix[:, 1]
+    near = np.full(_GRID * _GRID, np.inf)
+    np.minimum.at(near, cell, pts[:, 2])
+    visible = np.flatnonzero((normal_z < 0) & (pts[:, 2] <= near[cell] + _TOL * 2 * s / _GRID))
+    if len(visible) == 0:
+        visible = np.flatnonzero(pts[:, 2] <= near[cell])
+    return visible
+
+
+def _instance(name: str, rng: np.random.Generator, scale):
+    """One random object: its rotated mesh (trimesh, radius ``s``), face -> part (F,), part colours
+    (P, 3), the rotation R (3, 3) float64 and ``s`` (steps 1-3 of the module docstring)."""
     import trimesh
 
     from geodl.groups import random_rotation
@@ -143,18 +163,17 @@ def _sample(name: str, rng: np.random.Generator, num_points: int, scale, noise: 
     v *= s / np.linalg.norm(v, axis=1).max()
     g = torch.Generator().manual_seed(int(rng.integers(2**62)))
     R = random_rotation(generator=g, dtype=torch.float64).numpy()
-    world = trimesh.Trimesh(v @ R.T, np.asarray(mesh.faces), process=False)
-    m = max(8 * num_points, 2048)
+    return trimesh.Trimesh(v @ R.T, np.asarray(mesh.faces), process=False), part, colors, R, s
+
+
+def _sample(name: str, rng: np.random.Generator, num_points: int, scale, noise: float, colored: bool):
+    """One sample: points (num_points, 3) float64 (unit radius), R (3, 3), colours or None."""
+    import trimesh
+
+    world, part, colors, R, s = _instance(name, rng, scale)
+    m = max(8 * num_points, _DENSE)
     pts, face = trimesh.sample.sample_surface(world, m, seed=rng)
-    # visibility from an orthographic camera on the -z side looking along +z
-    pix = np.clip(((pts[:, :2] + s) * (_GRID / (2 * s))).astype(np.int64), 0, _GRID - 1)
-    cell = pix[:, 0] * _GRID + pix[:, 1]
-    near = np.full(_GRID * _GRID, np.inf)
-    np.minimum.at(near, cell, pts[:, 2])
-    facing = np.asarray(world.face_normals)[face, 2] < 0
-    visible = np.flatnonzero(facing & (pts[:, 2] <= near[cell] + _TOL * 2 * s / _GRID))
-    if len(visible) == 0:  # pragma: no cover - the nearest point of a pixel faces the camera
-        visible = np.flatnonzero(pts[:, 2] <= near[cell])
+    visible = _visible(pts, np.asarray(world.face_normals)[face, 2], s)
     pick = rng.choice(visible, num_points, replace=len(visible) < num_points)
     out = pts[pick]
     if noise > 0:
@@ -262,7 +281,7 @@ class CategoryPoses(Dataset):
         self.noise = float(check_number("noise", noise, nonnegative=True))
         self.scale = _check_scale(scale)
         total = self.per_category * len(categories)
-        dense = max(8 * self.num_points, 2048)
+        dense = max(8 * self.num_points, _DENSE)
         check_alloc("num_points", f"{self.num_points} (x {total} clouds, per_category={self.per_category})",
                     total * self.num_points, 3 * (1 + colored), torch.float64, "cpu")
         check_alloc("num_points", f"{self.num_points} (dense surface sample of {dense} points per cloud)",
