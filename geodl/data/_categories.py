@@ -321,6 +321,7 @@ class CategoryPoses(Dataset):
 
 def _vector_angle(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     # atan2(|a x b|, a . b): accurate near 0 and near pi (acos of the dot product is not)
+    a, b = torch.broadcast_tensors(a, b)
     return torch.atan2(torch.linalg.vector_norm(torch.linalg.cross(a, b), dim=-1), (a * b).sum(-1))
 
 

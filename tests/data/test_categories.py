@@ -254,6 +254,8 @@ def test_error_broadcast_and_bad_input():
     R = random_rotation(4, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     assert symmetric_rotation_error(R[:, None], R[None], "z").shape == (4, 4)
     assert symmetric_rotation_error(R[0], R[1]).shape == ()
+    for sym in ("none", "z", "tetrahedral"):
+        assert torch.equal(symmetric_rotation_error(R[0], R, sym), symmetric_rotation_error(R[:1], R, sym))
     with pytest.raises(ValueError, match="symmetry"):
         symmetric_rotation_error(R, R, "y")
     with pytest.raises(TypeError, match="symmetry"):
