@@ -20,8 +20,8 @@ Which symmetries hold exactly (group ``equirect:<W>``: whole-bin azimuth rolls a
   operations that are not built this way: :func:`spherical_pad` itself commutes with the flip only
   for an even ``W`` (``flip(roll(r, m)) = roll(flip(r), -m)`` and ``m ≡ -m (mod W)`` needs
   ``m = W/2``), and max-pooling commutes with it when its window grid is mirror-symmetric, i.e.
-  the "same" padding ``kernel − stride`` of each axis is even (2×2 at stride 2, 3×3 at stride 1;
-  not 3×3 at stride 2);
+  ``kernel − stride`` of each axis is even and non-negative (2×2 at stride 2, 3×3 at stride 1;
+  not 3×3 or 1×1 at stride 2);
 * azimuth rolls by ``k`` bins, with spherical padding: at stride ``s`` for every ``k`` that is a
   multiple of ``s`` (the output rolls by ``k / s``).
 
@@ -175,7 +175,8 @@ class _SphericalModule(nn.Module):
         :class:`SPAConv2d` this is the symmetry of SPA-SConv whatever ``padding`` and ``symmetric``
         are: the ablations declare the same and fail the check (zeros break the rolls, a
         non-symmetric kernel the flip). :class:`SphericalMaxPool2d` declares ``azimuth:<W/stride>``
-        (rolls only) when ``kernel − stride`` is odd (its windows are not mirror-symmetric).
+        (rolls only) unless ``kernel − stride`` is even and non-negative (else its windows are not
+        mirror-symmetric).
         """
         H = check_positive_int("H", H)
         W = check_positive_int("W", W)
@@ -294,7 +295,8 @@ class SphericalMaxPool2d(_SphericalModule):
     Max-pooling is symmetric by itself; with the default ``kernel_size = stride = 2`` no padding is
     needed and the output commutes exactly with the pole flip and with azimuth rolls by an even
     number of bins (the output rolls by half as many). Generally: rolls by multiples of the stride,
-    and the flip when ``kernel − stride`` is even (e.g. 3×3 at stride 1, not 3×3 at stride 2).
+    and the flip when ``kernel − stride`` is even and non-negative (e.g. 3×3 at stride 1; not 3×3
+    or 1×1 at stride 2).
 
     Parameters
     ----------
@@ -330,8 +332,8 @@ class SphericalMaxPool2d(_SphericalModule):
         self.resolution = None if resolution is None else _resolution("resolution", resolution)
         self.pads = tuple(_same_padding(k, s, 1) for k, s in zip(self.kernel_size, self.stride))
 
-    def _flip_holds(self) -> bool:
-        return all(a == b for a, b in self.pads)
+    def _flip_holds(self) -> bool:  # mirror-symmetric windows: kernel >= stride, kernel - stride even
+        return all(k >= s and (k - s) % 2 == 0 for k, s in zip(self.kernel_size, self.stride))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_map(x, None, self.stride, self.padding)
