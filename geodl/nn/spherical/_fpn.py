@@ -81,7 +81,7 @@ class SphericalFPN(nn.Module):
                  symmetric: bool = True, resolution=None):
         super().__init__()
         from ._conv import SPAConv2d, SphericalMaxPool2d
-        from ._heads import _conv_block
+        from ._heads import _check_weights, _conv_block
 
         self.in_channels = _channels("in_channels", in_channels)
         if len(self.in_channels) > 2:
@@ -91,6 +91,9 @@ class SphericalFPN(nn.Module):
         self.resolution = None if resolution is None else _resolution("resolution", resolution)
         self.padding, self.symmetric = padding, symmetric
         c1, c2, c3 = self.channels
+        _check_weights("in_channels", in_channels, 9 * sum(self.in_channels) * c1)
+        _check_weights("channels", channels, 9 * (sum(self.in_channels) * c1 + len(self.in_channels) * (
+            c1 * c2 + c2 * c3) + 2 * c1 * c1) + c1 * (c1 + c2 + c3))
 
         def stream(cin):
             return nn.ModuleList([_conv_block(cin, c1, padding=padding, symmetric=symmetric),

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from geodl._checks import check_int, check_number, check_positive_int, check_tensor
+from geodl._checks import check_int, check_memory, check_number, check_positive_int, check_tensor
 
 __all__ = ["VBranch", "IBranch", "focal_loss", "viewpoint_labels", "viewpoint_rotation", "bin_centres", "rotate_sphere_grid"]
 
@@ -24,6 +24,11 @@ def _conv_block(cin: int, cout: int, *, padding: str, symmetric: bool) -> nn.Seq
 
     return nn.Sequential(SPAConv2d(cin, cout, 3, padding=padding, symmetric=symmetric, bias=False),
                          nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def _check_weights(name: str, value, n: int) -> None:
+    """Refuse a layer width whose ``n`` float32 weights would not fit in memory (before allocating)."""
+    check_memory(name, value, 4 * n, "cpu", what=f"{n} weights")
 
 
 def _check_hw(H, W, name_h: str = "H", name_w: str = "W") -> tuple[int, int]:
@@ -200,6 +205,7 @@ class VBranch(nn.Module):
         self.channels = check_positive_int("channels", channels)
         self.H, self.W = _check_hw(H, W)
         hidden = check_positive_int("hidden", hidden)
+        _check_weights("channels", channels, 9 * self.channels * hidden)
         self.head = nn.Sequential(_conv_block(channels, hidden, padding=padding, symmetric=symmetric),
                                   SPAConv2d(hidden, 1, 3, padding=padding, symmetric=symmetric))
 
@@ -278,7 +284,7 @@ class IBranch(nn.Module):
     channels : int
         Channels of the input feature map.
     H, W : int
-        Map size (``H``, ``W`` even).
+        Map size (``H`` even, ``W`` a multiple of 4 with spherical padding).
     hidden : int
         Channels of the convolutions and the MLP.
     padding, symmetric
@@ -303,7 +309,11 @@ class IBranch(nn.Module):
         self.H, self.W = _check_hw(H, W)
         if self.H % 2:
             raise ValueError(f"H: expected an even number of polar bins (the I-branch pools by 2), got {H}")
+        if padding == "spherical" and self.W % 4:
+            raise ValueError(f"W: expected a multiple of 4 (the I-branch pools by 2 and the pooled map needs an even "
+                             f"width for the pole padding), got {W}")
         hidden = check_positive_int("hidden", hidden)
+        _check_weights("channels", channels, 9 * self.channels * hidden + 9 * hidden * hidden)
         self.conv = nn.Sequential(_conv_block(channels, hidden, padding=padding, symmetric=symmetric),
                                   SphericalMaxPool2d(2, 2),
                                   _conv_block(hidden, hidden, padding=padding, symmetric=symmetric))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from geodl._checks import check_int, check_tensor
+from geodl._checks import check_int, check_memory, check_tensor
 from geodl.groups import Symmetry
 
 from ._fpn import SphericalFPN, _channels, _resolution
@@ -73,6 +73,9 @@ class VINet(nn.Module):
                  symmetric: bool = True, colour: bool = False, hidden: int = 32):
         super().__init__()
         self.resolution = _resolution("resolution", resolution)
+        c1 = _channels("channels", channels, 3)[0]
+        H, W = self.resolution
+        check_memory("resolution", resolution, 8 * H * W * c1, "cpu", what=f"feature maps of {H} x {W} bins per cloud")
         in_channels = _channels("in_channels", in_channels)
         if in_channels[0] != 1:
             raise ValueError(f"in_channels: the first stream is the radius map (1 channel), got {in_channels!r}")
