@@ -156,3 +156,12 @@ def test_projection_of_32_clouds_is_fast():
         best = min(best, time.perf_counter() - t)
     assert m.shape == (32, 4, 64, 64)
     assert best < 0.1, f"{best * 1e3:.1f} ms"  # a few ms on one core; generous for a shared machine
+
+
+def test_empty_cloud_backward_runs():
+    pos = torch.zeros(0, 3, dtype=torch.float64, requires_grad=True)
+    feats = torch.zeros(0, 2, dtype=torch.float64, requires_grad=True)
+    m = spherical_projection(pos, resolution=(2, 4), features=feats, fill=1.0)
+    assert m.shape == (1, 3, 2, 4) and bool((m == 1.0).all())
+    m.sum().backward()
+    assert pos.grad.shape == (0, 3) and feats.grad.shape == (0, 2)

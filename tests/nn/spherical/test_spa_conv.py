@@ -174,3 +174,17 @@ def test_bad_inputs():
     assert SPAConv2d(2, 3, padding="zeros", symmetric=False)(torch.randn(1, 2, 4, 7)).shape == (1, 3, 4, 7)
     assert conv(torch.randn(0, 2, 4, 8)).shape == (0, 3, 4, 8)
     assert SphericalMaxPool2d()(torch.randn(0, 2, 4, 8)).shape == (0, 2, 2, 4)
+
+
+def test_empty_batch_backward_and_pool_declarations():
+    conv = SPAConv2d(2, 3).double()
+    x = torch.zeros(0, 2, 4, 8, dtype=torch.float64, requires_grad=True)
+    conv(x).sum().backward()
+    assert x.grad.shape == x.shape
+    # pooling windows are mirror-symmetric only for kernel >= stride with an even difference
+    assert SphericalMaxPool2d(2, 2).symmetry_for(4, 8).group == "equirect:4"
+    assert SphericalMaxPool2d(3, 1).symmetry_for(4, 8).group == "equirect:8"
+    assert SphericalMaxPool2d(1, 2).symmetry_for(4, 8).group == "azimuth:4"
+    y = torch.randn(1, 1, 4, 8)
+    p12 = SphericalMaxPool2d(1, 2)
+    assert not torch.equal(p12(flip(y)), flip(p12(y)))
