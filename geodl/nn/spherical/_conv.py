@@ -18,10 +18,10 @@ Which symmetries hold exactly (group ``equirect:<W>``: whole-bin azimuth rolls a
   stride or dilation (``flip`` is an involution and commutes with the element-wise max). The
   padding matters for the geometry (the rows across the pole are the real neighbours) and for
   operations that are not built this way: :func:`spherical_pad` itself commutes with the flip only
-  for an even ``W`` (``flip(roll(r, m)) = roll(flip(r), -m)`` and ``m ≡ -m (mod W)`` needs
-  ``m = W/2``), and max-pooling commutes with it when its window grid is mirror-symmetric, i.e.
-  ``kernel − stride`` of each axis is even and non-negative (2×2 at stride 2, 3×3 at stride 1;
-  not 3×3 or 1×1 at stride 2);
+  for an even ``W`` (``flip(roll(r, m)) = roll(flip(r), -m)``, and ``m ≡ -m (mod W)`` for the half
+  turn ``m = W/2`` needs ``2m = W``), and max-pooling commutes with it when its window grid is
+  mirror-symmetric, i.e. ``kernel − stride`` of each axis is even and non-negative (2×2 at
+  stride 2, 3×3 at stride 1; not 3×3 or 1×1 at stride 2);
 * azimuth rolls by ``k`` bins, with spherical padding: at stride ``s`` for every ``k`` that is a
   multiple of ``s`` (the output rolls by ``k / s``).
 

@@ -64,9 +64,12 @@ def test_empty_bins_get_the_fill_and_empty_clouds_are_maps_of_fill():
     assert m.shape == (1, 4, 4, 4)
     assert int((m == -2.0).sum()) == 4 * 16 - 4 and torch.equal(m[0, :, 0, 0], torch.tensor([1.0, 1, 1, 1]))
     # no points: one map of fill (batch=None) or num_graphs maps; a cloud without points in a batch
-    assert torch.equal(spherical_projection(torch.zeros(0, 3), resolution=(2, 4), fill=3.0), torch.full((1, 1, 2, 4), 3.0))
-    assert spherical_projection(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long), resolution=(2, 4)).shape == (0, 1, 2, 4)
-    m = spherical_projection(torch.randn(5, 3), torch.zeros(5, dtype=torch.long), num_graphs=3, resolution=(2, 4), fill=7.0)
+    empty = torch.zeros(0, 3)
+    assert torch.equal(spherical_projection(empty, resolution=(2, 4), fill=3.0), torch.full((1, 1, 2, 4), 3.0))
+    no_ids = torch.zeros(0, dtype=torch.long)
+    assert spherical_projection(empty, no_ids, resolution=(2, 4)).shape == (0, 1, 2, 4)
+    m = spherical_projection(torch.randn(5, 3), torch.zeros(5, dtype=torch.long), num_graphs=3, resolution=(2, 4),
+                             fill=7.0)
     assert m.shape == (3, 1, 2, 4) and bool((m[1:] == 7.0).all()) and bool((m[0] != 7.0).any())
 
 
