@@ -96,7 +96,7 @@ def test_canonical_target_is_the_same_rotation_modulo_z():
 
 
 @pytest.mark.parametrize("flags, needle", [
-    (["--resolution", "10"], "multiple of 4"),
+    (["--resolution", "12"], "multiple of 8"),
     (["--resolution", "0"], "positive int"),
     (["--models", "VINet,ResNet"], "unknown model"),
     (["--models", "VINet,VINet"], "more than once"),

@@ -317,9 +317,9 @@ def _run(args) -> int:
 
 def _resolution(text: str) -> int:
     v = positive_int(text)
-    if v % 4:
-        raise argparse.ArgumentTypeError(f"expected a positive multiple of 4 (the FPN halves the map twice), "
-                                          f"got {text!r}")
+    if v % 8:
+        raise argparse.ArgumentTypeError(f"expected a positive multiple of 8 (the FPN halves the map twice and the "
+                                          f"1/4 map needs an even width), got {text!r}")
     return v
 
 
@@ -334,7 +334,7 @@ def _add_arguments(p) -> None:
     p.add_argument("--num-points", type=positive_int, default=None, metavar="N", help="points per cloud")
     p.add_argument("--batch-size", type=positive_int, default=None, metavar="N")
     p.add_argument("--resolution", type=_resolution, default=None, metavar="N",
-                   help="N x N spherical maps of VI-Net (a multiple of 4)")
+                   help="N x N spherical maps of VI-Net (a multiple of 8)")
     p.add_argument("--colored", action="store_true",
                    help="coloured clouds: VI-Net's colour stream and PointNet's per-point input")
     p.add_argument("--results-name", type=_stem, default=None, metavar="STEM",
