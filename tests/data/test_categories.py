@@ -268,3 +268,34 @@ def test_error_broadcast_and_bad_input():
         symmetric_rotation_error(R, R.long())
     with pytest.raises(ValueError, match="R_pred, R_gt"):
         symmetric_rotation_error(R[:3], R)
+
+
+def test_documented_symmetries_of_the_canonical_shapes():
+    # "z": the canonical surface is invariant under Rz(t); "none": no rotation of the octahedral
+    # group (90 / 120 / 180 degree turns about the axes, the diagonals, the edges) maps it to itself
+    import trimesh
+
+    G = finite_group("octahedral")[1:]
+    for k, (name, sym) in enumerate(POSE_CATEGORIES.items()):
+        rng = np.random.default_rng([0, 0, k, 0])
+        parts = cat._parts(name, rng)
+        assert all(p.is_volume for p in parts), name  # closed, outward normals: the normal test holds
+        mesh = trimesh.util.concatenate(parts)
+        v = np.asarray(mesh.vertices)
+        mesh.vertices = v - (v.min(0) + v.max(0)) / 2
+        pts, other = (torch.from_numpy(trimesh.sample.sample_surface(mesh, 3000, seed=np.random.default_rng(j))[0])
+                      for j in (1, 2))
+        r = float(torch.from_numpy(np.asarray(mesh.vertices)).norm(dim=1).max())
+        pts, other = (pts / r).float(), (other / r).float()
+
+        def chamfer(rot):  # against an independent sample of the same surface
+            d = torch.cdist(pts @ rot.T.float(), other)
+            return float(d.amin(1).mean() + d.amin(0).mean())
+
+        base = chamfer(torch.eye(3))  # the sampling floor
+        if sym == "z":
+            rz = _rz(torch.tensor(0.7, dtype=torch.float64))
+            assert chamfer(rz) < 2 * base + 0.01, name
+        else:
+            assert sym == "none"
+            assert min(chamfer(g) for g in G) > 1.6 * base, (name, base, min(chamfer(g) for g in G))
