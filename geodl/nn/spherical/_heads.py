@@ -320,6 +320,16 @@ class IBranch(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 6))
         self.register_buffer("identity_6d", torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]), persistent=False)
 
+    @property
+    def symmetry(self):
+        """Invariance: rolling the map by k whole bins together with ``r_vp -> Rz(2πk/W) r_vp`` (or flipping
+        the poles together with ``r_vp -> diag(1, -1, -1) r_vp``) resamples exactly the same grid, so
+        ``R_ip`` does not change."""
+        from geodl.groups import Symmetry
+
+        return Symmetry(f"equirect:{self.W}", {"x": f"equirect:{self.H}x{self.W}", "r_vp": "rotation"}, "scalar",
+                        note="the map and the viewpoint rotation move together; R_ip is invariant")
+
     def forward(self, x: torch.Tensor, r_vp: torch.Tensor) -> torch.Tensor:
         from geodl.groups import sixd_to_matrix
 

@@ -332,3 +332,24 @@ def test_vinet_is_permutation_invariant_check_module():
     report = check_module(col, {"pos": pos, "batch": batch, "features": torch.rand(21, 3, dtype=torch.float64)},
                           n_samples=3, checks=("equivariance", "batching"))
     assert report.passed, str(report)
+
+
+def test_check_module_ibranch_map_and_viewpoint_move_together():
+    """IBranch resamples the map at R_vp u: a whole-bin roll (or the pole flip) of the map together with the
+    same rotation of r_vp samples the same values, so R_ip is invariant; rotating only r_vp is not."""
+    import torch
+
+    from geodl.groups import random_rotation
+    from geodl.nn.spherical import IBranch
+    from geodl.testing import check_module
+
+    torch.manual_seed(0)
+    ib = IBranch(3, 8, 16, hidden=8)
+    x = torch.randn(2, 3, 8, 16, dtype=torch.float64)
+    r_vp = random_rotation(2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    report = check_module(ib, {"x": x, "r_vp": r_vp}, checks=("equivariance", "batching", "state_dict", "gradients"))
+    assert report.passed, report
+    # the map alone rolled (viewpoint unchanged) changes the output: the check above is not vacuous
+    ib = ib.double().eval()
+    with torch.no_grad():
+        assert not torch.allclose(ib(torch.roll(x, 3, -1), r_vp), ib(x, r_vp), atol=1e-6)
