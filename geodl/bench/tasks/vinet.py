@@ -157,11 +157,12 @@ def _errors(symmetries):
     from geodl.data import symmetric_rotation_error
 
     def errors(R_pred, R_gt, y):
+        R_pred, R_gt, y = R_pred.detach().cpu(), R_gt.detach().cpu(), y.cpu()
         err = torch.empty(len(y), dtype=torch.float64)
         for k, sym in enumerate(symmetries):
             m = y == k
             if m.any():
-                err[m] = symmetric_rotation_error(R_pred[m].double(), R_gt[m].double(), sym).double().cpu()
+                err[m] = symmetric_rotation_error(R_pred[m].double(), R_gt[m].double(), sym).double()
         return err
 
     return errors
