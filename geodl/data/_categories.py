@@ -9,7 +9,7 @@ name      shape (canonical pose: z up, bounding box centred at the origin)   sym
 bottle    revolved profile: body, shoulder, neck (closed)                    "z"
 bowl      revolved thick shell, open at the top                              "z"
 camera    box body, lens cylinder along -y, shutter button at +x on top      "none"
-can       closed cylinder                                                    "z"
+can       closed cylinder, shoulder to a narrower lid (top and bottom differ)  "z"
 laptop    base box and a thinner lid hinged at the back edge (+y), tilted    "none"
 mug       revolved open cup and a torus handle at +x                         "none"
 ========  ==================================================================  ========
@@ -86,7 +86,10 @@ def _parts(name: str, rng: np.random.Generator) -> list:
 
     u = rng.uniform
     if name == "can":
-        return [c.cylinder(radius=u(0.3, 0.5), height=u(0.8, 1.6), sections=48)]
+        # a closed cylinder whose top narrows to a seamed lid: a plain cylinder would also be symmetric
+        # under the half turn about x (top <-> bottom), a symmetry the "z" label does not cover
+        r, h = u(0.3, 0.5), u(0.8, 1.6)
+        return [_revolve([[0, 0], [r, 0], [r, h], [0.6 * r, 1.2 * h], [0, 1.2 * h]])]
     if name == "bottle":
         r, h, rn = u(0.25, 0.4), u(0.8, 1.4), u(0.08, 0.14)
         sh, hn = u(0.15, 0.3), u(0.2, 0.45)
