@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/geodl check geodl.testing.examples:equivariant_model --group E3+perm --inputs node:points --outputs node:vectors
 	$(BIN)/geodl bench nbody --quick --out benchmarks/results --run-dir runs/nbody
 	$(BIN)/geodl bench shapes --quick --out benchmarks/results --run-dir runs/shapes
+	$(BIN)/geodl bench vinet --quick --out benchmarks/results --run-dir runs/vinet
 
 test: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q tests --doctest-modules geodl
