@@ -245,16 +245,18 @@ def _clouds(draw):
     batch = torch.arange(len(sizes)).repeat_interleave(torch.tensor(sizes, dtype=torch.long))
     return dict(pos=pos, batch=batch, num_graphs=len(sizes), seed=seed,
                 resolution=draw(S.sampled_from([8, (4, 8), (8, 16)])), colour=draw(S.booleans()),
-                spa=draw(S.booleans()), train=draw(S.booleans()))
+                spa=draw(S.booleans()), train=draw(S.booleans()),
+                min_points=0 if min(sizes) < 3 else draw(S.sampled_from([0, 3])))
 
 
 @fuzz("geodl.nn.spherical.VINet", examples=24)
 @with_cases(lambda: cases(_clouds(), {
     "resolution": values(6, (8, 12), (6, 8), 0, "8", None, True, HUGE),
+    "min_points": values(-1, True, 2.5, "3", None),
     "pos": tensor_muts("pos", shapes={"(N, 2)": lambda x: x[:, :2], "1-D": lambda x: x[:, 0]}),
     "batch": [Mut("wrong length", lambda kw: kw["batch"].new_zeros(kw["batch"].shape[0] + 1)),
               Mut("float", lambda kw: kw["batch"].double())]}))
-def build_vinet(pos, batch, num_graphs, seed, resolution, colour, spa, train):
+def build_vinet(pos, batch, num_graphs, seed, resolution, colour, spa, train, min_points):
     import torch
     from geodl.nn.spherical import VINet
     from geodl.nn.spherical._heads import viewpoint_labels
@@ -266,7 +268,7 @@ def build_vinet(pos, batch, num_graphs, seed, resolution, colour, spa, train):
 
     def call():
         torch.manual_seed(seed % 1000)
-        net = VINet(resolution=resolution, colour=colour, **kw, **TINY).double().train(train)
+        net = VINet(resolution=resolution, colour=colour, min_points=min_points, **kw, **TINY).double().train(train)
         out = net(pos, batch, num_graphs=num_graphs, features=feats, rotation=R if train else None)
         loss, logs = net.loss(out, R)
         loss.backward()

@@ -53,6 +53,12 @@ class VINet(nn.Module):
         Whether ``forward`` takes per-point ``features`` (N, in_channels[1]).
     hidden : int
         Channels of the heads.
+    min_points : int
+        Fewest points a cloud must have (default 3: fewer do not determine a rotation);
+        ``forward`` raises ``ValueError`` naming ``pos`` (one cloud) or ``batch`` for a cloud with
+        fewer. ``min_points=0`` accepts empty clouds (their map is the projection's fill, so the
+        output is the network's answer to an empty map). The check reads the cloud sizes (a host
+        sync on CUDA) and is skipped under ``torch.compile``.
 
     Shapes: ``forward(pos (N, 3), batch (N,) = None, *, num_graphs=None, features (N, F) = None,
     rotation (B, 3, 3) = None)`` -> dict ``rotation (B, 3, 3)``, ``polar_logits (B, H)``,
@@ -70,8 +76,9 @@ class VINet(nn.Module):
     """
 
     def __init__(self, resolution=64, in_channels=(1, 3), channels=(32, 64, 128), *, padding: str = "spherical",
-                 symmetric: bool = True, colour: bool = False, hidden: int = 32):
+                 symmetric: bool = True, colour: bool = False, hidden: int = 32, min_points: int = 3):
         super().__init__()
+        self.min_points = check_int("min_points", min_points, min=0)
         self.resolution = _resolution("resolution", resolution)
         c1 = _channels("channels", channels, 3)[0]
         H, W = self.resolution
@@ -114,8 +121,31 @@ class VINet(nn.Module):
                                     floating=True, finite=True)
         elif features is not None:
             raise TypeError("features: this VINet was built with colour=False; pass no features")
+        if self.min_points and not torch.compiler.is_compiling():
+            self._check_sizes(pos, batch, num_graphs)
         return spherical_projection(pos, batch, num_graphs=num_graphs, resolution=self.resolution,
                                     features=features)
+
+    def _check_sizes(self, pos, batch, num_graphs) -> None:
+        """``ValueError`` for a cloud with fewer than ``min_points`` points."""
+        if batch is None:
+            if pos.shape[0] < self.min_points:
+                raise ValueError(f"pos: the cloud has {pos.shape[0]} points; VINet needs at least "
+                                 f"{self.min_points} (min_points=) to estimate a rotation")
+            return
+        batch = check_tensor("batch", batch, shape=(pos.shape[0],), dtypes=(torch.int64, torch.int32))
+        if pos.shape[0] and int(batch.min()) < 0:
+            raise ValueError(f"batch: expected non-negative graph ids, got {int(batch.min())}")
+        num = check_int("num_graphs", num_graphs, min=0) if num_graphs is not None else (
+            int(batch.max()) + 1 if pos.shape[0] else 0)
+        if pos.shape[0] and int(batch.max()) >= num:
+            return  # the projection reports the inconsistent num_graphs, naming it
+        counts = torch.bincount(batch.long(), minlength=num)
+        small = (counts < self.min_points).nonzero().flatten()
+        if small.numel():
+            raise ValueError(f"batch: clouds {small[:10].tolist()} have fewer than {self.min_points} points (counts "
+                             f"{counts[small[:10]].tolist()}); VINet needs at least {self.min_points} per cloud "
+                             "(min_points=)")
 
     def forward(self, pos: torch.Tensor, batch: torch.Tensor | None = None, *, num_graphs: int | None = None,
                 features: torch.Tensor | None = None, rotation: torch.Tensor | None = None) -> dict:

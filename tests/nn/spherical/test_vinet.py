@@ -308,8 +308,20 @@ def test_vinet_overfits_a_few_clouds():
     assert min(losses[-5:]) < 0.6 * losses[0], losses
 
 
-def test_vinet_empty_and_degenerate_clouds_are_defined():
+def test_vinet_refuses_clouds_with_too_few_points():
     net = VINet(resolution=8, **SMALL).eval()
+    with pytest.raises(ValueError, match=r"^pos: the cloud has 2 points; VINet needs at least 3"):
+        net(torch.randn(2, 3))
+    pos, batch = torch.randn(12, 3), torch.tensor([0] * 10 + [2] * 2)
+    with pytest.raises(ValueError, match=r"^batch: clouds \[1, 2\] have fewer than 3 points \(counts \[0, 2\]\)"):
+        net(pos, batch, num_graphs=3)
+    with pytest.raises(ValueError, match="min_points"):
+        VINet(resolution=8, min_points=-1, **SMALL)
+    assert VINet(resolution=8, min_points=2, **SMALL).eval()(torch.randn(2, 3))["rotation"].shape == (1, 3, 3)
+
+
+def test_vinet_empty_and_degenerate_clouds_are_defined():
+    net = VINet(resolution=8, min_points=0, **SMALL).eval()
     # graph 1 has no points; graph 2 a single point at the origin
     pos = torch.cat([torch.randn(10, 3), torch.zeros(1, 3)])
     batch = torch.tensor([0] * 10 + [2])
