@@ -31,9 +31,13 @@ def _check_weights(name: str, value, n: int) -> None:
     check_memory(name, value, 4 * n, "cpu", what=f"{n} weights")
 
 
+# bins per axis: bin indices and bin centres stay exact integers / well resolved in float32 below 2^24
+MAX_BINS = 1 << 24
+
+
 def _check_hw(H, W, name_h: str = "H", name_w: str = "W") -> tuple[int, int]:
-    H = check_positive_int(name_h, H)
-    W = check_positive_int(name_w, W)
+    H = check_int(name_h, H, min=1, max=MAX_BINS)
+    W = check_int(name_w, W, min=1, max=MAX_BINS)
     if W % 2:
         raise ValueError(f"{name_w}: expected an even number of azimuth bins (the pole padding rolls by W/2), got {W}")
     return H, W
