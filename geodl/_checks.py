@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 import torch
 
 __all__ = ["check_tensor", "check_choice", "check_finite", "check_index", "check_int", "check_positive_int", "check_number",
-           "check_memory", "check_alloc", "check_path"]
+           "check_memory", "check_alloc", "check_path", "check_item_index"]
 
 
 def _shape_str(shape: Sequence) -> str:
@@ -226,3 +226,20 @@ def check_alloc(name: str, value, rows: int, width: int, dtype: torch.dtype, dev
     under ``torch.compile``."""
     need = rows * (width * (dtype.itemsize + elem_bytes) + row_bytes)
     check_memory(name, value, need, device, what=f"an output of {rows} rows x {width} {dtype} values")
+
+
+def check_item_index(index, n: int, what: str = "clouds") -> int:
+    """The non-negative position of dataset item ``index`` among ``n`` (negative indices count from the end).
+
+    ``TypeError`` naming ``index`` unless it is an int; ``IndexError`` (so that iterating over a
+    dataset stops at its end) when it is out of range.
+
+    Examples
+    --------
+    >>> check_item_index(-1, 5)
+    4
+    """
+    i = check_int("index", index)
+    if not -n <= i < n:
+        raise IndexError(f"index: {index} out of range for a dataset of {n} {what}")
+    return i % n

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from geodl._checks import check_alloc, check_choice, check_int, check_number, check_tensor
+from geodl._checks import check_item_index, check_alloc, check_choice, check_int, check_number, check_tensor
 from geodl.data._shapes import _SPLITS, _shift
 
 __all__ = ["CategoryPoses", "POSE_CATEGORIES", "symmetric_rotation_error"]
@@ -310,10 +310,7 @@ class CategoryPoses(Dataset):
     def __getitem__(self, index: int):
         from torch_geometric.data import Data
 
-        i, n = check_int("index", index), len(self)
-        if not -n <= i < n:  # IndexError, so that iterating over the dataset stops at its end
-            raise IndexError(f"index: {index} out of range for a dataset of {n} clouds")
-        i %= n
+        i = check_item_index(index, len(self))
         kw = {"color": self.color[i]} if self.color is not None else {}
         return Data(pos=self.pos[i], rotation=self.rotation[i:i + 1], y=self.y[i:i + 1], **kw)
 

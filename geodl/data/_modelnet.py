@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from geodl._checks import check_choice, check_int, check_memory, check_path, check_positive_int
+from geodl._checks import check_item_index, check_choice, check_int, check_memory, check_path, check_positive_int
 from geodl._io import atomic_torch_save
 from geodl.data._off import read_off
 
@@ -354,10 +354,7 @@ class ModelNet(Dataset):
     def __getitem__(self, index):
         from torch_geometric.data import Data
 
-        i = check_int("index", index)
-        n = len(self.files)
-        if not -n <= i < n:
-            raise IndexError(f"index: {index} out of range for a dataset of {n} shapes")
+        i = check_item_index(index, len(self.files), "shapes")
         out = Data(pos=self._pos[i].clone(), y=self._y[i].reshape(1).clone())
         if self._normal is not None:
             out.normal = self._normal[i].clone()

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from geodl._checks import check_alloc, check_choice, check_int, check_number
+from geodl._checks import check_item_index, check_alloc, check_choice, check_int, check_number
 
 __all__ = ["SyntheticShapes", "SHAPE_CLASSES"]
 
@@ -189,10 +189,7 @@ class SyntheticShapes(Dataset):
     def __getitem__(self, index: int):
         from torch_geometric.data import Data
 
-        i, n = check_int("index", index), len(self)
-        if not -n <= i < n:  # IndexError, so that iterating over the dataset stops at its end
-            raise IndexError(f"index: {index} out of range for a dataset of {n} clouds")
-        i %= n
+        i = check_item_index(index, len(self))
         kw = {"normal": self.normal[i]} if self.normal is not None else {}
         return Data(pos=self.pos[i], y=self.y[i:i + 1], **kw)
 
