@@ -50,10 +50,9 @@ import math
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from geodl._checks import check_item_index, check_alloc, check_choice, check_int, check_number, check_tensor
-from geodl.data._shapes import _SPLITS, _shift
+from geodl._checks import check_alloc, check_choice, check_int, check_number, check_tensor
+from geodl.data._shapes import _SPLITS, _StackedClouds, _shift
 
 __all__ = ["CategoryPoses", "POSE_CATEGORIES", "symmetric_rotation_error"]
 
@@ -197,7 +196,7 @@ def _check_scale(scale):
     return float(lo), float(hi)
 
 
-class CategoryPoses(Dataset):
+class CategoryPoses(_StackedClouds):
     """Partial point clouds of :data:`POSE_CATEGORIES` objects with their ground-truth rotations.
 
     Each cloud is the surface seen by a camera on the -z side looking along +z (z-buffer and
@@ -257,6 +256,9 @@ class CategoryPoses(Dataset):
     True
     """
 
+    _point_fields = ("color",)
+    _cloud_fields = ("rotation",)
+
     def __init__(self, split: str = "train", *, num_points: int = 1024, per_category: int = 100,
                  categories=None, colored: bool = False, seed: int = 0, noise: float = 0.01,
                  scale=(0.5, 1.5)):
@@ -303,16 +305,6 @@ class CategoryPoses(Dataset):
         self.rotation = torch.from_numpy(np.stack(rot)).float()
         self.y = torch.arange(len(categories)).repeat_interleave(self.per_category)
         self.color = torch.from_numpy(np.stack(col)).float() if colored else None
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, index: int):
-        from torch_geometric.data import Data
-
-        i = check_item_index(index, len(self))
-        kw = {"color": self.color[i]} if self.color is not None else {}
-        return Data(pos=self.pos[i], rotation=self.rotation[i:i + 1], y=self.y[i:i + 1], **kw)
 
     def __repr__(self) -> str:
         return (f"CategoryPoses({self.split!r}, num_points={self.num_points}, per_category={self.per_category}, "

@@ -103,7 +103,27 @@ def _sample(name: str, rng: np.random.Generator, num_points: int, deform: float,
     return pts, (np.asarray(mesh.face_normals)[face] if normals else None)
 
 
-class SyntheticShapes(Dataset):
+class _StackedClouds(Dataset):
+    """A dataset held as stacked per-cloud tensors: ``pos`` (M, P, 3), ``y`` (M,), the per-point fields
+    named in ``_point_fields`` (M, P, ...) or None, and the per-cloud fields in ``_cloud_fields``
+    (M, ...), given to each item with a leading 1 (as ``y``). Items are PyG ``Data``."""
+
+    _point_fields: tuple = ()
+    _cloud_fields: tuple = ()
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, index: int):
+        from torch_geometric.data import Data
+
+        i = check_item_index(index, len(self))
+        kw = {"pos": self.pos[i], **{k: getattr(self, k)[i:i + 1] for k in self._cloud_fields}, "y": self.y[i:i + 1]}
+        kw.update({k: getattr(self, k)[i] for k in self._point_fields if getattr(self, k) is not None})
+        return Data(**kw)
+
+
+class SyntheticShapes(_StackedClouds):
     """Seeded point clouds of :data:`SHAPE_CLASSES` solids (z up, deformed, noisy), like ModelNet.
 
     Parameters
@@ -157,6 +177,8 @@ class SyntheticShapes(Dataset):
 
     classes = SHAPE_CLASSES
 
+    _point_fields = ("normal",)
+
     def __init__(self, split: str = "train", *, num_points: int = 1024, per_class: int = 100,
                  normals: bool = False, seed: int = 0, deform: float = 0.25, noise: float = 0.01):
         self.split = check_choice("split", split, _SPLITS)
@@ -182,16 +204,6 @@ class SyntheticShapes(Dataset):
         self.pos = torch.from_numpy(np.stack(pos)).float()
         self.y = torch.arange(len(SHAPE_CLASSES)).repeat_interleave(self.per_class)
         self.normal = torch.from_numpy(np.stack(nrm)).float() if normals else None
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, index: int):
-        from torch_geometric.data import Data
-
-        i = check_item_index(index, len(self))
-        kw = {"normal": self.normal[i]} if self.normal is not None else {}
-        return Data(pos=self.pos[i], y=self.y[i:i + 1], **kw)
 
     def __repr__(self) -> str:
         return (f"SyntheticShapes({self.split!r}, num_points={self.num_points}, per_class={self.per_class}, "
