@@ -4,6 +4,8 @@
 - :mod:`geodl.nn.tinv`: TinvNN transformation-invariant, distance-preserving initial
   representations (``TinvNN``, ``tinv_coordinates``, ``classical_mds``, ``graph_mds``);
 - :mod:`geodl.nn.spherical`: VI-Net spherical maps, SPA-SConv, the spherical FPN, ``VINet``;
+- :mod:`geodl.nn.poincare`: Poincaré-ball operations (a geoopt-style functional core), Poincaré
+  linear / conv2d / midpoint batch norm / tangent ReLU and pooling, ``PoincareResNet``;
 - :mod:`geodl.nn.location`: spherical-harmonic location encoders and their baselines;
 - :mod:`geodl.nn.backbones`: ``PointNet``, ``DGCNN`` and its layer ``EdgeConv``, ``EGNN`` and its
   layer ``EGNNConv``, one per file.
@@ -25,7 +27,10 @@ _EXPORTS = {
     "tinv_coordinates": "tinv",
     # VI-Net
     "VINet": "spherical",
+    # Poincaré ResNet
+    "PoincareResNet": "poincare",
     # backbones
+    "ResNet": "backbones",
     "PointNet": "backbones",
     "DGCNN": "backbones",
     "EdgeConv": "backbones",
@@ -34,4 +39,4 @@ _EXPORTS = {
 }
 
 __getattr__, __dir__, __all__ = lazy_module(
-    __name__, _EXPORTS, extra=("backbones", "frame_averaging", "location", "spherical", "tinv"), public=sorted(_EXPORTS))
+    __name__, _EXPORTS, extra=("backbones", "frame_averaging", "location", "poincare", "spherical", "tinv"), public=sorted(_EXPORTS))
