@@ -47,19 +47,26 @@ def check_resnet_arguments(depth, widths, in_channels, num_classes) -> tuple[int
     in_channels = check_int("in_channels", in_channels, min=1)
     num_classes = check_int("num_classes", num_classes, min=1)
     n = (depth - 2) // 6
+    # the parameters must fit before anything is allocated; the error names the first argument (in the
+    # order widths, depth, in_channels, num_classes) whose value makes them not fit
+    itemsize = torch.get_default_dtype().itemsize
+    steps = (("widths", widths, (1, widths, 1, 1)), ("depth", depth, (n, widths, 1, 1)),
+             ("in_channels", in_channels, (n, widths, in_channels, 1)),
+             ("num_classes", num_classes, (n, widths, in_channels, num_classes)))
+    for name, value, sizes in steps:
+        count = _parameter_count(*sizes)
+        check_memory(name, value, count * itemsize, "cpu", what=f"a ResNet of {count} parameters and statistics")
+    return n, widths, in_channels, num_classes
+
+
+def _parameter_count(n: int, widths: tuple, in_channels: int, num_classes: int) -> int:
+    """Parameters and BatchNorm statistics of a ResNet with ``n`` blocks per stage."""
     a, b, c = widths
-    # conv weights (3x3, no bias) + BatchNorm (2 parameters, 2 statistics per channel) + projections + head
-    count = 9 * in_channels * a + 4 * a
+    count = 9 * in_channels * a + 4 * a  # the stem: 3x3 conv (no bias) + BatchNorm (2 parameters, 2 statistics)
     count += n * 2 * (9 * a * a + 4 * a)
     for w_in, w in ((a, b), (b, c)):
         count += 9 * w_in * w + (2 * n - 1) * 9 * w * w + 2 * n * 4 * w + w_in * w + 4 * w
-    count += c * num_classes + num_classes
-    check_memory("widths", f"{widths} (depth {depth}, in_channels {in_channels})", count * torch.get_default_dtype().itemsize,
-                 "cpu", what=f"{count} parameters")
-    if c * num_classes > 2**40:
-        check_memory("num_classes", num_classes, c * num_classes * torch.get_default_dtype().itemsize, "cpu",
-                     what="the parameters of the head")
-    return n, widths, in_channels, num_classes
+    return count + c * num_classes + num_classes
 
 
 class _BasicBlock(nn.Module):
