@@ -4,8 +4,8 @@
 - :mod:`geodl.nn.tinv`: TinvNN transformation-invariant, distance-preserving initial
   representations (``TinvNN``, ``tinv_coordinates``, ``classical_mds``, ``graph_mds``);
 - :mod:`geodl.nn.spherical`: VI-Net spherical maps, SPA-SConv, the spherical FPN, ``VINet``;
-- :mod:`geodl.nn.poincare`: Poincaré-ball operations (a geoopt-style functional core), Poincaré
-  linear / conv2d / midpoint batch norm / tangent ReLU and pooling, ``PoincareResNet``;
+- :mod:`geodl.nn.poincare`: Poincaré-ball operations (a geoopt-style functional core; the hyperbolic
+  layers and ``PoincareResNet`` are still to come);
 - :mod:`geodl.nn.location`: spherical-harmonic location encoders and their baselines;
 - :mod:`geodl.nn.backbones`: ``PointNet``, ``DGCNN`` and its layer ``EdgeConv``, ``EGNN`` and its
   layer ``EGNNConv``, one per file.
@@ -27,8 +27,6 @@ _EXPORTS = {
     "tinv_coordinates": "tinv",
     # VI-Net
     "VINet": "spherical",
-    # Poincaré ResNet
-    "PoincareResNet": "poincare",
     # backbones
     "ResNet": "backbones",
     "PointNet": "backbones",

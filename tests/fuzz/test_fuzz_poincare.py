@@ -8,6 +8,114 @@ from ._harness import HUGE, REGISTRY, Mut, cases, check_entry, close, expect, fi
 
 S = st()
 
+# arguments of each functional-core entry: "p" a point of the ball, "t" a tangent vector, "r" a scalar
+_SIGS = {
+    "mobius_add": ("x:p", "y:p"), "mobius_scalar_mul": ("r:r", "x:p"), "expmap0": ("u:t",), "logmap0": ("y:p",),
+    "expmap": ("x:p", "u:t"), "logmap": ("x:p", "y:p"), "project": ("x:t",), "dist": ("x:p", "y:p"),
+    "lambda_x": ("x:p",), "gyromidpoint": ("x:p",), "gyration": ("u:p", "v:p", "w:t"),
+    "parallel_transport": ("x:p", "y:p", "v:t"),
+}
+_POINT_OUT = {"mobius_add", "mobius_scalar_mul", "expmap0", "expmap", "project", "gyromidpoint"}
+
+
+def _ball_args(fn, shape, seed, dtype, radius, c):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    if fn == "gyromidpoint" and (len(shape) < 2 or shape[0] == 0):  # a non-empty set along reduce_dim=0
+        shape = (4,) + tuple(shape[-1:])
+    kw = {}
+    for k, spec in enumerate(_SIGS[fn]):
+        name, kind = spec.split(":")
+        if kind == "r":
+            kw[name] = [0.0, 0.5, 2.0, -1.5][seed % 4]
+            continue
+        v = torch.randn(shape, generator=g, dtype=getattr(torch, dtype))
+        if kind == "p":
+            n = v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            v = v / n * radius / c ** 0.5
+        kw[name] = v * (3.0 if kind == "t" and k % 2 else 1.0)
+    return kw
+
+
+def _outside(kw, name, c):
+    x = kw[name]
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12) * 1.5 / c ** 0.5 if x.numel() else x
+
+
+def _make_ball_entry(fn):
+    def strategy():
+        valid = S.builds(lambda shape, seed, dtype, radius, c: {"_fn": fn, "_shape": shape, "_c": c,
+                                                                **_ball_args(fn, shape, seed, dtype, radius, c), "c": c},
+                         S.sampled_from([(3,), (4, 2), (2, 3, 5), (0, 3), (6, 8)]), S.integers(0, 2**20),
+                         S.sampled_from(["float64", "float32"]),
+                         S.sampled_from([0.0, 0.3, 0.9, 0.999, 1 - 1e-5]), S.sampled_from([1.0, 0.25, 3.0]))
+        muts = {"c": values(0.0, -1.0, float("nan"), float("inf"), "1", None, True)}
+        for spec in _SIGS[fn]:
+            name, kind = spec.split(":")
+            if kind == "r":
+                muts[name] = values(float("nan"), "2", None)
+                continue
+            muts[name] = tensor_muts(name)
+            if kind == "p":
+                muts[name] = muts[name] + [Mut("outside the ball", lambda kw, n=name: _outside(kw, n, kw["_c"])
+                                               if kw[n].numel() else "abc")]
+        return cases(valid, muts)
+
+    def build(_fn, _shape, _c, **kw):
+        import torch
+
+        import geodl.nn.poincare as P
+
+        def call():
+            return getattr(P, _fn)(**kw)
+
+        def verify(out):
+            finite(out)
+            tensors = [v for v in kw.values() if isinstance(v, torch.Tensor)]
+            shape = torch.broadcast_shapes(*[t.shape for t in tensors])
+            want = {"dist": shape[:-1], "lambda_x": shape[:-1], "gyromidpoint": shape[1:]}.get(_fn, shape)
+            expect(tuple(out.shape) == tuple(want), f"shape {tuple(out.shape)} != {tuple(want)}")
+            if _fn in _POINT_OUT and out.numel():
+                expect(float((_c * out.double().pow(2).sum(-1)).max()) < 1, "a result outside the ball")
+            if _fn == "logmap0" and out.numel():  # the round trip
+                back = P.expmap0(out, c=_c)
+                close(back.double(), kw["y"].double(), atol=1e-3 if kw["y"].dtype == torch.float32 else 1e-6,
+                      msg="expmap0(logmap0(y)) != y")
+            if _fn == "dist" and out.numel():
+                expect(bool((out >= 0).all()), "negative distance")
+
+        return call, verify
+
+    build._strategy = strategy
+    return build
+
+
+for _fn in _SIGS:  # module-level names, so that the worker finds each builder by name
+    _b = _make_ball_entry(_fn)
+    _b.__name__ = _b.__qualname__ = f"build_{_fn}"
+    globals()[_b.__name__] = fuzz(f"geodl.nn.poincare.{_fn}", examples=25)(with_cases(_b._strategy)(_b))
+
+
+@fuzz("geodl.nn.poincare.ball_margin", examples=10)
+@with_cases(lambda: cases(S.fixed_dictionaries({"dtype": S.sampled_from(["float64", "float32", "bfloat16", "float16"])}),
+                          {"dtype": values("int64", 3, None, "float32x")}))
+def build_ball_margin(dtype):
+    import torch
+
+    from geodl.nn.poincare import ball_margin
+
+    dt = getattr(torch, dtype, dtype) if isinstance(dtype, str) else dtype
+
+    def call():
+        return ball_margin(dt)
+
+    def verify(m):
+        expect(isinstance(m, float) and 0 < m < 1e-3, f"margin {m}")
+
+    return call, verify
+
+
 
 NAMES = sorted(n for n, e in REGISTRY.items() if e.builder.split(":")[0].endswith("test_fuzz_poincare"))
 

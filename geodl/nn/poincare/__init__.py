@@ -4,11 +4,10 @@
   of geoopt (keyword-only ``c``, ``dim=-1``): :func:`mobius_add`, :func:`mobius_scalar_mul`,
   :func:`expmap0`, :func:`logmap0`, :func:`expmap`, :func:`logmap`, :func:`project`, :func:`dist`,
   :func:`lambda_x`, :func:`gyromidpoint`, :func:`gyration`, :func:`parallel_transport`,
-  :func:`ball_margin`; custom backward passes for the hot ones;
-- ``_layers.py``: :class:`PoincareLinear`, :class:`PoincareMLR`, :class:`PoincareConv2d`,
-  :class:`PoincareBatchNorm2d` (midpoint batch norm with running statistics),
-  :class:`PoincareReLU`, :class:`PoincareAvgPool2d`, :class:`PoincareResidual`;
-- ``_resnet.py``: :class:`PoincareResNet`, :func:`poincare_resnet20`, :func:`poincare_resnet32`.
+  :func:`ball_margin`; custom backward passes for the hot ones.
+
+The layers (Poincaré linear / conv2d, midpoint batch norm, tangent ReLU and pooling, Möbius residuals)
+and ``PoincareResNet`` are not written yet (issue 16 is open).
 """
 
 from geodl._lazy import lazy_module
@@ -28,18 +27,6 @@ _EXPORTS = {
     "gyration": "_ball",
     "parallel_transport": "_ball",
     "ball_margin": "_ball",
-    # layers (_layers.py)
-    "PoincareLinear": "_layers",
-    "PoincareMLR": "_layers",
-    "PoincareConv2d": "_layers",
-    "PoincareBatchNorm2d": "_layers",
-    "PoincareReLU": "_layers",
-    "PoincareAvgPool2d": "_layers",
-    "PoincareResidual": "_layers",
-    # networks (_resnet.py)
-    "PoincareResNet": "_resnet",
-    "poincare_resnet20": "_resnet",
-    "poincare_resnet32": "_resnet",
 }
 
 __getattr__, __dir__, __all__ = lazy_module(__name__, _EXPORTS)

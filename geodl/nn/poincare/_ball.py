@@ -262,8 +262,8 @@ def expmap0(u: torch.Tensor, *, c=1.0, dim: int = -1, check: bool = True) -> tor
     Returns
     -------
     torch.Tensor
-        Points of the ball, ``u``'s shape (float32 for half-precision input). Not projected: for ``√c‖u‖``
-        beyond about 9 (float32) the result rounds onto the boundary; use :func:`project` when that matters.
+        Points of the ball, ``u``'s shape (float32 for half-precision input), projected inside by
+        :func:`ball_margin` (for ``√c‖u‖`` beyond about 9 in float32, ``tanh`` rounds to 1).
 
     Examples
     --------
@@ -277,7 +277,7 @@ def expmap0(u: torch.Tensor, *, c=1.0, dim: int = -1, check: bool = True) -> tor
     if check:
         c = _check_c(c)
         _check_tangent("u", u, dim)
-    return _expmap0(u, c, dim)
+    return _project(_expmap0(u, c, dim), c, dim)
 
 
 def logmap0(y: torch.Tensor, *, c=1.0, dim: int = -1, check: bool = True) -> torch.Tensor:
@@ -385,7 +385,8 @@ def mobius_add(x: torch.Tensor, y: torch.Tensor, *, c=1.0, dim: int = -1, check:
     Returns
     -------
     torch.Tensor
-        ``x ⊕ y``, the broadcast shape. ``0 ⊕ y = y``, ``x ⊕ 0 = x``, ``(−x) ⊕ x = 0``; not commutative.
+        ``x ⊕ y``, the broadcast shape, projected inside by :func:`ball_margin` (rounding near the boundary).
+        ``0 ⊕ y = y``, ``x ⊕ 0 = x``, ``(−x) ⊕ x = 0``; not commutative.
 
     Examples
     --------
@@ -403,7 +404,7 @@ def mobius_add(x: torch.Tensor, y: torch.Tensor, *, c=1.0, dim: int = -1, check:
             torch.broadcast_shapes(x.shape, y.shape)
         except RuntimeError:
             raise ValueError(f"y: shape {tuple(y.shape)} does not broadcast with x's {tuple(x.shape)}") from None
-    return _mobius_add(x, y, c, dim)
+    return _project(_mobius_add(x, y, c, dim), c, dim)
 
 
 # ----------------------------------------------------------------------------- the rest (plain autograd)
@@ -483,7 +484,7 @@ def mobius_scalar_mul(r, x: torch.Tensor, *, c=1.0, dim: int = -1, check: bool =
         if not isinstance(r, torch.Tensor) and not math.isfinite(r):
             raise ValueError(f"r: expected a finite number, got {r!r}")
     x = _work(x)
-    return _expmap0(r * _logmap0(x, c, dim), c, dim)
+    return _project(_expmap0(r * _logmap0(x, c, dim), c, dim), c, dim)
 
 
 def expmap(x: torch.Tensor, u: torch.Tensor, *, c=1.0, dim: int = -1, check: bool = True) -> torch.Tensor:
@@ -502,7 +503,7 @@ def expmap(x: torch.Tensor, u: torch.Tensor, *, c=1.0, dim: int = -1, check: boo
         _check_tangent("u", u, dim)
     x, u = _work(x), _work(u)
     lam = _lambda(x, c, dim)
-    return _mobius_add(x, _expmap0(lam * u / 2, c, dim), c, dim)
+    return _project(_mobius_add(x, _expmap0(lam * u / 2, c, dim), c, dim), c, dim)
 
 
 def logmap(x: torch.Tensor, y: torch.Tensor, *, c=1.0, dim: int = -1, check: bool = True) -> torch.Tensor:
