@@ -33,9 +33,6 @@ _EXPORTS = {
     "CategoryPoses": "_categories",
     "POSE_CATEGORIES": "_categories",
     "symmetric_rotation_error": "_categories",
-    # the 8x8 digits bundled with scikit-learn (embedded default of Poincare ResNet) and CIFAR binaries (_images.py)
-    "Digits": "_images",
-    "CIFAR": "_images",
     # the cached-dataset registry behind `geodl data` (_registry.py)
     "DATASETS": "_registry",
     "cached_files": "_registry",
