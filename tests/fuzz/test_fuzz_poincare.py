@@ -117,6 +117,59 @@ def build_ball_margin(dtype):
 
 
 
+@fuzz("geodl.nn.poincare.PoincareLinear", "geodl.nn.poincare.PoincareMLR", examples=30)
+@with_cases(lambda: cases(S.fixed_dictionaries({
+    "cls": S.sampled_from(["PoincareLinear", "PoincareMLR"]), "in_features": S.integers(1, 6),
+    "out_features": S.integers(1, 6), "c": S.sampled_from([1.0, 0.5, 2.0]), "rows": S.sampled_from([(0,), (3,), (2, 2)]),
+    "radius": S.sampled_from([0.0, 0.5, 0.99, 1 - 1e-5]), "seed": S.integers(0, 99)}), {
+    "in_features": values(0, -1, True, 2.5, "3", None)
+    + values(HUGE, names=("in_features", "out_features", "num_classes")),
+    # PoincareMLR calls its width num_classes
+    "out_features": values(0, -1, 2.5, None, names=("out_features", "num_classes"))
+    + values(HUGE, names=("in_features", "out_features", "num_classes")),
+    "c": values(0.0, -1.0, float("nan"), "1", None),
+    "rows": [Mut("x with one feature too many", "extra", names=("x",)),
+             Mut("x a string", "str", names=("x",)), Mut("x int64", "int", names=("x",)),
+             Mut("x with NaN", "nan", names=("x",), mode="nonfinite")]}))
+def build_poincare_layer(cls, in_features, out_features, c, rows, radius, seed):
+    import torch
+
+    import geodl.nn.poincare as P
+
+    def make_x():
+        n = in_features if isinstance(in_features, int) and 0 < in_features < 100 else 3
+        cc = c if isinstance(c, float) and c > 0 else 1.0
+        shape = rows if isinstance(rows, tuple) else (3,)
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(*shape, n + (rows == "extra"), generator=g)
+        x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12) * radius / cc ** 0.5
+        if rows == "str":
+            return "abc"
+        if rows == "int":
+            return x.to(torch.int64)
+        if rows == "nan" and x.numel():
+            x.view(-1)[0] = float("nan")
+        return x
+
+    x = make_x()
+
+    def call():
+        kw = {"out_features": out_features} if cls == "PoincareLinear" else {"num_classes": out_features}
+        m = getattr(P, cls)(in_features, c=c, **kw)
+        return m, m(x)
+
+    def verify(res):
+        m, y = res
+        finite(y)
+        expect(tuple(y.shape) == tuple(x.shape[:-1]) + (out_features,), f"shape {tuple(y.shape)}")
+        if cls == "PoincareLinear" and y.numel():
+            expect(float((c * y.double().pow(2).sum(-1)).max()) < 1, "an output outside the ball")
+        if cls == "PoincareLinear" and in_features <= out_features and radius < 0.999 and y.numel():
+            close(y[..., :in_features], x, atol=1e-4, rtol=1e-3, msg="identity initialisation")
+
+    return call, verify
+
+
 NAMES = sorted(n for n, e in REGISTRY.items() if e.builder.split(":")[0].endswith("test_fuzz_poincare"))
 
 

@@ -4,10 +4,12 @@
   of geoopt (keyword-only ``c``, ``dim=-1``): :func:`mobius_add`, :func:`mobius_scalar_mul`,
   :func:`expmap0`, :func:`logmap0`, :func:`expmap`, :func:`logmap`, :func:`project`, :func:`dist`,
   :func:`lambda_x`, :func:`gyromidpoint`, :func:`gyration`, :func:`parallel_transport`,
-  :func:`ball_margin`; custom backward passes for the hot ones.
+  :func:`ball_margin`; custom backward passes for the hot ones;
+- ``_layers.py``: :class:`PoincareLinear` (HNN++'s layer, fused backward, identity initialisation) and
+  :class:`PoincareMLR` (hyperbolic logits).
 
-The layers (Poincaré linear / conv2d, midpoint batch norm, tangent ReLU and pooling, Möbius residuals)
-and ``PoincareResNet`` are not written yet (issue 16 is open).
+Poincaré conv2d, midpoint batch norm, tangent ReLU and pooling, Möbius residuals and ``PoincareResNet``
+are not written yet (issue 16 is open).
 """
 
 from geodl._lazy import lazy_module
@@ -27,6 +29,9 @@ _EXPORTS = {
     "gyration": "_ball",
     "parallel_transport": "_ball",
     "ball_margin": "_ball",
+    # layers (_layers.py)
+    "PoincareLinear": "_layers",
+    "PoincareMLR": "_layers",
 }
 
 __getattr__, __dir__, __all__ = lazy_module(__name__, _EXPORTS)

@@ -197,3 +197,67 @@ def test_no_nan_at_extremes():
     x.requires_grad_()
     B.logmap0(B.mobius_add(x, x.detach().flip(0), check=False), check=False).sum().backward()
     assert bool(torch.isfinite(x.grad).all())
+
+
+# ----------------------------------------------------------------------------- PoincareLinear / PoincareMLR
+
+
+def test_fc_tail_gradcheck_and_matches_autograd():
+    from geodl.nn.poincare._layers import _FCTail, _tail_forward
+
+    g = torch.Generator().manual_seed(20)
+    s = torch.randn(3, 4, 5, dtype=F64, generator=g).requires_grad_()
+    lam = (2 + 3 * torch.rand(3, 4, 1, dtype=F64, generator=g)).requires_grad_()
+    zn = (0.5 + torch.rand(5, dtype=F64, generator=g)).requires_grad_()
+    r = (0.3 * torch.randn(5, dtype=F64, generator=g)).requires_grad_()
+    sc = torch.tensor(0.8, dtype=F64)
+    assert torch.autograd.gradcheck(lambda *a: _FCTail.apply(*a, sc), (s, lam, zn, r))
+    y1 = _FCTail.apply(s, lam, zn, r, sc)
+    y2, _ = _tail_forward(s, lam, zn, r, sc)
+    g1 = torch.autograd.grad(y1.square().sum(), (s, lam, zn, r))
+    g2 = torch.autograd.grad(y2.square().sum(), (s, lam, zn, r))
+    assert all(torch.allclose(a, b, atol=1e-12) for a, b in zip(g1, g2))
+
+
+def test_poincare_linear_identity_init_and_hnn_init():
+    from geodl.nn.poincare import PoincareLinear
+
+    x = B.expmap0(torch.randn(8, 4, dtype=F64), c=0.5)
+    y = PoincareLinear(4, 7, c=0.5).double()(x)
+    assert torch.allclose(y[:, :4], x, atol=1e-7) and float(y[:, 4:].abs().max()) < 1e-2
+    narrow = PoincareLinear(7, 3, c=0.5).double()
+    out = narrow(B.expmap0(torch.randn(8, 7, dtype=F64), c=0.5))
+    assert out.shape == (8, 3) and bool((0.5 * out.square().sum(-1) < 1).all())
+
+
+def test_poincare_linear_check_module_and_errors():
+    from geodl.nn.poincare import PoincareLinear, PoincareMLR
+    from geodl.testing import check_module
+
+    x = B.expmap0(torch.randn(6, 4, generator=torch.Generator().manual_seed(21)))
+    for m in (PoincareLinear(4, 5), PoincareLinear(4, 3, bias=False), PoincareMLR(4, 3)):
+        assert check_module(m, {"x": x}).passed
+    with pytest.raises(ValueError, match="^x: expected 4 features"):
+        PoincareLinear(4, 5)(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="^c: "):
+        PoincareLinear(4, 5, c=-1.0)
+    with pytest.raises(ValueError, match="^in_features: "):
+        PoincareLinear(0, 5)
+    with pytest.raises(ValueError, match="^in_features: .*too large"):
+        PoincareLinear(1 << 20, 1 << 20)
+
+
+def test_poincare_linear_no_nan_and_inside_ball_float32_and_bf16():
+    from geodl.nn.poincare import PoincareLinear
+
+    layer = PoincareLinear(16, 16, id_init=False)
+    with torch.no_grad():
+        layer.weight.mul_(50.0)  # huge pre-activations: sinh saturates, the output stays inside
+    x = B.project(B.expmap0(torch.randn(64, 16) * 5))
+    y = layer(x)
+    assert bool(torch.isfinite(y).all()) and bool((y.norm(dim=-1) < 1).all())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        yb = layer(x)
+    assert yb.dtype == torch.float32 and bool(torch.isfinite(yb).all()) and bool((yb.norm(dim=-1) < 1).all())
+    y.sum().backward()
+    assert bool(torch.isfinite(layer.weight.grad).all())

@@ -1,0 +1,211 @@
+"""Poincaré layers: the fully connected layer of HNN++ (Shimizu et al. 2021) with a fused backward pass.
+
+For a point ``x`` of the ball (``dim=-1``), weights ``z_k`` and biases ``r_k`` (one per output):
+
+    v_k = (2‖z_k‖/√c) asinh(√c λ_x ⟨x, z_k/‖z_k‖⟩ cosh(2√c r_k) − (λ_x − 1) sinh(2√c r_k))
+    w_k = sinh(√c v_k) / √c,    y = w / (1 + √(1 + c‖w‖²))
+
+(``v_k`` is the signed, scaled distance of ``x`` to the k-th hyperplane: the logits of the Poincaré
+multinomial logistic regression, :class:`PoincareMLR`.) Autograd would keep about a dozen tensors of the
+output's size for this chain; :func:`_fc_tail` keeps the matrix product ``⟨x, z_k⟩`` and ``λ_x`` and evaluates
+the closed-form derivatives in its backward pass.
+
+**Identity initialisation.** With ``z = ½ I`` and ``r = 0`` the layer is the identity map:
+``v_k = asinh(√c λ_x x_k)/√c``, ``w = λ_x x`` and ``λ_x x / (1 + √(1 + c λ_x² ‖x‖²)) = x``. This is how
+``id_init=True`` initialises a layer with ``in_features ≤ out_features`` (the first ``in_features`` outputs copy
+the input; the others are small, since their weight columns get noise of scale ``1e-3 (2nm)^-½`` so that
+each has a direction, which also moves the copied outputs by about 1e-8); a narrowing layer gets the HNN++ initialisation, ``z ~ N(0, (2 n m)^-1)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from geodl._checks import check_int, check_tensor
+from geodl.groups import Symmetry
+from geodl.nn.poincare._ball import _check_c, _lambda, _project, _work
+
+__all__ = ["PoincareLinear", "PoincareMLR"]
+
+_SYMMETRY = Symmetry("perm", {"x": "node:scalar"}, "node:scalar",
+                     note="no geometric symmetry: rows of x are independent points of the ball")
+
+
+def _t_max(dtype: torch.dtype, m: int) -> float:
+    """Largest |√c v| kept: m · sinh² must stay finite."""
+    return 0.5 * (math.log(torch.finfo(dtype).max) - math.log(max(m, 1))) - 1.0
+
+
+def _tail_forward(s, lam, zn, r, sc):
+    ch, sh = torch.cosh(2 * sc * r), torch.sinh(2 * sc * r)
+    p = sc * (lam * s / zn * ch - (lam - 1) * sh)
+    T = _t_max(s.dtype, s.shape[-1])
+    t_raw = 2 * zn * torch.asinh(p)
+    t = t_raw.clamp(-T, T)
+    S = torch.sinh(t)
+    R = torch.sqrt(1 + (S * S).sum(-1, keepdim=True))
+    den = 1 + R
+    return S / (sc * den), (ch, sh, p, t_raw, t, S, R, den, T)
+
+
+class _FCTail(torch.autograd.Function):
+    """``(s, λ) -> y`` of the HNN++ layer (s = ⟨x, z_k⟩ unnormalised, channels last); saves s, λ only."""
+
+    @staticmethod
+    def forward(ctx, s, lam, zn, r, sc):
+        ctx.save_for_backward(s, lam, zn, r, sc)
+        y, _ = _tail_forward(s, lam, zn, r, sc)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        s, lam, zn, r, sc = ctx.saved_tensors
+        _, (ch, sh, p, t_raw, t, S, R, den, T) = _tail_forward(s, lam, zn, r, sc)
+        C = torch.cosh(t)
+        # y = S / (sc den), den = 1 + R, R = sqrt(1 + Σ S²): dy_k/dt_j = C_j/(sc den) (δ_kj − S_k S_j/(R den))
+        gS = (gy * S).sum(-1, keepdim=True)
+        g_t = C / (sc * den) * (gy - S * gS / (R * den))
+        g_t = torch.where(t_raw.abs() > T, torch.zeros_like(g_t), g_t)
+        ash = torch.asinh(p)
+        g_p = g_t * 2 * zn / torch.sqrt(1 + p * p)
+        g_s = g_p * sc * lam * ch / zn
+        g_lam = (g_p * sc * (s / zn * ch - sh)).sum(-1, keepdim=True)
+        g_zn = g_t * 2 * ash - g_p * sc * lam * s * ch / (zn * zn)
+        g_r = g_p * 2 * sc * sc * (lam * s / zn * sh - (lam - 1) * ch)
+        red = tuple(range(s.dim() - 1))
+        g_lam = _sum_to(g_lam, lam.shape)
+        return g_s, g_lam, g_zn.sum(red) if red else g_zn, g_r.sum(red) if red else g_r, None
+
+
+def _sum_to(g, shape):
+    if tuple(g.shape) == tuple(shape):
+        return g
+    extra = g.dim() - len(shape)
+    if extra:
+        g = g.sum(tuple(range(extra)))
+    keep = tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1)
+    return g.sum(keep, keepdim=True) if keep else g
+
+
+def _fc_tail(s, lam, zn, r, c):
+    """The HNN++ output map, channels last; custom backward unless ``c`` requires grad."""
+    s = _work(s)
+    lam, zn, r = lam.to(s.dtype), zn.to(s.dtype), r.to(s.dtype)
+    sc = torch.as_tensor(c, dtype=s.dtype, device=s.device).sqrt()
+    if isinstance(c, torch.Tensor) and c.requires_grad:
+        y, _ = _tail_forward(s, lam, zn, r, sc)
+    else:
+        y = _FCTail.apply(s, lam, zn, r, sc.detach())
+    return _project(y, sc * sc, -1)
+
+
+class PoincareLinear(torch.nn.Module):
+    """The Poincaré fully connected layer of HNN++, from the ball of dimension ``in_features`` to ``out_features``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    c : float or torch.Tensor
+        Curvature magnitude (the ball has curvature ``-c``); a ``torch.nn.Parameter`` makes it learnable.
+    bias : bool
+        Learn the hyperplane offsets ``r`` (else 0).
+    id_init : bool
+        Identity initialisation (module docstring) where ``in_features ≤ out_features``; HNN++'s otherwise.
+
+    Shapes
+    ------
+    ``x`` (..., in_features) points of the ball (``c‖x‖² < 1``) -> (..., out_features) points of the ball.
+
+    Examples
+    --------
+    >>> from geodl.nn.poincare import expmap0
+    >>> layer = PoincareLinear(4, 6).double()
+    >>> x = expmap0(torch.randn(3, 4, dtype=torch.float64))
+    >>> y = layer(x)
+    >>> y.shape, torch.allclose(y[:, :4], x, atol=1e-6)  # identity at init
+    (torch.Size([3, 6]), True)
+    >>> float(y[:, 4:].abs().max()) < 1e-2  # the extra outputs: small, not 0
+    True
+    """
+
+    symmetry = _SYMMETRY
+
+    def __init__(self, in_features: int, out_features: int, *, c=1.0, bias: bool = True, id_init: bool = True):
+        super().__init__()
+        self.in_features = check_int("in_features", in_features, min=1, max=1 << 20)
+        self.out_features = check_int("out_features", out_features, min=1, max=1 << 20)
+        if self.in_features * self.out_features > 1 << 28:
+            raise ValueError(f"in_features: a {in_features} x {out_features} weight (> 2^28 entries) is too large")
+        self.c = _check_c(c)
+        self.id_init = bool(id_init)
+        self.weight = torch.nn.Parameter(torch.empty(self.in_features, self.out_features))
+        self.bias = torch.nn.Parameter(torch.zeros(self.out_features)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        n, m = self.in_features, self.out_features
+        with torch.no_grad():
+            if self.id_init and n <= m:
+                self.weight.zero_()
+                self.weight[:, :n] = 0.5 * torch.eye(n)
+                self.weight[:, n:].normal_(0.0, 1e-3 * (2 * n * m) ** -0.5)  # a direction for the extra outputs
+            else:
+                self.weight.normal_(0.0, (2 * n * m) ** -0.5)
+            if self.bias is not None:
+                self.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor("x", x, floating=True, ndim=range(1, 9))
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"x: expected {self.in_features} features in the last dimension, got shape {tuple(x.shape)}")
+        x = _work(x)
+        w = self.weight.to(x.dtype)
+        zn = torch.linalg.vector_norm(w, dim=0).clamp_min(torch.finfo(x.dtype).tiny ** 0.5)
+        r = self.bias.to(x.dtype) if self.bias is not None else zn.new_zeros(self.out_features)
+        s = x @ w
+        return _fc_tail(s, _lambda(x, self.c, -1), zn, r, self.c)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, c={self.c}, bias={self.bias is not None}"
+
+
+class PoincareMLR(torch.nn.Module):
+    """Poincaré multinomial logistic regression: logits ``v_k`` (scaled signed distances to hyperplanes).
+
+    Shapes
+    ------
+    ``x`` (..., in_features) points of the ball -> logits (..., num_classes), Euclidean.
+
+    Examples
+    --------
+    >>> from geodl.nn.poincare import expmap0
+    >>> head = PoincareMLR(4, 3).double()
+    >>> head(expmap0(torch.randn(2, 4, dtype=torch.float64))).shape
+    torch.Size([2, 3])
+    """
+
+    symmetry = _SYMMETRY
+
+    def __init__(self, in_features: int, num_classes: int, *, c=1.0):
+        super().__init__()
+        self.in_features = check_int("in_features", in_features, min=1, max=1 << 20)
+        self.num_classes = check_int("num_classes", num_classes, min=1, max=1 << 20)
+        if self.in_features * self.num_classes > 1 << 28:
+            raise ValueError(f"in_features: a {in_features} x {num_classes} weight (> 2^28 entries) is too large")
+        self.c = _check_c(c)
+        self.weight = torch.nn.Parameter(torch.randn(self.in_features, self.num_classes) * (2 * self.in_features * self.num_classes) ** -0.5)
+        self.bias = torch.nn.Parameter(torch.zeros(self.num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor("x", x, floating=True, ndim=range(1, 9))
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"x: expected {self.in_features} features in the last dimension, got shape {tuple(x.shape)}")
+        x = _work(x)
+        w, r = self.weight.to(x.dtype), self.bias.to(x.dtype)
+        sc = torch.as_tensor(self.c, dtype=x.dtype, device=x.device).sqrt()
+        zn = torch.linalg.vector_norm(w, dim=0).clamp_min(torch.finfo(x.dtype).tiny ** 0.5)
+        lam = _lambda(x, self.c, -1)
+        p = sc * (lam * (x @ w) / zn * torch.cosh(2 * sc * r) - (lam - 1) * torch.sinh(2 * sc * r))
+        return 2 * zn / sc * torch.asinh(p)
