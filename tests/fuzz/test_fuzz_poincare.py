@@ -170,6 +170,48 @@ def build_poincare_layer(cls, in_features, out_features, c, rows, radius, seed):
     return call, verify
 
 
+@fuzz("geodl.nn.poincare.PoincareConv2d", examples=30)
+@with_cases(lambda: cases(S.fixed_dictionaries({
+    "in_channels": S.integers(1, 4), "out_channels": S.integers(1, 4), "kernel_size": S.sampled_from([1, 2, 3, (3, 1)]),
+    "stride": S.integers(1, 2), "padding": S.integers(0, 1), "dilation": S.integers(1, 2),
+    "c": S.sampled_from([1.0, 0.5]), "size": S.sampled_from([(0, 5, 5), (2, 5, 4), (1, 6, 6)]),
+    "radius": S.sampled_from([0.0, 0.5, 0.99]), "seed": S.integers(0, 99)}), {
+    "in_channels": values(0, -1, True, 2.5, None) + values(HUGE, names=("in_channels", "out_channels")),
+    "out_channels": values(0, 1.5, None) + values(HUGE, names=("in_channels", "out_channels")),
+    "kernel_size": values(0, (1, 2, 3), "3", -1, 1000, names=("kernel_size", "x")),
+    "stride": values(0, -1, 1.5, None), "padding": values(-1, 0.5, None), "dilation": values(0, "1", None),
+    "c": values(0.0, float("inf"), None),
+    "size": [Mut("a 3-d input", (5, 5), names=("x",)), Mut("too small for the kernel", (1, 1, 1),
+                                                           names=("x",), mode="maybe")]}))
+def build_poincare_conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, c, size, radius, seed):
+    import torch
+
+    from geodl.nn.poincare import PoincareConv2d
+
+    n = in_channels if isinstance(in_channels, int) and 0 < in_channels < 100 else 2
+    cc = c if isinstance(c, float) and 0 < c < float("inf") else 1.0
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(size[0], n, *size[1:], generator=g) if len(size) == 3 else torch.randn(n, *size, generator=g)
+    x = x / x.norm(dim=-3, keepdim=True).clamp_min(1e-12) * radius / cc ** 0.5
+
+    def call():
+        m = PoincareConv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                           c=c)
+        return m, m(x)
+
+    def verify(res):
+        m, y = res
+        finite(y)
+        ref = torch.nn.functional.conv2d(torch.zeros(x.shape), torch.zeros(out_channels, n, *m.kernel_size),
+                                         stride=stride, padding=padding, dilation=dilation)
+        expect(tuple(y.shape) == tuple(ref.shape), f"shape {tuple(y.shape)} != conv2d's {tuple(ref.shape)}")
+        if y.numel():
+            expect(float((c * y.double().pow(2).sum(1)).max()) < 1, "an output outside the ball")
+            close(y, m._unfold_reference(x), atol=1e-4, rtol=1e-3, msg="fast path != unfold definition")
+
+    return call, verify
+
+
 NAMES = sorted(n for n, e in REGISTRY.items() if e.builder.split(":")[0].endswith("test_fuzz_poincare"))
 
 

@@ -6,9 +6,10 @@
   :func:`lambda_x`, :func:`gyromidpoint`, :func:`gyration`, :func:`parallel_transport`,
   :func:`ball_margin`; custom backward passes for the hot ones;
 - ``_layers.py``: :class:`PoincareLinear` (HNN++'s layer, fused backward, identity initialisation) and
-  :class:`PoincareMLR` (hyperbolic logits).
+  :class:`PoincareMLR` (hyperbolic logits), :class:`PoincareConv2d` (β-concatenation computed by one
+  Euclidean conv2d of the tangent map, no unfolding).
 
-Poincaré conv2d, midpoint batch norm, tangent ReLU and pooling, Möbius residuals and ``PoincareResNet``
+Midpoint batch norm, tangent ReLU and pooling, Möbius residuals and ``PoincareResNet``
 are not written yet (issue 16 is open).
 """
 
@@ -32,6 +33,7 @@ _EXPORTS = {
     # layers (_layers.py)
     "PoincareLinear": "_layers",
     "PoincareMLR": "_layers",
+    "PoincareConv2d": "_layers",
 }
 
 __getattr__, __dir__, __all__ = lazy_module(__name__, _EXPORTS)

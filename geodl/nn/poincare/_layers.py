@@ -27,7 +27,7 @@ from geodl._checks import check_int, check_tensor
 from geodl.groups import Symmetry
 from geodl.nn.poincare._ball import _check_c, _lambda, _project, _work
 
-__all__ = ["PoincareLinear", "PoincareMLR"]
+__all__ = ["PoincareLinear", "PoincareMLR", "PoincareConv2d"]
 
 _SYMMETRY = Symmetry("perm", {"x": "node:scalar"}, "node:scalar",
                      note="no geometric symmetry: rows of x are independent points of the ball")
@@ -123,7 +123,7 @@ class PoincareLinear(torch.nn.Module):
     >>> from geodl.nn.poincare import expmap0
     >>> layer = PoincareLinear(4, 6).double()
     >>> x = expmap0(torch.randn(3, 4, dtype=torch.float64))
-    >>> y = layer(x)
+    >>> y = layer(x).detach()
     >>> y.shape, torch.allclose(y[:, :4], x, atol=1e-6)  # identity at init
     (torch.Size([3, 6]), True)
     >>> float(y[:, 4:].abs().max()) < 1e-2  # the extra outputs: small, not 0
@@ -209,3 +209,145 @@ class PoincareMLR(torch.nn.Module):
         lam = _lambda(x, self.c, -1)
         p = sc * (lam * (x @ w) / zn * torch.cosh(2 * sc * r) - (lam - 1) * torch.sinh(2 * sc * r))
         return 2 * zn / sc * torch.asinh(p)
+
+
+def _beta_ratio(n: int, k: int) -> float:
+    """``B(n k / 2, ½) / B(n / 2, ½)``: the β-concatenation scale of ``k`` tangent vectors of dimension ``n``."""
+    lb = lambda a, b: math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)  # noqa: E731
+    return math.exp(lb(n * k / 2, 0.5) - lb(n / 2, 0.5))
+
+
+class PoincareConv2d(torch.nn.Module):
+    """Poincaré 2-d convolution: β-concatenation of each patch, then :class:`PoincareLinear` (van Spengler et al.).
+
+    The definition: every pixel's channel vector is a point of the ball; a patch of ``k = kh·kw`` pixels is
+    concatenated in the tangent space at the origin with the β scaling (``u_i = logmap0(x_i)``,
+    ``U = B(Ck/2, ½)/B(C/2, ½) · [u_1, ..., u_k]``, ``P = expmap0(U)``), and the Poincaré fully connected layer maps
+    ``P`` to the output channels. Zero padding pads with the origin.
+
+    **Computed without unfolding.** ``⟨P, z⟩ = tanh(√c‖U‖)/(√c‖U‖) · ⟨U, z⟩`` and ``⟨U, z⟩`` over all patches is
+    an ordinary ``conv2d`` of the tangent map ``u``; ``‖U‖²`` is a box sum of ``‖u‖²`` and
+    ``λ_P = 2 cosh²(√c‖U‖)``. So the layer costs one Euclidean convolution plus per-pixel work, and never holds
+    the ``k``-times larger unfolded tensor (``F.unfold``, the reference path ``_unfold_reference``, is what the
+    tests compare with).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or (int, int)
+    stride, padding, dilation : int
+    c : float
+    bias : bool
+    id_init : bool
+        ``½ I`` on the centre tap where ``in_channels ≤ out_channels`` (small noise elsewhere), HNN++ otherwise.
+
+    Shapes
+    ------
+    ``x`` (B, C_in, H, W), each pixel's channel vector in the ball -> (B, C_out, H', W') (``conv2d``'s sizes).
+
+    Examples
+    --------
+    >>> from geodl.nn.poincare import expmap0
+    >>> conv = PoincareConv2d(3, 8, 3, padding=1).double()
+    >>> x = expmap0(torch.randn(2, 3, 5, 5, dtype=torch.float64), dim=1)
+    >>> y = conv(x)
+    >>> y.shape, bool((y.norm(dim=1) < 1).all())
+    (torch.Size([2, 8, 5, 5]), True)
+    >>> torch.allclose(y, conv._unfold_reference(x))
+    True
+    """
+
+    symmetry = _SYMMETRY
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size=3, *, stride: int = 1, padding: int = 0,
+                 dilation: int = 1, c=1.0, bias: bool = True, id_init: bool = True):
+        super().__init__()
+        self.in_channels = check_int("in_channels", in_channels, min=1, max=1 << 16)
+        self.out_channels = check_int("out_channels", out_channels, min=1, max=1 << 16)
+        ks = (kernel_size, kernel_size) if not isinstance(kernel_size, (tuple, list)) else tuple(kernel_size)
+        if len(ks) != 2:
+            raise ValueError(f"kernel_size: expected an int or a pair, got {kernel_size!r}")
+        self.kernel_size = tuple(check_int("kernel_size", k, min=1, max=64) for k in ks)
+        self.stride = check_int("stride", stride, min=1, max=1 << 10)
+        self.padding = check_int("padding", padding, min=0, max=1 << 10)
+        self.dilation = check_int("dilation", dilation, min=1, max=1 << 10)
+        k = self.kernel_size[0] * self.kernel_size[1]
+        if self.in_channels * k * self.out_channels > 1 << 28:
+            raise ValueError(f"in_channels: a {in_channels}x{k} -> {out_channels} weight (> 2^28 entries) is too large")
+        self.c = _check_c(c)
+        self.id_init = bool(id_init)
+        self.beta_scale = _beta_ratio(self.in_channels, k)
+        self.weight = torch.nn.Parameter(torch.empty(self.in_channels * k, self.out_channels))
+        self.bias = torch.nn.Parameter(torch.zeros(self.out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        n, m = self.weight.shape
+        kh, kw = self.kernel_size
+        with torch.no_grad():
+            if self.id_init and self.in_channels <= self.out_channels:
+                self.weight.normal_(0.0, 1e-3 * (2 * n * m) ** -0.5)
+                centre = (kh // 2) * kw + kw // 2  # rows are ordered (channel, kh, kw), as F.unfold's
+                idx = torch.arange(self.in_channels)
+                self.weight[idx * kh * kw + centre, idx] = 0.5
+            else:
+                self.weight.normal_(0.0, (2 * n * m) ** -0.5)
+            if self.bias is not None:
+                self.bias.zero_()
+
+    def _params(self, dtype):
+        w = self.weight.to(dtype)
+        zn = torch.linalg.vector_norm(w, dim=0).clamp_min(torch.finfo(dtype).tiny ** 0.5)
+        r = self.bias.to(dtype) if self.bias is not None else zn.new_zeros(self.out_channels)
+        return w, zn, r
+
+    def _check(self, x):
+        check_tensor("x", x, floating=True, ndim=4)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"x: expected {self.in_channels} channels (dim 1), got shape {tuple(x.shape)}")
+        kh, kw = self.kernel_size
+        for name, size, k in (("height", x.shape[2], kh), ("width", x.shape[3], kw)):
+            if size + 2 * self.padding < self.dilation * (k - 1) + 1:
+                raise ValueError(f"x: {name} {size} (+ padding {self.padding}) is smaller than the dilated kernel")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from geodl.nn.poincare._ball import _logmap0
+
+        self._check(x)
+        x = _work(x)
+        w, zn, r = self._params(x.dtype)
+        kh, kw = self.kernel_size
+        sc = torch.as_tensor(self.c, dtype=x.dtype, device=x.device).sqrt()
+        u = _logmap0(x, self.c, 1)
+        conv = dict(stride=self.stride, padding=self.padding, dilation=self.dilation)
+        q = torch.nn.functional.conv2d(u, w.t().reshape(self.out_channels, self.in_channels, kh, kw), **conv)
+        n2 = torch.nn.functional.conv2d((u * u).sum(1, keepdim=True), u.new_ones(1, 1, kh, kw), **conv)
+        a = (sc * self.beta_scale * n2.clamp_min(0).sqrt()).clamp_max(_t_max(x.dtype, 1) / 2)
+        from geodl.nn.poincare._ball import _tanhc
+
+        g = _tanhc(a) * self.beta_scale  # <P, z> = g q
+        lam = 2 * torch.cosh(a) ** 2
+        s = (g * q).permute(0, 2, 3, 1)
+        y = _fc_tail(s, lam.permute(0, 2, 3, 1), zn, r, self.c)
+        return y.permute(0, 3, 1, 2)
+
+    def _unfold_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The definition, literally: unfold, β-concatenate, expmap0, Poincaré fully connected (tests only)."""
+        from geodl.nn.poincare._ball import _expmap0, _logmap0
+
+        self._check(x)
+        b, _, h, wd = x.shape
+        w, zn, r = self._params(x.dtype)
+        u = _logmap0(x, self.c, 1)
+        cols = torch.nn.functional.unfold(u, self.kernel_size, dilation=self.dilation, padding=self.padding,
+                                          stride=self.stride)  # (B, C k, L)
+        P = _expmap0(self.beta_scale * cols, self.c, 1).transpose(1, 2)  # (B, L, C k)
+        y = _fc_tail(P @ w, _lambda(P, self.c, -1), zn, r, self.c)  # (B, L, out)
+        kh, kw = self.kernel_size
+        ho = (h + 2 * self.padding - self.dilation * (kh - 1) - 1) // self.stride + 1
+        wo = (wd + 2 * self.padding - self.dilation * (kw - 1) - 1) // self.stride + 1
+        return y.transpose(1, 2).reshape(b, self.out_channels, ho, wo)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation}, c={self.c}")

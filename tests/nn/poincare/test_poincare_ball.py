@@ -261,3 +261,58 @@ def test_poincare_linear_no_nan_and_inside_ball_float32_and_bf16():
     assert yb.dtype == torch.float32 and bool(torch.isfinite(yb).all()) and bool((yb.norm(dim=-1) < 1).all())
     y.sum().backward()
     assert bool(torch.isfinite(layer.weight.grad).all())
+
+
+# ----------------------------------------------------------------------------- PoincareConv2d
+
+
+@pytest.mark.parametrize("cfg", [dict(kernel_size=3, padding=1), dict(kernel_size=(3, 2), stride=2),
+                                 dict(kernel_size=3, dilation=2, padding=2, c=0.5), dict(kernel_size=1, bias=False)])
+def test_conv_equals_the_unfold_definition(cfg):
+    from geodl.nn.poincare import PoincareConv2d
+
+    torch.manual_seed(0)
+    c = cfg.get("c", 1.0)
+    for id_init in (True, False):
+        conv = PoincareConv2d(3, 5, **cfg, id_init=id_init).double()
+        with torch.no_grad():
+            if conv.bias is not None:
+                conv.bias.normal_(0, 0.3)
+        x = B.expmap0(torch.randn(2, 3, 7, 6, dtype=F64), c=c, dim=1)
+        y, ref = conv(x), conv._unfold_reference(x)
+        assert y.shape == ref.shape and torch.allclose(y, ref, atol=1e-12)
+        assert bool((c * y.square().sum(1) < 1).all())
+
+
+def test_conv_gradcheck_and_less_saved_memory_than_unfold():
+    from geodl.bench._memory import saved_activation_bytes
+    from geodl.nn.poincare import PoincareConv2d
+
+    conv = PoincareConv2d(2, 3, 3, padding=1, id_init=False).double()
+    x = B.expmap0(torch.randn(1, 2, 4, 4, dtype=F64), dim=1).requires_grad_()
+    assert torch.autograd.gradcheck(conv, (x,))
+    big = PoincareConv2d(16, 16, 3, padding=1)
+    xb = B.expmap0(torch.randn(8, 16, 16, 16), dim=1).requires_grad_()
+    fast = saved_activation_bytes(lambda t: big(t).sum(), xb)
+    unfold = saved_activation_bytes(lambda t: big._unfold_reference(t).sum(), xb)
+    assert fast * 3 < unfold, (fast, unfold)  # the unfolded patches are 9 times the input
+
+
+def test_conv_check_module_and_errors():
+    from geodl.nn.poincare import PoincareConv2d
+    from geodl.testing import check_module
+
+    x = B.expmap0(torch.randn(4, 2, 5, 5, generator=torch.Generator().manual_seed(22)), dim=1)
+    assert check_module(PoincareConv2d(2, 3, 3, padding=1), {"x": x}).passed
+    conv = PoincareConv2d(2, 3, 3)
+    with pytest.raises(ValueError, match="^x: expected 2 channels"):
+        conv(torch.zeros(1, 3, 5, 5))
+    with pytest.raises(ValueError, match="^x: height 2"):
+        conv(torch.zeros(1, 2, 2, 5))
+    with pytest.raises(ValueError, match="^x: expected a tensor with 4 dimensions"):
+        conv(torch.zeros(2, 5, 5))
+    with pytest.raises(ValueError, match="^kernel_size: "):
+        PoincareConv2d(2, 3, (1, 2, 3))
+    with pytest.raises(ValueError, match="^stride: "):
+        PoincareConv2d(2, 3, 3, stride=0)
+    assert conv(torch.zeros(0, 2, 5, 5)).shape == (0, 3, 3, 3)
