@@ -212,6 +212,74 @@ def build_poincare_conv2d(in_channels, out_channels, kernel_size, stride, paddin
     return call, verify
 
 
+@fuzz("geodl.nn.poincare.PoincareBatchNorm2d", examples=30)
+@with_cases(lambda: cases(S.fixed_dictionaries({
+    "channels": S.integers(1, 4), "c": S.sampled_from([1.0, 0.5]), "batch": S.sampled_from([1, 3]),
+    "train": S.booleans(), "radius": S.sampled_from([0.0, 0.5, 0.99, 1 - 1e-5]), "seed": S.integers(0, 99)}), {
+    "channels": values(0, -1, True, None, names=("channels", "num_features")),
+    "c": values(0.0, -2.0, float("nan"), "1"),
+    "batch": [Mut("x with NaN", "nan", names=("x",), mode="nonfinite"),
+              Mut("an empty batch", 0, names=("x",), mode="maybe")]}))
+def build_poincare_batchnorm(channels, c, batch, train, radius, seed):
+    import torch
+
+    import geodl.nn.poincare as P
+
+    x = _ball_map(channels, c, batch, radius, seed)
+
+    def call():
+        m = P.PoincareBatchNorm2d(channels, c=c).train(train)
+        return m, m(x)
+
+    def verify(res):
+        m, y = res
+        finite(y)
+        expect(y.shape == x.shape, f"shape {tuple(y.shape)}")
+        if y.numel():
+            expect(float((c * y.double().pow(2).sum(1)).max()) < 1, "an output outside the ball")
+        if not train and x.shape[0] > 1:
+            close(m(x[:1]), y[:1], atol=1e-5, msg="eval output depends on the batch")
+
+    return call, verify
+
+
+def _ball_map(channels, c, batch, radius, seed):
+    import torch
+
+    n = channels if isinstance(channels, int) and not isinstance(channels, bool) and channels > 0 else 2
+    cc = c if isinstance(c, float) and c > 0 else 1.0
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch if isinstance(batch, int) else 2, n, 3, 2, generator=g)
+    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12) * radius / cc ** 0.5
+    if batch == "nan":
+        x.view(-1)[0] = float("nan")
+    return x
+
+
+@fuzz("geodl.nn.poincare.PoincareReLU", examples=25)
+@with_cases(lambda: cases(S.fixed_dictionaries({
+    "dim": S.sampled_from([1, -3]), "c": S.sampled_from([1.0, 0.5]), "batch": S.sampled_from([0, 1, 3]),
+    "radius": S.sampled_from([0.0, 0.5, 0.99, 1 - 1e-5]), "seed": S.integers(0, 99)}), {
+    "dim": values(4, -5, 1.5, None, names=("dim", "x")), "c": values(0.0, -2.0, float("nan"), "1"),
+    "batch": [Mut("x with NaN", "nan", names=("x",), mode="nonfinite")]}))
+def build_poincare_relu(dim, c, batch, radius, seed):
+    import geodl.nn.poincare as P
+    from geodl.nn.poincare import logmap0
+
+    x = _ball_map(3, c, batch, radius, seed)
+
+    def call():
+        return P.PoincareReLU(c=c, dim=dim)(x)
+
+    def verify(y):
+        finite(y)
+        expect(y.shape == x.shape, f"shape {tuple(y.shape)}")
+        if y.numel():
+            expect(float((c * y.double().pow(2).sum(1)).max()) < 1, "an output outside the ball")
+            expect(bool((logmap0(y, c=c, dim=1) >= -1e-6).all()), "a negative tangent coordinate after ReLU")
+
+    return call, verify
+
 NAMES = sorted(n for n, e in REGISTRY.items() if e.builder.split(":")[0].endswith("test_fuzz_poincare"))
 
 

@@ -7,9 +7,10 @@
   :func:`ball_margin`; custom backward passes for the hot ones;
 - ``_layers.py``: :class:`PoincareLinear` (HNN++'s layer, fused backward, identity initialisation) and
   :class:`PoincareMLR` (hyperbolic logits), :class:`PoincareConv2d` (β-concatenation computed by one
-  Euclidean conv2d of the tangent map, no unfolding).
+  Euclidean conv2d of the tangent map, no unfolding), :class:`PoincareReLU` (tangent space),
+  :class:`PoincareBatchNorm2d` (midpoint batch norm with running statistics for eval mode).
 
-Midpoint batch norm, tangent ReLU and pooling, Möbius residuals and ``PoincareResNet``
+Tangent pooling, Möbius residual blocks and ``PoincareResNet``
 are not written yet (issue 16 is open).
 """
 
@@ -34,6 +35,8 @@ _EXPORTS = {
     "PoincareLinear": "_layers",
     "PoincareMLR": "_layers",
     "PoincareConv2d": "_layers",
+    "PoincareReLU": "_layers",
+    "PoincareBatchNorm2d": "_layers",
 }
 
 __getattr__, __dir__, __all__ = lazy_module(__name__, _EXPORTS)

@@ -27,7 +27,7 @@ from geodl._checks import check_int, check_tensor
 from geodl.groups import Symmetry
 from geodl.nn.poincare._ball import _check_c, _lambda, _project, _work
 
-__all__ = ["PoincareLinear", "PoincareMLR", "PoincareConv2d"]
+__all__ = ["PoincareLinear", "PoincareMLR", "PoincareConv2d", "PoincareReLU", "PoincareBatchNorm2d"]
 
 _SYMMETRY = Symmetry("perm", {"x": "node:scalar"}, "node:scalar",
                      note="no geometric symmetry: rows of x are independent points of the ball")
@@ -351,3 +351,104 @@ class PoincareConv2d(torch.nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding}, dilation={self.dilation}, c={self.c}")
+
+
+class PoincareReLU(torch.nn.Module):
+    """ReLU in the tangent space at the origin: ``expmap0(relu(logmap0(x)))`` along ``dim`` (default 1, channels).
+
+    Examples
+    --------
+    >>> from geodl.nn.poincare import expmap0, logmap0
+    >>> x = expmap0(torch.tensor([[0.5, -0.3]], dtype=torch.float64))
+    >>> logmap0(PoincareReLU(dim=-1)(x))
+    tensor([[0.5000, 0.0000]], dtype=torch.float64)
+    """
+
+    symmetry = _SYMMETRY
+
+    def __init__(self, *, c=1.0, dim: int = 1):
+        super().__init__()
+        self.c = _check_c(c)
+        self.dim = check_int("dim", dim, min=-8, max=7)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from geodl.nn.poincare._ball import _expmap0, _logmap0
+
+        check_tensor("x", x, floating=True)
+        if x.dim() == 0 or not -x.dim() <= self.dim < x.dim():
+            raise ValueError(f"x: shape {tuple(x.shape)} has no dimension {self.dim} (the ball dimension)")
+        return _project(_expmap0(torch.relu(_logmap0(x, self.c, self.dim)), self.c, self.dim), self.c, self.dim)
+
+
+class PoincareBatchNorm2d(torch.nn.Module):
+    """Poincaré midpoint batch norm over ``(B, C, H, W)`` maps (the ball along the channels), with running statistics.
+
+    Training mode: the batch mean is the gyromidpoint ``μ`` of all ``B·H·W`` channel vectors and the variance
+    the mean squared distance to it; each point is moved by ``(−μ) ⊕ x``, rescaled ``(γ/√(σ² + ε)) ⊗ ·`` and moved
+    to the learned bias point ``β = expmap0(b)``. The running mean is updated along the geodesic,
+    ``m ← m ⊕ (momentum ⊗ ((−m) ⊕ μ))``, the running variance by the usual moving average. **Eval mode uses the
+    running statistics**, so each sample's output does not depend on the rest of the batch (hypll's batch
+    norm keeps none).
+
+    Examples
+    --------
+    >>> from geodl.nn.poincare import expmap0
+    >>> bn = PoincareBatchNorm2d(4).double()
+    >>> x = expmap0(torch.randn(8, 4, 3, 3, dtype=torch.float64), dim=1)
+    >>> y = bn(x)                                   # training: batch statistics, running ones updated
+    >>> bool(bn.running_var != 1), y.shape
+    (True, torch.Size([8, 4, 3, 3]))
+    >>> _ = bn.eval()
+    >>> torch.allclose(bn(x[:2]), bn(x)[:2])       # eval: per-sample
+    True
+    """
+
+    symmetry = _SYMMETRY
+
+    def __init__(self, num_features: int, *, c=1.0, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        from geodl._checks import check_number
+
+        self.num_features = check_int("num_features", num_features, min=1, max=1 << 20)
+        self.c = _check_c(c)
+        self.momentum = check_number("momentum", momentum, lo=0.0, hi=1.0)
+        self.eps = check_number("eps", eps, positive=True)
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.shift = torch.nn.Parameter(torch.zeros(self.num_features))  # tangent vector of β at the origin
+        self.register_buffer("running_mean", torch.zeros(self.num_features))
+        self.register_buffer("running_var", torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from geodl.nn.poincare._ball import _expmap0, _logmap0, _mobius_add
+
+        check_tensor("x", x, floating=True, ndim=4)
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"x: expected {self.num_features} channels (dim 1), got shape {tuple(x.shape)}")
+        x = _work(x)
+        c = self.c
+        shape = (1, -1, 1, 1)
+        if self.training:
+            if x.numel() == 0:
+                raise ValueError("x: batch norm in training mode needs at least one pixel; got an empty batch")
+            flat = x.transpose(0, 1).reshape(self.num_features, -1)  # (C, N)
+            lam = _lambda(flat, c, 0)
+            mu = (lam * flat).sum(1) / (lam - 1).sum(1).clamp_min(torch.finfo(x.dtype).tiny)
+            mu = _project(mu, c, 0)
+            mu = _project(_expmap0(0.5 * _logmap0(mu, c, 0), c, 0), c, 0)  # ½ ⊗ (the weighted sum)
+            xc = _mobius_add(-mu.reshape(shape), x, c, 1)
+            var = (2 * _logmap0(xc, c, 1)).square().sum(1).mean()
+            with torch.no_grad():
+                m = self.momentum
+                rm = self.running_mean.to(x.dtype)
+                step = _expmap0(m * _logmap0(_mobius_add(-rm, mu.detach(), c, 0), c, 0), c, 0)
+                self.running_mean.copy_(_project(_mobius_add(rm, step, c, 0), c, 0))
+                n = flat.shape[1]
+                unbiased = var.detach() * n / max(n - 1, 1)
+                self.running_var.copy_((1 - m) * self.running_var + m * unbiased)
+        else:
+            xc = _mobius_add(-self.running_mean.to(x.dtype).reshape(shape), x, c, 1)
+            var = self.running_var.to(x.dtype)
+        r = self.scale.to(x.dtype) / torch.sqrt(var + self.eps)
+        scaled = _expmap0(r * _logmap0(xc, c, 1), c, 1)
+        beta = _expmap0(self.shift.to(x.dtype).reshape(shape), c, 1)
+        return _project(_mobius_add(beta, scaled, c, 1), c, 1)

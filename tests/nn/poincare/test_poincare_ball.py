@@ -316,3 +316,59 @@ def test_conv_check_module_and_errors():
     with pytest.raises(ValueError, match="^stride: "):
         PoincareConv2d(2, 3, 3, stride=0)
     assert conv(torch.zeros(0, 2, 5, 5)).shape == (0, 3, 3, 3)
+
+
+# ----------------------------------------------------------------------------- batch norm, ReLU
+
+
+def test_batchnorm_normalises_and_eval_uses_running_statistics():
+    from geodl.nn.poincare import PoincareBatchNorm2d
+    from geodl.testing import check_module
+
+    g = torch.Generator().manual_seed(23)
+    shift = B.expmap0(torch.tensor([0.8, -0.5, 0.3], dtype=F64)).reshape(1, 3, 1, 1)
+    x = B.mobius_add(shift, B.expmap0(0.7 * torch.randn(16, 3, 4, 4, dtype=F64, generator=g), dim=1), dim=1)
+    bn = PoincareBatchNorm2d(3).double()
+    y = bn(x)
+    flat = y.transpose(0, 1).reshape(3, -1).T
+    mid = B.gyromidpoint(flat)
+    # centred on β = origin: exactly before the rescaling (the gyromidpoint commutes with (−μ) ⊕ ·), nearly after
+    assert float(mid.norm()) < 0.05
+    var = B.dist(flat, torch.zeros(3, dtype=F64)).square().mean()
+    assert abs(float(var) - 1.0) < 0.05  # unit Fréchet variance about the midpoint
+    for _ in range(150):  # running statistics converge to the data's
+        bn(x)
+    bmu = B.gyromidpoint(x.transpose(0, 1).reshape(3, -1).T)
+    assert float(B.dist(bn.running_mean, bmu)) < 1e-3
+    bn.eval()
+    assert torch.allclose(bn(x[:3]), bn(x)[:3], atol=1e-12)  # eval: per sample
+    assert torch.allclose(bn(x), y, atol=0.05)  # eval ≈ train once the running stats have converged
+    assert check_module(bn, {"x": x[:4]}).passed
+
+
+def test_batchnorm_gradcheck_and_errors():
+    from geodl.nn.poincare import PoincareBatchNorm2d
+
+    bn = PoincareBatchNorm2d(2).double()
+    x = B.expmap0(torch.randn(3, 2, 2, 2, dtype=F64), dim=1).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: bn(t), (x,))
+    with pytest.raises(ValueError, match="^x: expected 2 channels"):
+        bn(torch.zeros(1, 3, 2, 2))
+    with pytest.raises(ValueError, match="^x: batch norm in training mode needs at least one pixel"):
+        bn(torch.zeros(0, 2, 2, 2))
+    with pytest.raises(ValueError, match="^momentum: "):
+        PoincareBatchNorm2d(2, momentum=2.0)
+    bn.eval()
+    assert bn(torch.zeros(0, 2, 2, 2)).shape == (0, 2, 2, 2)
+
+
+def test_relu_in_tangent_space():
+    from geodl.nn.poincare import PoincareReLU
+    from geodl.testing import check_module
+
+    x = B.expmap0(torch.randn(4, 3, 2, 2, dtype=F64), dim=1)
+    y = PoincareReLU()(x)
+    assert torch.allclose(B.logmap0(y, dim=1), torch.relu(B.logmap0(x, dim=1)), atol=1e-12)
+    assert check_module(PoincareReLU(), {"x": x}).passed
+    with pytest.raises(ValueError, match="^x: shape"):
+        PoincareReLU(dim=3)(torch.zeros(2, 2))
