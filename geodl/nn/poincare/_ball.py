@@ -196,37 +196,27 @@ def _logmap0_raw(y, sc, dim):
     return _artanhc(sc * _norm(y, dim)) * y
 
 
-class _ExpMap0(torch.autograd.Function):
+# the radial maps y = f(sc |u|) u: expmap0 (f = tanh(a)/a) and logmap0 (f = artanh(a)/a), with h(a) = f'(a)/a
+_RADIAL = {"exp": (_tanhc, _tanhc_d), "log": (_artanhc, _artanhc_d)}
+
+
+class _RadialMap(torch.autograd.Function):
+    """``y = f(√c‖u‖) u`` (``which``: "exp" or "log"); saves only ``u``; closed-form backward."""
+
     @staticmethod
-    def forward(ctx, u, sc, dim):
+    def forward(ctx, u, sc, dim, which):
         ctx.save_for_backward(u, sc)
-        ctx.dim = dim
-        return _expmap0_raw(u, sc, dim)
+        ctx.dim, ctx.which = dim, which
+        return _RADIAL[which][0](sc * _norm(u, dim)) * u
 
     @staticmethod
     def backward(ctx, g):
         u, sc = ctx.saved_tensors
         dim = ctx.dim
+        f, h = _RADIAL[ctx.which]
         a = sc * _norm(u, dim)
-        # y = f(a) u with a = sc |u|: grad = f g + sc² h(a) (u·g) u, h = f'(a)/a
-        gu = _tanhc(a) * g + (sc * sc) * _tanhc_d(a) * (u * g).sum(dim, keepdim=True) * u
-        return gu, None, None
-
-
-class _LogMap0(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, y, sc, dim):
-        ctx.save_for_backward(y, sc)
-        ctx.dim = dim
-        return _logmap0_raw(y, sc, dim)
-
-    @staticmethod
-    def backward(ctx, g):
-        y, sc = ctx.saved_tensors
-        dim = ctx.dim
-        a = sc * _norm(y, dim)
-        gy = _artanhc(a) * g + (sc * sc) * _artanhc_d(a) * (y * g).sum(dim, keepdim=True) * y
-        return gy, None, None
+        # grad = f(a) g + sc² h(a) (u·g) u
+        return f(a) * g + (sc * sc) * h(a) * (u * g).sum(dim, keepdim=True) * u, None, None, None
 
 
 def _expmap0(u, c, dim=-1):
@@ -234,7 +224,7 @@ def _expmap0(u, c, dim=-1):
     sc = _sqrt_c(c, u)
     if _c_grad(c):
         return _expmap0_raw(u, sc, dim)
-    return _ExpMap0.apply(u, sc.detach(), dim)
+    return _RadialMap.apply(u, sc.detach(), dim, "exp")
 
 
 def _logmap0(y, c, dim=-1):
@@ -242,7 +232,7 @@ def _logmap0(y, c, dim=-1):
     sc = _sqrt_c(c, y)
     if _c_grad(c):
         return _logmap0_raw(y, sc, dim)
-    return _LogMap0.apply(y, sc.detach(), dim)
+    return _RadialMap.apply(y, sc.detach(), dim, "log")
 
 
 def expmap0(u: torch.Tensor, *, c=1.0, dim: int = -1, check: bool = True) -> torch.Tensor:

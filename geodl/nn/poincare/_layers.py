@@ -101,6 +101,15 @@ def _fc_tail(s, lam, zn, r, c):
     return _project(y, sc * sc, -1)
 
 
+def _check_widths(n, m, out_name: str) -> tuple[int, int]:
+    """``in_features`` and the output width ``out_name``: ints in [1, 2^20] with an n x m weight of at most 2^28."""
+    n = check_int("in_features", n, min=1, max=1 << 20)
+    m = check_int(out_name, m, min=1, max=1 << 20)
+    if n * m > 1 << 28:
+        raise ValueError(f"in_features: a {n} x {m} weight (> 2^28 entries) is too large")
+    return n, m
+
+
 class PoincareLinear(torch.nn.Module):
     """The Poincaré fully connected layer of HNN++, from the ball of dimension ``in_features`` to ``out_features``.
 
@@ -134,10 +143,7 @@ class PoincareLinear(torch.nn.Module):
 
     def __init__(self, in_features: int, out_features: int, *, c=1.0, bias: bool = True, id_init: bool = True):
         super().__init__()
-        self.in_features = check_int("in_features", in_features, min=1, max=1 << 20)
-        self.out_features = check_int("out_features", out_features, min=1, max=1 << 20)
-        if self.in_features * self.out_features > 1 << 28:
-            raise ValueError(f"in_features: a {in_features} x {out_features} weight (> 2^28 entries) is too large")
+        self.in_features, self.out_features = _check_widths(in_features, out_features, "out_features")
         self.c = _check_c(c)
         self.id_init = bool(id_init)
         self.weight = torch.nn.Parameter(torch.empty(self.in_features, self.out_features))
@@ -190,10 +196,7 @@ class PoincareMLR(torch.nn.Module):
 
     def __init__(self, in_features: int, num_classes: int, *, c=1.0):
         super().__init__()
-        self.in_features = check_int("in_features", in_features, min=1, max=1 << 20)
-        self.num_classes = check_int("num_classes", num_classes, min=1, max=1 << 20)
-        if self.in_features * self.num_classes > 1 << 28:
-            raise ValueError(f"in_features: a {in_features} x {num_classes} weight (> 2^28 entries) is too large")
+        self.in_features, self.num_classes = _check_widths(in_features, num_classes, "num_classes")
         self.c = _check_c(c)
         self.weight = torch.nn.Parameter(torch.randn(self.in_features, self.num_classes) * (2 * self.in_features * self.num_classes) ** -0.5)
         self.bias = torch.nn.Parameter(torch.zeros(self.num_classes))
