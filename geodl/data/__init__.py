@@ -33,6 +33,11 @@ _EXPORTS = {
     "CategoryPoses": "_categories",
     "POSE_CATEGORIES": "_categories",
     "symmetric_rotation_error": "_categories",
+    # image data of the Poincaré ResNet benchmark: sklearn's 8x8 digits, CIFAR-10/100 binary (_images.py)
+    "Digits": "_images",
+    "CIFAR": "_images",
+    "CIFAR10_CLASSES": "_images",
+    "CIFAR100_CLASSES": "_images",
     # the cached-dataset registry behind `geodl data` (_registry.py)
     "DATASETS": "_registry",
     "cached_files": "_registry",
