@@ -42,6 +42,7 @@ import torch
 from torch.utils.data import Dataset
 
 from geodl._checks import check_choice, check_int, check_item_index, check_memory, check_number, check_path
+from geodl._optional import require
 
 __all__ = ["Digits", "CIFAR", "CIFAR10_CLASSES", "CIFAR100_CLASSES"]
 
@@ -124,11 +125,11 @@ class Digits(Dataset):
             raise ValueError(f"test_fraction: expected a number in (0, 1), got {test_fraction!r}")
         seed = check_int("seed", seed, min=0, max=2**63 - 1)
         try:
-            from sklearn.datasets import load_digits
-        except ImportError:
+            datasets = require("sklearn.datasets", "Digits")
+        except ImportError as exc:  # the hint names the distribution (scikit-learn), not the import name
             raise ImportError("Digits reads the 8x8 digits bundled with scikit-learn, which is not installed: "
-                              "pip install 'geodl[bench]'") from None
-        x, y = load_digits(return_X_y=True)
+                              "pip install scikit-learn  (or: pip install 'geodl[bench]')") from exc
+        x, y = datasets.load_digits(return_X_y=True)
         y = np.asarray(y, dtype=np.int64)
         is_test = np.zeros(len(y), dtype=bool)
         rng = np.random.default_rng(seed)
@@ -354,8 +355,8 @@ class CIFAR(Dataset):
                 bad = np.flatnonzero(data[:, col] >= limit)
                 if len(bad):
                     i = int(bad[0])
-                    raise ValueError(f"{f}: record {i} has the {what} byte {int(data[i, col])}, expected 0..{limit - 1} "
-                                     f"({len(bad)} bad record(s); records are {record} bytes)")
+                    raise ValueError(f"{f}: record {i} has the {what} byte {int(data[i, col])}, expected "
+                                     f"0..{limit - 1} ({len(bad)} bad record(s); records are {record} bytes)")
             col = 0 if version == 10 or label == "coarse" else 1
             labels[start:start + m] = data[:, col]
             images[start:start + m] = data[:, record - _IMAGE_BYTES:]

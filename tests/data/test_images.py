@@ -67,7 +67,12 @@ def write_cifar100(root, train=3, test=2, fine=CIFAR100_CLASSES, coarse=True, se
 
 
 # --------------------------------------------------------------------------- Digits
-def test_digits_shapes_ranges_dtypes():
+@pytest.fixture
+def sklearn():
+    return pytest.importorskip("sklearn")  # the `bench` extra: Digits reads scikit-learn's bundled digits
+
+
+def test_digits_shapes_ranges_dtypes(sklearn):
     ds = Digits("all")
     assert len(ds) == 1797 and ds.images.shape == (1797, 1, 8, 8) and ds.labels.shape == (1797,)
     assert ds.images.dtype == torch.float32 and ds.labels.dtype == torch.int64
@@ -86,7 +91,7 @@ def test_digits_shapes_ranges_dtypes():
         ds[1.0]
 
 
-def test_digits_match_sklearn():
+def test_digits_match_sklearn(sklearn):
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
@@ -97,7 +102,7 @@ def test_digits_match_sklearn():
 
 
 @pytest.mark.parametrize("fraction", [0.2, 0.5, 0.37])
-def test_digits_split_is_a_stratified_partition(fraction):
+def test_digits_split_is_a_stratified_partition(sklearn, fraction):
     from sklearn.datasets import load_digits
 
     y = load_digits().target
@@ -111,7 +116,7 @@ def test_digits_split_is_a_stratified_partition(fraction):
         assert int((train.labels == c).sum()) == n_class - round(fraction * n_class)
 
 
-def test_digits_split_is_deterministic_by_seed():
+def test_digits_split_is_deterministic_by_seed(sklearn):
     a, b, c = Digits("test", seed=5), Digits("test", seed=5), Digits("test", seed=6)
     assert torch.equal(a.indices, b.indices) and torch.equal(a.images, b.images)
     assert not torch.equal(a.indices, c.indices)
@@ -133,7 +138,7 @@ def test_digits_split_is_deterministic_by_seed():
     (dict(seed=1.5), TypeError, "seed"),
     (dict(seed="0"), TypeError, "seed"),
 ])
-def test_digits_bad_arguments(kwargs, err, arg):
+def test_digits_bad_arguments(sklearn, kwargs, err, arg):
     with pytest.raises(err, match=f"^{arg}"):
         Digits(**kwargs)
 
@@ -334,3 +339,28 @@ def test_cifar_bad_arguments(tmp_path, kwargs, err, arg):
 def test_cifar_bad_root_type(root):
     with pytest.raises(TypeError, match="^root"):
         CIFAR(root)
+
+
+def test_cifar_folder_with_both_kinds_of_batch_files(tmp_path):
+    folder, _ = write_cifar10(tmp_path)
+    (folder / "train.bin").write_bytes((folder / "data_batch_1.bin").read_bytes()[:3074])
+    mixed = folder.rename(tmp_path / "mixed")  # a name that does not tell the version
+    with pytest.raises(ValueError, match="^version"):
+        CIFAR(mixed)
+    assert CIFAR(mixed, version=10).version == 10
+
+
+def test_cifar_checks_memory_before_reading(tmp_path, monkeypatch):
+    import geodl._checks
+
+    folder, _ = write_cifar100(tmp_path)
+    with open(folder / "test.bin", "wb") as f:  # a sparse file of 400000 records (1.2 GB, no disk used)
+        f.truncate(400_000 * 3074)
+    monkeypatch.setattr(geodl._checks, "_available_bytes", lambda device: 1 << 30)
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("read before the memory check")
+
+    monkeypatch.setattr(np, "fromfile", no_read)
+    with pytest.raises(ValueError, match=r"^root: .*400000 CIFAR-100 images.*GiB"):
+        CIFAR(folder, "test")
