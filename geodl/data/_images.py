@@ -175,9 +175,8 @@ _RECORD = {10: 1 + _IMAGE_BYTES, 100: 2 + _IMAGE_BYTES}
 
 
 def _layout(version: int) -> str:
-    files = [*_SPLIT_FILES[version]["train"], *_SPLIT_FILES[version]["test"]]
-    if version == 10:
-        files = ["data_batch_1.bin ... data_batch_5.bin", "test_batch.bin"]
+    """The expected folder and files of ``version``, for error messages."""
+    files = ["data_batch_1.bin ... data_batch_5.bin", "test_batch.bin"] if version == 10 else ["train.bin", "test.bin"]
     meta = "batches.meta.txt" if version == 10 else "fine_label_names.txt, coarse_label_names.txt"
     return f"{_FOLDERS[version]}/ with {', '.join(files)} (and optionally {meta})"
 
