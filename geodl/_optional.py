@@ -20,6 +20,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "pytest": ("pytest", "test"),
     "trimesh": ("trimesh", "mesh"),
     "scipy": ("scipy", "test"),
+    "sklearn": ("scikit-learn", "bench"),
     "sphericart.torch": ("sphericart-torch", "peers"),
 }
 

@@ -124,11 +124,7 @@ class Digits(Dataset):
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction: expected a number in (0, 1), got {test_fraction!r}")
         seed = check_int("seed", seed, min=0, max=2**63 - 1)
-        try:
-            datasets = require("sklearn.datasets", "Digits")
-        except ImportError as exc:  # the hint names the distribution (scikit-learn), not the import name
-            raise ImportError("Digits reads the 8x8 digits bundled with scikit-learn, which is not installed: "
-                              "pip install scikit-learn  (or: pip install 'geodl[bench]')") from exc
+        datasets = require("sklearn.datasets", "Digits (the 8x8 digits bundled with scikit-learn)")
         x, y = datasets.load_digits(return_X_y=True)
         y = np.asarray(y, dtype=np.int64)
         is_test = np.zeros(len(y), dtype=bool)

@@ -59,6 +59,23 @@ def check_resnet_arguments(depth, widths, in_channels, num_classes) -> tuple[int
     return n, widths, in_channels, num_classes
 
 
+def check_images(x, in_channels: int, dtype: torch.dtype, width: int, maps: int = 4) -> None:
+    """Check an image batch ``x`` (B, in_channels, H, W) of ``dtype`` for a network whose first stage has
+    ``width`` channels at full resolution (``maps`` such maps alive at once must fit in memory)."""
+    check_tensor("x", x, ndim=4, floating=True)
+    b, c, h, w = x.shape
+    if c != in_channels:
+        raise ValueError(f"x: expected {in_channels} channels (shape (B, {in_channels}, H, W)), "
+                         f"got shape {tuple(x.shape)}")
+    if h < 1 or w < 1:
+        raise ValueError(f"x: expected images of at least 1x1 pixels, got shape {tuple(x.shape)}")
+    if x.dtype != dtype:
+        raise TypeError(f"x: expected dtype {dtype} (the module's), got {x.dtype}")
+    # the largest activations: the stem's and the first stage's maps, a few alive at once
+    check_memory("x", f"of shape {tuple(x.shape)}", maps * b * width * h * w * x.element_size(), x.device,
+                 what="the activations of the first stage")
+
+
 def _parameter_count(n: int, widths: tuple, in_channels: int, num_classes: int) -> int:
     """Parameters and BatchNorm statistics of a ResNet with ``n`` blocks per stage."""
     a, b, c = widths
@@ -157,18 +174,6 @@ class ResNet(nn.Module):
         return f"depth={self.depth}, widths={self.widths}, in_channels={self.in_channels}, num_classes={self.num_classes}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_tensor("x", x, ndim=4, floating=True)
-        b, c, h, w = x.shape
-        if c != self.in_channels:
-            raise ValueError(f"x: expected {self.in_channels} channels (shape (B, {self.in_channels}, H, W)), "
-                             f"got shape {tuple(x.shape)}")
-        if h < 1 or w < 1:
-            raise ValueError(f"x: expected images of at least 1x1 pixels, got shape {tuple(x.shape)}")
-        dtype = self.head.weight.dtype
-        if x.dtype != dtype:
-            raise TypeError(f"x: expected dtype {dtype} (the module's), got {x.dtype}")
-        # the largest activations: the stem's and the first stage's maps, a few alive at once
-        check_memory("x", f"of shape {tuple(x.shape)}", 4 * b * self.widths[0] * h * w * x.element_size(), x.device,
-                     what="the activations of the first stage")
+        check_images(x, self.in_channels, self.head.weight.dtype, self.widths[0])
         h = self.stages(self.stem(x))
         return self.head(h.mean(dim=(2, 3)))

@@ -37,6 +37,12 @@ _EXPORTS = {
     "PoincareConv2d": "_layers",
     "PoincareReLU": "_layers",
     "PoincareBatchNorm2d": "_layers",
+    "PoincareAvgPool2d": "_layers",
+    # the network (_resnet.py)
+    "PoincareResidualBlock": "_resnet",
+    "PoincareResNet": "_resnet",
+    "poincare_resnet20": "_resnet",
+    "poincare_resnet32": "_resnet",
 }
 
 __getattr__, __dir__, __all__ = lazy_module(__name__, _EXPORTS)

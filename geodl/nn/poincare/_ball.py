@@ -134,7 +134,25 @@ def _c_grad(c) -> bool:
 
 
 def _norm(x: torch.Tensor, dim: int) -> torch.Tensor:
-    return torch.linalg.vector_norm(x, dim=dim, keepdim=True).clamp_min(_TINY.get(x.dtype, 1e-35))
+    tiny = _TINY.get(x.dtype, 1e-35)
+    if x.device.type != "cpu" or x.dim() == 0 or x.stride(dim) == 1 or x.shape[dim] == 1:
+        return torch.linalg.vector_norm(x, dim=dim, keepdim=True).clamp_min(tiny)
+    # on CPU torch's vector_norm over a strided dimension (the channels of an NCHW map) is ~15x slower than a
+    # sum of squares; the sum overflows only for |x| > ~1e19 (float32), and then vector_norm is used instead
+    n = (x * x).sum(dim, keepdim=True).sqrt()
+    if not torch.compiler.is_compiling() and bool(torch.isinf(n).any()):
+        n = torch.linalg.vector_norm(x, dim=dim, keepdim=True)
+    return n.clamp_min(tiny)
+
+
+def _asinh(p: torch.Tensor) -> torch.Tensor:
+    """``asinh(p)`` as ``sign(p) log1p(|p| + |p|/(1/|p| + √(1 + 1/p²)))``: the same to an ulp or two, no overflow
+    for huge ``|p|``, and on CPU about 2.5x faster than ``torch.asinh`` (which is not vectorised there)."""
+    if p.device.type != "cpu":
+        return torch.asinh(p)
+    a = p.abs()
+    r = 1 / a
+    return torch.copysign(torch.log1p(a + a / (r + torch.sqrt(1 + r * r))), p)
 
 
 def _artanh(z: torch.Tensor) -> torch.Tensor:

@@ -25,9 +25,9 @@ import torch
 
 from geodl._checks import check_int, check_tensor
 from geodl.groups import Symmetry
-from geodl.nn.poincare._ball import _check_c, _lambda, _project, _work
+from geodl.nn.poincare._ball import _asinh, _check_c, _lambda, _project, _work
 
-__all__ = ["PoincareLinear", "PoincareMLR", "PoincareConv2d", "PoincareReLU", "PoincareBatchNorm2d"]
+__all__ = ["PoincareLinear", "PoincareMLR", "PoincareConv2d", "PoincareReLU", "PoincareBatchNorm2d", "PoincareAvgPool2d"]
 
 _SYMMETRY = Symmetry("perm", {"x": "node:scalar"}, "node:scalar",
                      note="no geometric symmetry: rows of x are independent points of the ball")
@@ -42,7 +42,7 @@ def _tail_forward(s, lam, zn, r, sc):
     ch, sh = torch.cosh(2 * sc * r), torch.sinh(2 * sc * r)
     p = sc * (lam * s / zn * ch - (lam - 1) * sh)
     T = _t_max(s.dtype, s.shape[-1])
-    t_raw = 2 * zn * torch.asinh(p)
+    t_raw = 2 * zn * _asinh(p)
     t = t_raw.clamp(-T, T)
     S = torch.sinh(t)
     R = torch.sqrt(1 + (S * S).sum(-1, keepdim=True))
@@ -68,7 +68,7 @@ class _FCTail(torch.autograd.Function):
         gS = (gy * S).sum(-1, keepdim=True)
         g_t = C / (sc * den) * (gy - S * gS / (R * den))
         g_t = torch.where(t_raw.abs() > T, torch.zeros_like(g_t), g_t)
-        ash = torch.asinh(p)
+        ash = _asinh(p)
         g_p = g_t * 2 * zn / torch.sqrt(1 + p * p)
         g_s = g_p * sc * lam * ch / zn
         g_lam = (g_p * sc * (s / zn * ch - sh)).sum(-1, keepdim=True)
@@ -211,7 +211,7 @@ class PoincareMLR(torch.nn.Module):
         zn = torch.linalg.vector_norm(w, dim=0).clamp_min(torch.finfo(x.dtype).tiny ** 0.5)
         lam = _lambda(x, self.c, -1)
         p = sc * (lam * (x @ w) / zn * torch.cosh(2 * sc * r) - (lam - 1) * torch.sinh(2 * sc * r))
-        return 2 * zn / sc * torch.asinh(p)
+        return 2 * zn / sc * _asinh(p)
 
 
 def _beta_ratio(n: int, k: int) -> float:
@@ -455,3 +455,76 @@ class PoincareBatchNorm2d(torch.nn.Module):
         scaled = _expmap0(r * _logmap0(xc, c, 1), c, 1)
         beta = _expmap0(self.shift.to(x.dtype).reshape(shape), c, 1)
         return _project(_mobius_add(beta, scaled, c, 1), c, 1)
+
+
+def _pool_size(name: str, value, *, allow_none: bool = False):
+    if value is None and allow_none:
+        return None
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2:
+        raise ValueError(f"{name}: expected an int or a pair, got {value!r:.80}")
+    return tuple(check_int(name, k, min=0 if name == "padding" else 1, max=1 << 10) for k in pair)
+
+
+class PoincareAvgPool2d(torch.nn.Module):
+    """Average pooling in the tangent space at the origin: ``expmap0(avg_pool2d(logmap0(x)))``, the ball along dim 1.
+
+    ``kernel_size``, ``stride`` (default: ``kernel_size``) and ``padding`` as in ``torch.nn.AvgPool2d``; zero
+    padding pads with the origin and counts in the average (``count_include_pad=True``, torch's default).
+    ``kernel_size=None`` pools globally (each map to one pixel), as the head of :class:`PoincareResNet` does.
+
+    Shapes
+    ------
+    ``x`` (B, C, H, W), each pixel's channel vector in the ball -> (B, C, H', W') (``avg_pool2d``'s sizes;
+    (B, C, 1, 1) for the global pool).
+
+    Examples
+    --------
+    >>> from geodl.nn.poincare import expmap0, logmap0
+    >>> u = torch.randn(2, 3, 4, 4, dtype=torch.float64)
+    >>> y = PoincareAvgPool2d(2)(expmap0(u, dim=1))
+    >>> y.shape
+    torch.Size([2, 3, 2, 2])
+    >>> torch.allclose(logmap0(y, dim=1), torch.nn.functional.avg_pool2d(u, 2))
+    True
+    >>> PoincareAvgPool2d(None)(expmap0(u, dim=1)).shape
+    torch.Size([2, 3, 1, 1])
+    """
+
+    symmetry = _SYMMETRY
+
+    def __init__(self, kernel_size=2, stride=None, padding=0, *, c=1.0):
+        super().__init__()
+        self.kernel_size = _pool_size("kernel_size", kernel_size, allow_none=True)
+        self.stride = _pool_size("stride", stride, allow_none=True) or self.kernel_size
+        self.padding = _pool_size("padding", padding)
+        if self.kernel_size is not None and any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(f"padding: expected at most half the kernel size {self.kernel_size}, got {self.padding}")
+        if self.kernel_size is None and self.padding != (0, 0):
+            raise ValueError(f"padding: the global pool (kernel_size=None) takes no padding, got {padding!r}")
+        self.c = _check_c(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from geodl.nn.poincare._ball import _expmap0, _logmap0
+
+        check_tensor("x", x, floating=True, ndim=4)
+        if self.kernel_size is None:
+            if x.shape[2] * x.shape[3] == 0:
+                raise ValueError(f"x: the global pool needs at least one pixel, got shape {tuple(x.shape)}")
+        else:
+            for name, size, k, p in (("height", x.shape[2], self.kernel_size[0], self.padding[0]),
+                                     ("width", x.shape[3], self.kernel_size[1], self.padding[1])):
+                if size + 2 * p < k:
+                    raise ValueError(f"x: {name} {size} (+ padding {p}) is smaller than the kernel {k}")
+        x = _work(x)
+        u = _logmap0(x, self.c, 1)
+        if self.kernel_size is None:
+            v = u.mean(dim=(2, 3), keepdim=True)
+        else:
+            v = torch.nn.functional.avg_pool2d(u, self.kernel_size, self.stride, self.padding)
+        return _project(_expmap0(v, self.c, 1), self.c, 1)
+
+    def extra_repr(self) -> str:
+        if self.kernel_size is None:
+            return f"global, c={self.c}"
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, c={self.c}"
