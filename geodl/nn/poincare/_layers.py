@@ -313,24 +313,31 @@ class PoincareConv2d(torch.nn.Module):
             if size + 2 * self.padding < self.dilation * (k - 1) + 1:
                 raise ValueError(f"x: {name} {size} (+ padding {self.padding}) is smaller than the dilated kernel")
 
+    def _tangent_conv(self, u: torch.Tensor):
+        """``(q, a)`` of the tangent map ``u`` (B, C_in, H, W): ``q`` the Euclidean convolution ``⟨U, z_k⟩`` of every
+        patch, ``a = √c β‖U‖`` (B, 1, H', W') its clamped norm. (``q`` follows autocast; ``a`` is float32/64.)"""
+        from geodl.nn.poincare._ball import _TINY
+
+        w, _, _ = self._params(u.dtype)
+        kh, kw = self.kernel_size
+        conv = dict(stride=self.stride, padding=self.padding, dilation=self.dilation)
+        q = torch.nn.functional.conv2d(u, w.t().reshape(self.out_channels, self.in_channels, kh, kw), **conv)
+        with torch.autocast(u.device.type, enabled=False):  # the box sum of |u|² in full precision
+            n2 = torch.nn.functional.conv2d((u * u).sum(1, keepdim=True), u.new_ones(1, 1, kh, kw), **conv)
+        # clamp_min(tiny): a finite derivative where a whole patch is 0 (common after the ReLU)
+        a = (self.c ** 0.5 * self.beta_scale * n2.clamp_min(_TINY.get(u.dtype, 1e-35)).sqrt())
+        return q, a.clamp_max(_t_max(u.dtype, 1) / 2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from geodl.nn.poincare._ball import _logmap0
+        from geodl.nn.poincare._ball import _logmap0, _tanhc
 
         self._check(x)
         x = _work(x)
-        w, zn, r = self._params(x.dtype)
-        kh, kw = self.kernel_size
-        sc = torch.as_tensor(self.c, dtype=x.dtype, device=x.device).sqrt()
-        u = _logmap0(x, self.c, 1)
-        conv = dict(stride=self.stride, padding=self.padding, dilation=self.dilation)
-        q = torch.nn.functional.conv2d(u, w.t().reshape(self.out_channels, self.in_channels, kh, kw), **conv)
-        n2 = torch.nn.functional.conv2d((u * u).sum(1, keepdim=True), u.new_ones(1, 1, kh, kw), **conv)
-        a = (sc * self.beta_scale * n2.clamp_min(0).sqrt()).clamp_max(_t_max(x.dtype, 1) / 2)
-        from geodl.nn.poincare._ball import _tanhc
-
+        _, zn, r = self._params(x.dtype)
+        q, a = self._tangent_conv(_logmap0(x, self.c, 1))
         g = _tanhc(a) * self.beta_scale  # <P, z> = g q
         lam = 2 * torch.cosh(a) ** 2
-        s = (g * q).permute(0, 2, 3, 1)
+        s = (g * _work(q)).permute(0, 2, 3, 1)
         y = _fc_tail(s, lam.permute(0, 2, 3, 1), zn, r, self.c)
         return y.permute(0, 3, 1, 2)
 
@@ -421,6 +428,18 @@ class PoincareBatchNorm2d(torch.nn.Module):
         self.register_buffer("running_mean", torch.zeros(self.num_features))
         self.register_buffer("running_var", torch.ones(()))
 
+    @torch.no_grad()
+    def _update_running(self, mu: torch.Tensor, var: torch.Tensor, n: int) -> None:
+        """Move the running mean along the geodesic to the batch mean ``mu`` and average the variance."""
+        from geodl.nn.poincare._ball import _expmap0, _logmap0, _mobius_add
+
+        c, m = self.c, self.momentum
+        mu, var = mu.detach(), var.detach()
+        rm = self.running_mean.to(mu.dtype)
+        step = _expmap0(m * _logmap0(_mobius_add(-rm, mu, c, 0), c, 0), c, 0)
+        self.running_mean.copy_(_project(_mobius_add(rm, step, c, 0), c, 0))
+        self.running_var.copy_((1 - m) * self.running_var + m * var * n / max(n - 1, 1))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from geodl.nn.poincare._ball import _expmap0, _logmap0, _mobius_add
 
@@ -440,14 +459,7 @@ class PoincareBatchNorm2d(torch.nn.Module):
             mu = _project(_expmap0(0.5 * _logmap0(mu, c, 0), c, 0), c, 0)  # ½ ⊗ (the weighted sum)
             xc = _mobius_add(-mu.reshape(shape), x, c, 1)
             var = (2 * _logmap0(xc, c, 1)).square().sum(1).mean()
-            with torch.no_grad():
-                m = self.momentum
-                rm = self.running_mean.to(x.dtype)
-                step = _expmap0(m * _logmap0(_mobius_add(-rm, mu.detach(), c, 0), c, 0), c, 0)
-                self.running_mean.copy_(_project(_mobius_add(rm, step, c, 0), c, 0))
-                n = flat.shape[1]
-                unbiased = var.detach() * n / max(n - 1, 1)
-                self.running_var.copy_((1 - m) * self.running_var + m * unbiased)
+            self._update_running(mu, var, flat.shape[1])
         else:
             xc = _mobius_add(-self.running_mean.to(x.dtype).reshape(shape), x, c, 1)
             var = self.running_var.to(x.dtype)
