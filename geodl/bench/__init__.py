@@ -26,6 +26,7 @@ TASKS: dict[str, str] = {
     "shapes": "geodl.bench.tasks.modelnet:main_shapes",
     "modelnet": "geodl.bench.tasks.modelnet:main_modelnet",
     "vinet": "geodl.bench.tasks.vinet:main",
+    "poincare": "geodl.bench.tasks.poincare:main",
 }
 
 _EXPORTS = {
