@@ -44,7 +44,7 @@ GOAL_RATIO = 4.0
 GOAL_ACC_POINTS = 1.0
 
 SETTINGS = {
-    "full": {"depth": 20, "widths": (16, 32, 64), "epochs": 12, "batch_size": 64, "lr": 3e-3, "lr_poincare": None,
+    "full": {"depth": 20, "widths": (16, 32, 64), "epochs": 8, "batch_size": 64, "lr": 3e-3, "lr_poincare": None,
              "seeds": (0, 1), "warmup": 2, "repeats": 7, "timing_batch": 64, "cifar_batch": 32,
              "peer_batch": 16, "peer_size": 32},
     "quick": {"depth": 8, "widths": (8, 16, 16), "epochs": 3, "batch_size": 64, "lr": 3e-3, "lr_poincare": None,
