@@ -280,6 +280,207 @@ def build_poincare_relu(dim, c, batch, radius, seed):
 
     return call, verify
 
+
+@S.composite
+def _pool_valid(draw):
+    k = draw(S.sampled_from([None, 1, 2, 3, (2, 1)]))
+    kk = (k, k) if isinstance(k, int) else k
+    pad = 0 if k is None else draw(S.integers(0, min(kk) // 2))
+    return {"kernel_size": k, "stride": None if k is None else draw(S.sampled_from([None, 1, 2])), "padding": pad,
+            "c": draw(S.sampled_from([1.0, 0.5])), "size": draw(S.sampled_from([(0, 4, 4), (2, 5, 4), (1, 6, 6)])),
+            "radius": draw(S.sampled_from([0.0, 0.5, 0.99, 1 - 1e-5])), "seed": draw(S.integers(0, 99))}
+
+
+def _ball_images(channels, c, size, radius, seed, dtype=None):
+    """A map (B, C, H, W) (``size`` (B, H, W), or (H, W): a 3-d input) of points of the ball at ``radius``."""
+    import torch
+
+    n = channels if isinstance(channels, int) and not isinstance(channels, bool) and 0 < channels < 100 else 2
+    cc = c if isinstance(c, float) and 0 < c < float("inf") else 1.0
+    g = torch.Generator().manual_seed(seed)
+    dt = dtype or torch.float64
+    if len(size) == 3:
+        x = torch.randn(size[0], n, *size[1:], generator=g, dtype=dt)
+    else:
+        x = torch.randn(n, *size, generator=g, dtype=dt)
+    return x / x.norm(dim=-3, keepdim=True).clamp_min(1e-12) * radius / cc ** 0.5
+
+
+@fuzz("geodl.nn.poincare.PoincareAvgPool2d", examples=30)
+@with_cases(lambda: cases(_pool_valid(), {
+    "kernel_size": values(0, -1, 2.5, (1, 2, 3), "2", 1000, names=("kernel_size", "x")),
+    "stride": values(0, -1, 1.5, "1"), "padding": values(-1, 0.5, 5, "0"),
+    "c": values(0.0, -1.0, float("nan"), float("inf"), "1"),
+    "size": [Mut("a 3-d input", (5, 5), names=("x",)),
+             Mut("too small for the kernel", (1, 1, 1), names=("x",), mode="maybe"),
+             Mut("no pixels", (2, 0, 4), names=("x",), mode="maybe")]}))
+def build_poincare_avgpool(kernel_size, stride, padding, c, size, radius, seed):
+    import torch
+
+    from geodl.nn.poincare import PoincareAvgPool2d, logmap0
+
+    x = _ball_images(3, c, size, radius, seed)
+
+    def call():
+        m = PoincareAvgPool2d(kernel_size, stride, padding, c=c)
+        return m, m(x)
+
+    def verify(res):
+        m, y = res
+        finite(y)
+        if kernel_size is None:
+            want, ref = (x.shape[0], x.shape[1], 1, 1), None
+        else:
+            u = logmap0(x, c=c, dim=1) if x.numel() else x
+            ref = torch.nn.functional.avg_pool2d(u, kernel_size, stride, padding)
+            want = tuple(ref.shape)
+        expect(tuple(y.shape) == tuple(want), f"shape {tuple(y.shape)} != {tuple(want)}")
+        if y.numel():
+            expect(float((c * y.double().pow(2).sum(1)).max()) < 1, "an output outside the ball")
+            if radius < 0.999:
+                if ref is None:
+                    ref = logmap0(x, c=c, dim=1).mean(dim=(2, 3), keepdim=True)
+                close(logmap0(y, c=c, dim=1), ref, atol=1e-8, rtol=1e-6, msg="!= the tangent average")
+
+    return call, verify
+
+
+@fuzz("geodl.nn.poincare.PoincareResidualBlock", examples=30)
+@with_cases(lambda: cases(S.fixed_dictionaries({
+    "in_channels": S.integers(1, 4), "out_channels": S.integers(1, 4), "stride": S.integers(1, 2),
+    "c": S.sampled_from([1.0, 0.5]), "zero_init_residual": S.booleans(), "train": S.booleans(),
+    "size": S.sampled_from([(2, 5, 5), (1, 6, 4), (3, 3, 3)]), "radius": S.sampled_from([0.0, 0.5, 0.99]),
+    "seed": S.integers(0, 99)}), {
+    "in_channels": values(0, -1, True, 2.5, None) + values(HUGE, names=("in_channels", "out_channels")),
+    "out_channels": values(0, 1.5, None) + values(HUGE, names=("in_channels", "out_channels")),
+    "stride": values(0, -1, 1.5, None), "c": values(0.0, -1.0, float("nan"), float("inf"), "1"),
+    "size": [Mut("a 3-d input", (5, 5), names=("x",)),
+             Mut("an empty batch", (0, 4, 4), names=("x",), mode="maybe")],
+    "seed": [Mut("x with NaN", -1, names=("x",), mode="nonfinite")]}))
+def build_poincare_block(in_channels, out_channels, stride, c, zero_init_residual, train, size, radius, seed):
+    import copy
+
+    import torch
+
+    from geodl.nn.poincare import PoincareResidualBlock
+
+    x = _ball_images(in_channels, c, size, radius, max(seed, 0))
+    if seed < 0:
+        x.view(-1)[0] = float("nan")
+
+    def call():
+        torch.manual_seed(0)
+        m = PoincareResidualBlock(in_channels, out_channels, stride, c=c,
+                                  zero_init_residual=zero_init_residual).double().train(train)
+        ref = copy.deepcopy(m)
+        return m, ref, m(x)
+
+    def verify(res):
+        m, ref, y = res
+        finite(y)
+        want = (x.shape[0], out_channels, -(-x.shape[2] // stride), -(-x.shape[3] // stride))
+        expect(tuple(y.shape) == want, f"shape {tuple(y.shape)} != {want}")
+        if y.numel():
+            expect(float((c * y.double().pow(2).sum(1)).max()) < 1, "an output outside the ball")
+            ref.fused = False
+            close(y, ref(x), atol=1e-8, rtol=1e-6, msg="fused != the layer-by-layer definition")
+            if not train and x.shape[0] > 1:
+                close(m(x[:1]), y[:1], atol=1e-10, msg="eval output depends on the batch")
+
+    return call, verify
+
+
+@S.composite
+def _presnet_valid(draw):
+    import torch
+
+    ch = draw(S.integers(1, 2))
+    b, h, w = draw(S.integers(0, 3)), draw(S.integers(1, 6)), draw(S.integers(1, 6))
+    g = torch.Generator().manual_seed(draw(S.integers(0, 2**31 - 1)))
+    return dict(widths=tuple(draw(S.lists(S.integers(1, 4), min_size=3, max_size=3))), in_channels=ch,
+                num_classes=draw(S.integers(1, 4)), c=draw(S.sampled_from([1.0, 0.5])),
+                x=torch.rand(b, ch, h, w, generator=g, dtype=torch.float64))
+
+
+def _presnet_muts(with_depth):
+    muts = {
+        "widths": values((4, 4), (4, 4, 4, 4), (4, 0, 4), (4, -1, 4), (4, 2.5, 4), 4, "abc", None, (HUGE, 4, 4),
+                         (4, 4, HUGE)),
+        "in_channels": values(0, -1, True, 1.5, "3", None, HUGE),
+        "num_classes": values(0, -1, True, 1.5, "10", None, HUGE),
+        "c": values(0.0, -1.0, float("nan"), float("inf"), "1", None),
+        "x": tensor_muts("x", shapes={"3-d": lambda x: x[0], "5-d": lambda x: x[None],
+                                      "one channel more": lambda x: x.new_zeros(x.shape[0], x.shape[1] + 1,
+                                                                                *x.shape[2:]),
+                                      "no rows of pixels": lambda x: x[:, :, :0],
+                                      "float32 (the module is float64)": lambda x: x.float()})}
+    if with_depth:
+        muts["depth"] = values(9, 2, 0, -4, 20.0, True, "8", None, 6 * HUGE + 2)
+    return muts
+
+
+def _check_presnet(m, x, y, depth, num_classes):
+    import torch
+
+    from geodl.nn.poincare import PoincareConv2d
+
+    expect(y.shape == (x.shape[0], num_classes) and y.dtype == torch.float64, f"shape {tuple(y.shape)}")
+    finite(y)
+    n_conv = sum(isinstance(k, PoincareConv2d) and tuple(k.kernel_size) == (3, 3) for k in m.modules())
+    expect(n_conv + 1 == depth, f"{n_conv} 3x3 convolutions for depth {depth}")
+    if len(x):
+        f = m.features(x)
+        expect(float((m.c * f.pow(2).sum(1)).max()) < 1, "a pooled point outside the ball")
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(1))
+        close(m(x[perm]), y[perm], atol=1e-10, msg="rows permuted")
+        close(m(x[:1]), y[:1], atol=1e-10, msg="one row alone (eval mode)")
+
+
+@fuzz("geodl.nn.poincare.PoincareResNet", examples=25)
+@with_cases(lambda: cases(_presnet_valid().map(lambda kw: {"depth": 8, **kw}), _presnet_muts(True)))
+def build_poincare_resnet(depth, widths, in_channels, num_classes, c, x):
+    import torch
+
+    from geodl.nn.poincare import PoincareResNet
+
+    def call():
+        torch.manual_seed(0)
+        m = PoincareResNet(depth, widths, in_channels, num_classes, c=c).double().eval()
+        return m, m(x)
+
+    def verify(res):
+        m, y = res
+        _check_presnet(m, x, y, depth, num_classes)
+
+    return call, verify
+
+
+@fuzz("geodl.nn.poincare.poincare_resnet20", "geodl.nn.poincare.poincare_resnet32", examples=12)
+@with_cases(lambda: cases(S.builds(lambda kw, f: {"factory": f, **kw}, _presnet_valid(),
+                                   S.sampled_from(["poincare_resnet20", "poincare_resnet32"])),
+                          {**_presnet_muts(False), "factory": [Mut("depth given twice", "depth", names=("depth",))]}))
+def build_poincare_resnet_factory(factory, widths, in_channels, num_classes, c, x):
+    import torch
+
+    import geodl.nn.poincare as P
+
+    name = "poincare_resnet20" if factory == "depth" else factory
+    extra = {"depth": 8} if factory == "depth" else {}
+
+    def call():
+        torch.manual_seed(0)
+        m = getattr(P, name)(widths=widths, in_channels=in_channels, num_classes=num_classes, c=c, **extra)
+        m = m.double().eval()
+        return m, m(x)
+
+    def verify(res):
+        m, y = res
+        _check_presnet(m, x, y, 20 if name == "poincare_resnet20" else 32, num_classes)
+
+    return call, verify
+
+
+
 NAMES = sorted(n for n, e in REGISTRY.items() if e.builder.split(":")[0].endswith("test_fuzz_poincare"))
 
 
