@@ -70,9 +70,11 @@ def test_check_module_pool_block_resnet():
     for pool in (PoincareAvgPool2d(2), PoincareAvgPool2d(3, stride=1, padding=1), PoincareAvgPool2d(None)):
         assert check_module(pool, {"x": x}).passed
     torch.manual_seed(0)
-    for block in (PoincareResidualBlock(4, 4), PoincareResidualBlock(4, 8, stride=2),
-                  PoincareResidualBlock(4, 4, zero_init_residual=False)):
-        assert check_module(block.eval(), {"x": x}).passed
+    no_compile = ("equivariance", "batching", "state_dict", "gradients", "side_effects")  # compile: ~5 s a block
+    for block, checks in ((PoincareResidualBlock(4, 8, stride=2), None), (PoincareResidualBlock(4, 4), no_compile),
+                          (PoincareResidualBlock(4, 4, zero_init_residual=False), no_compile)):
+        report = check_module(block.eval(), {"x": x}, **({"checks": checks} if checks else {}))
+        assert report.passed and report.items["batching"][0] == "passed"
     model = _small()
     report = check_module(model.eval(), {"x": torch.rand(6, 1, 8, 8, generator=g)})
     assert report.passed and report.items["batching"][0] == "passed"
@@ -234,8 +236,17 @@ def test_ddp_matches_single_process(tmp_path):
     diff_b = max(float((got[k] - ref[k]).abs().max()) for k in buffers)
     moved = max(float((ref[k] - w.build().state_dict()[k]).abs().max()) for k in params)
     assert moved > 1e-3  # the steps changed the parameters (the comparison is not vacuous)
-    assert diff_p <= 1e-5, diff_p
-    assert diff_b <= 1e-5, diff_b
+    assert diff_p <= 1e-5, diff_p  # measured: 6e-8
+    assert diff_b <= 1e-5, diff_b  # measured: 7e-9
+    # contrast: one process on the whole batch of 16 (batch statistics over both halves) is not what DDP computes
+    whole = w.build()
+    opt = torch.optim.SGD(whole.parameters(), lr=w.LR)
+    for _ in range(w.STEPS):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(whole(x), y).backward()
+        opt.step()
+    diff_whole = max(float((got[k] - whole.state_dict()[k]).abs().max()) for k in params)
+    assert diff_whole > 1e-4, diff_whole
 
 
 def test_resnet_argument_errors():
