@@ -22,6 +22,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "scipy": ("scipy", "test"),
     "sklearn": ("scikit-learn", "bench"),
     "sphericart.torch": ("sphericart-torch", "peers"),
+    "hypll": ("hypll", "peers"),
+    "geoopt": ("geoopt", "peers"),
 }
 
 
