@@ -4,8 +4,8 @@
 - :mod:`geodl.nn.tinv`: TinvNN transformation-invariant, distance-preserving initial
   representations (``TinvNN``, ``tinv_coordinates``, ``classical_mds``, ``graph_mds``);
 - :mod:`geodl.nn.spherical`: VI-Net spherical maps, SPA-SConv, the spherical FPN, ``VINet``;
-- :mod:`geodl.nn.poincare`: Poincaré-ball operations (a geoopt-style functional core; the hyperbolic
-  layers and ``PoincareResNet`` are still to come);
+- :mod:`geodl.nn.poincare`: Poincaré-ball operations (a geoopt-style functional core), the hyperbolic
+  layers, ``PoincareResidualBlock`` and ``PoincareResNet``;
 - :mod:`geodl.nn.location`: spherical-harmonic location encoders and their baselines;
 - :mod:`geodl.nn.backbones`: ``PointNet``, ``DGCNN`` and its layer ``EdgeConv``, ``EGNN`` and its
   layer ``EGNNConv``, one per file.

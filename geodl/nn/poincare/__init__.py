@@ -8,10 +8,12 @@
 - ``_layers.py``: :class:`PoincareLinear` (HNN++'s layer, fused backward, identity initialisation) and
   :class:`PoincareMLR` (hyperbolic logits), :class:`PoincareConv2d` (β-concatenation computed by one
   Euclidean conv2d of the tangent map, no unfolding), :class:`PoincareReLU` (tangent space),
-  :class:`PoincareBatchNorm2d` (midpoint batch norm with running statistics for eval mode).
-
-Tangent pooling, Möbius residual blocks and ``PoincareResNet``
-are not written yet (issue 16 is open).
+  :class:`PoincareBatchNorm2d` (midpoint batch norm with running statistics for eval mode),
+  :class:`PoincareAvgPool2d` (tangent-space average pooling, global with ``kernel_size=None``);
+- ``_resnet.py``: :class:`PoincareResidualBlock` (Möbius residual over channels, zero-initialised residual
+  scale), :class:`PoincareResNet` and the factories :func:`poincare_resnet20`, :func:`poincare_resnet32`;
+- ``_fused.py``: the per-pixel chains the blocks run (conv tail + midpoint batch norm + ReLU / Möbius
+  residual), saving only their inputs and recomputing in backward; equal to the layer-by-layer definition.
 """
 
 from geodl._lazy import lazy_module

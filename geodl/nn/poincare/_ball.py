@@ -116,13 +116,22 @@ def _check_tangent(name: str, u, dim) -> torch.Tensor:
 def _check_point(name: str, x, c, dim) -> torch.Tensor:
     _check_tangent(name, x, dim)
     if x.numel():
-        n2 = (x.detach().double() ** 2).sum(dim)
-        cc = c.detach().double() if isinstance(c, torch.Tensor) else c
-        worst = float((cc * n2).max()) if not isinstance(cc, torch.Tensor) else float((cc * n2).max())
+        # in the input's precision (half precision in float32): no float64 copy of a large activation
+        xd = x.detach() if x.dtype in (torch.float32, torch.float64) else x.detach().float()
+        n2 = (xd * xd).sum(dim)
+        cc = c.detach().to(n2.dtype) if isinstance(c, torch.Tensor) else c
+        worst = float((cc * n2).max())
         if not worst < 1.0:
             raise ValueError(f"{name}: points must lie inside the Poincaré ball c·‖x‖² < 1 (along dim={dim}); the "
                              f"largest c·‖x‖² is {worst:.6g} (use project() to pull points inside)")
     return x
+
+
+def _check_input(x: torch.Tensor, c, dim: int) -> None:
+    """A layer's value checks on its input ``x`` (finite, inside the ball); skipped while torch.compile traces
+    (they read values on the host and would break the graph)."""
+    if not torch.compiler.is_compiling():
+        _check_point("x", x, c, dim)
 
 
 def _sqrt_c(c, x: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ import torch
 
 from geodl._checks import check_int, check_tensor
 from geodl.groups import Symmetry
-from geodl.nn.poincare._ball import _asinh, _check_c, _lambda, _project, _work
+from geodl.nn.poincare._ball import _asinh, _check_c, _check_input, _lambda, _project, _work
 
 __all__ = ["PoincareLinear", "PoincareMLR", "PoincareConv2d", "PoincareReLU", "PoincareBatchNorm2d", "PoincareAvgPool2d"]
 
@@ -166,6 +166,7 @@ class PoincareLinear(torch.nn.Module):
         check_tensor("x", x, floating=True, ndim=range(1, 9))
         if x.shape[-1] != self.in_features:
             raise ValueError(f"x: expected {self.in_features} features in the last dimension, got shape {tuple(x.shape)}")
+        _check_input(x, self.c, -1)
         x = _work(x)
         w = self.weight.to(x.dtype)
         zn = torch.linalg.vector_norm(w, dim=0).clamp_min(torch.finfo(x.dtype).tiny ** 0.5)
@@ -205,6 +206,7 @@ class PoincareMLR(torch.nn.Module):
         check_tensor("x", x, floating=True, ndim=range(1, 9))
         if x.shape[-1] != self.in_features:
             raise ValueError(f"x: expected {self.in_features} features in the last dimension, got shape {tuple(x.shape)}")
+        _check_input(x, self.c, -1)
         x = _work(x)
         w, r = self.weight.to(x.dtype), self.bias.to(x.dtype)
         sc = torch.as_tensor(self.c, dtype=x.dtype, device=x.device).sqrt()
@@ -308,6 +310,7 @@ class PoincareConv2d(torch.nn.Module):
         check_tensor("x", x, floating=True, ndim=4)
         if x.shape[1] != self.in_channels:
             raise ValueError(f"x: expected {self.in_channels} channels (dim 1), got shape {tuple(x.shape)}")
+        _check_input(x, self.c, 1)
         kh, kw = self.kernel_size
         for name, size, k in (("height", x.shape[2], kh), ("width", x.shape[3], kw)):
             if size + 2 * self.padding < self.dilation * (k - 1) + 1:
@@ -387,6 +390,7 @@ class PoincareReLU(torch.nn.Module):
         check_tensor("x", x, floating=True)
         if x.dim() == 0 or not -x.dim() <= self.dim < x.dim():
             raise ValueError(f"x: shape {tuple(x.shape)} has no dimension {self.dim} (the ball dimension)")
+        _check_input(x, self.c, self.dim)
         return _project(_expmap0(torch.relu(_logmap0(x, self.c, self.dim)), self.c, self.dim), self.c, self.dim)
 
 
@@ -446,6 +450,7 @@ class PoincareBatchNorm2d(torch.nn.Module):
         check_tensor("x", x, floating=True, ndim=4)
         if x.shape[1] != self.num_features:
             raise ValueError(f"x: expected {self.num_features} channels (dim 1), got shape {tuple(x.shape)}")
+        _check_input(x, self.c, 1)
         x = _work(x)
         c = self.c
         shape = (1, -1, 1, 1)
@@ -520,6 +525,7 @@ class PoincareAvgPool2d(torch.nn.Module):
         from geodl.nn.poincare._ball import _expmap0, _logmap0
 
         check_tensor("x", x, floating=True, ndim=4)
+        _check_input(x, self.c, 1)
         if self.kernel_size is None:
             if x.shape[2] * x.shape[3] == 0:
                 raise ValueError(f"x: the global pool needs at least one pixel, got shape {tuple(x.shape)}")

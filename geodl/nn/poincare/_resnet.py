@@ -29,7 +29,7 @@ from torch import nn
 
 from geodl._checks import check_int, check_tensor
 from geodl.nn.backbones.resnet import _SYMMETRY, check_images, check_resnet_arguments
-from geodl.nn.poincare._ball import _check_c, _expmap0, _logmap0, _mobius_add, _project, _work
+from geodl.nn.poincare._ball import _check_c, _check_input, _expmap0, _logmap0, _mobius_add, _project, _work
 from geodl.nn.poincare._fused import clamp_tangent, expmap0_tangent, recompute, relu_tangent, residual_relu, tail_bn
 from geodl.nn.poincare._layers import (PoincareAvgPool2d, PoincareBatchNorm2d, PoincareConv2d, PoincareMLR,
                                        PoincareReLU)
@@ -131,11 +131,12 @@ class PoincareResidualBlock(nn.Module):
                 self.bn2.scale.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.fused:
-            return self._reference_forward(x)
         check_tensor("x", x, floating=True, ndim=4)
         if x.shape[1] != self.in_channels:
             raise ValueError(f"x: expected {self.in_channels} channels (dim 1), got shape {tuple(x.shape)}")
+        _check_input(x, self.c, 1)
+        if not self.fused:
+            return self._reference_forward(x)
         x = _work(x)
         return expmap0_tangent(self.forward_tangent(_logmap0(x, self.c, 1)), self.c)
 
@@ -258,6 +259,8 @@ class PoincareResNet(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled point of the ball, (B, widths[-1]), of Euclidean images ``x`` (B, in_channels, H, W)."""
         check_images(x, self.in_channels, self.head.weight.dtype, self.widths[0], maps=12)
+        if not torch.compiler.is_compiling() and x.numel() and not bool(torch.isfinite(x.detach()).all()):
+            raise ValueError("x: contains NaN or inf; expected finite (Euclidean) images")
         if not self.fused:
             p = _project(_expmap0(x, self.c, 1), self.c, 1)
             return self.pool(self.stages(self.stem(p))).flatten(1)

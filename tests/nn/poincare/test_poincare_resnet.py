@@ -291,10 +291,11 @@ def test_input_errors():
         block(torch.zeros(1, 3, 5, 5))
     with pytest.raises(ValueError, match="^x: expected a tensor with 4 dimensions"):
         block(torch.zeros(4, 5, 5))
-    # not validated (documented: layers call the unchecked internals): a point outside the ball is accepted
-    # and the output is projected back inside
-    y = block(3 * torch.randn(2, 4, 5, 5, generator=torch.Generator().manual_seed(0)))
-    assert torch.isfinite(y).all() and bool((y.norm(dim=1) < 1).all())
+    # points outside the ball and NaN are refused, naming x (the contract)
+    with pytest.raises(ValueError, match="^x: points must lie inside the Poincaré ball"):
+        block(3 * torch.randn(2, 4, 5, 5, generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match="^x: contains NaN"):
+        block(torch.full((1, 4, 5, 5), float("nan")))
 
 
 def test_avgpool_errors_and_values():
