@@ -32,6 +32,29 @@ def _save(fig, paths: Sequence[Path], **kw) -> list[Path]:
     return out
 
 
+def grouped_bars(ax, series, labels, *, rotation: float = 20) -> None:
+    """Grouped bars on ``ax``: one group per entry of ``labels``, one coloured bar per series.
+
+    ``series`` maps a legend name to one value per label (NaN leaves a gap); a light y grid is drawn.
+    """
+    series = dict(series)
+    width = 0.8 / max(1, len(series))
+    for j, (name, vals) in enumerate(series.items()):
+        xs = [i + (j - (len(series) - 1) / 2) * width for i in range(len(labels))]
+        ax.bar(xs, list(vals), width, label=name, color=f"C{j}")
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(list(labels), rotation=rotation, ha="right" if rotation else "center")
+    ax.grid(True, axis="y", alpha=0.3)
+
+
+def save_figure(fig, path, *, dpi: int = 110) -> Path:
+    """``tight_layout``, write ``fig`` to ``path`` (PNG, atomically) and close it; returns the path."""
+    fig.tight_layout()
+    (out,) = _save(fig, [Path(path)], dpi=dpi)
+    _pyplot().close(fig)
+    return out
+
+
 def try_plot(fn: Callable, *args, **kwargs):
     """``fn(*args, **kwargs)``, or a warning and None when matplotlib (or healpy) is missing.
 

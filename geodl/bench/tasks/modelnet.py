@@ -259,26 +259,17 @@ def _load(task: str, args, cfg: dict):
 
 def _plot(summary: list[dict], protocols: list[str], num_classes: int, path: Path) -> Path:
     """Grouped bars: test accuracy of each model (groups) under each protocol (bars), chance dashed."""
-    from geodl.bench._plots import _pyplot, _save
+    from geodl.bench._plots import _pyplot, grouped_bars, save_figure
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(1.3 * len(summary) + 3.5, 4.0))
-    width = 0.8 / len(protocols)
-    for j, p in enumerate(protocols):
-        xs = [i + (j - (len(protocols) - 1) / 2) * width for i in range(len(summary))]
-        vals = [100 * (r.get(p) if r.get(p) is not None else float("nan")) for r in summary]
-        ax.bar(xs, vals, width, label=p, color=f"C{j}")
+    grouped_bars(ax, {p: [100 * (r.get(p) if r.get(p) is not None else float("nan")) for r in summary]
+                      for p in protocols}, [r["model"] for r in summary])
     ax.axhline(100 / num_classes, color="0.4", ls="--", lw=1, label="chance")
-    ax.set_xticks(range(len(summary)))
-    ax.set_xticklabels([r["model"] for r in summary], rotation=20, ha="right")
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.grid(True, axis="y", alpha=0.3)
     ax.legend(title="train/test", fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
-    (out,) = _save(fig, [Path(path)], dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def _run(args) -> int:

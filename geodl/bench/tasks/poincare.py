@@ -192,9 +192,7 @@ def _accuracy(logits, y):
 
 
 def _plot(doc, path):
-    from pathlib import Path
-
-    from geodl.bench._plots import _pyplot, _save
+    from geodl.bench._plots import _pyplot, grouped_bars, save_figure
 
     plt = _pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -210,21 +208,12 @@ def _plot(doc, path):
     ax1.legend(fontsize=8)
     ax1.grid(True, axis="y", alpha=0.3)
     acc = doc["accuracy"]
-    seeds = doc["seeds"]
-    width = 0.8 / len(MODELS)
-    for j, m in enumerate(MODELS):
-        xs = [i + (j - (len(MODELS) - 1) / 2) * width for i in range(len(seeds) + 1)]
-        ax2.bar(xs, [*acc[m]["per_seed"], acc[m]["mean"]], width, label=m, color=f"C{j}")
-    ax2.set_xticks(range(len(seeds) + 1))
-    ax2.set_xticklabels([f"seed {s}" for s in seeds] + ["mean"])
+    grouped_bars(ax2, {m: [*acc[m]["per_seed"], acc[m]["mean"]] for m in MODELS},
+                 [f"seed {s}" for s in doc["seeds"]] + ["mean"], rotation=0)
     ax2.set_ylim(0, 1)
     ax2.set_ylabel("test accuracy (Digits)")
     ax2.legend(fontsize=8, loc="lower right")
-    ax2.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    (out,) = _save(fig, [Path(path)], dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def _run(args) -> int:

@@ -200,26 +200,15 @@ def _dataset(ds):
 
 def _plot(summary: list[dict], categories, path):
     """Grouped bars: median error per category (groups) and model (bars)."""
-    from pathlib import Path
-
-    from geodl.bench._plots import _pyplot, _save
+    from geodl.bench._plots import _pyplot, grouped_bars, save_figure
 
     plt = _pyplot()
     groups = [*categories, "all"]
     fig, ax = plt.subplots(figsize=(1.0 * len(groups) + 3.5, 4.0))
-    width = 0.8 / len(summary)
-    for j, e in enumerate(summary):
-        xs = [i + (j - (len(summary) - 1) / 2) * width for i in range(len(groups))]
-        ax.bar(xs, [e[f"median_{c}"] for c in groups], width, label=e["model"], color=f"C{j}")
-    ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels(groups, rotation=20, ha="right")
+    grouped_bars(ax, {e["model"]: [e[f"median_{c}"] for c in groups] for e in summary}, groups)
     ax.set_ylabel("median rotation error (degrees)")
-    ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
-    (out,) = _save(fig, [Path(path)], dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def _run(args) -> int:
