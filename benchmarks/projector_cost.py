@@ -196,7 +196,7 @@ def main(argv=None) -> dict:
     atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     for r in rows:
         print(f"{r['group']:>10}: build {r['build_s_median'] * 1e3:.2f} ms, memory (worst of heap/held/RSS) "
-              f"{r["memory_mb_worst_of_three"] * 1024:.1f} KiB, cache hit {r['cache_hit_s_median'] * 1e6:.1f} us, "
+              f"{r['memory_mb_worst_of_three'] * 1024:.1f} KiB, cache hit {r['cache_hit_s_median'] * 1e6:.1f} us, "
               f"project {r['project_s_median']['float64'] * 1e3:.3f} ms (f64), rank {r['rank']}")
     for d in dense:
         print(f"{d['group']:>10} dense 4xvectors: {d['dense_s_median'] * 1e3:.2f} ms vs structured "
