@@ -5,8 +5,8 @@ space of the constraints ``ρ_out(A) W - W ρ_in(A) = 0`` for the Lie generators
 scaling: ``(deg_out - deg_in) W = 0``) and ``ρ_out(h) W ρ_in(h)ᵀ = W`` for the discrete generators
 ``h`` of its component group. The constraint only couples a chunk of ``W`` (one output chunk of
 base ``b_o`` times one input chunk of base ``b_i``) with itself, so the projector is stored as one
-small orthonormal basis ``Q_b (d_o·d_i, k_b)`` per pair of *bases* (from the SVD of the stacked
-constraints), shared by every multiplicity pair: never a dense ``d²×d²`` matrix. ``P = Q Qᵀ`` acts
+small orthonormal basis ``Q_b (d_o·d_i, k_b)`` per pair of *bases* (the null eigenvectors of
+``Σ CᵀC`` over the constraints ``C``), shared by every multiplicity pair: never a dense ``d²×d²`` matrix. ``P = Q Qᵀ`` acts
 on all chunks of a base pair at once (one gather, two small matmuls, one scatter).
 
 Layout of the coefficients ``theta`` (``expand`` / ``coefficients`` / the columns of
@@ -27,6 +27,8 @@ from geodl.nn.soft_equivariance._reps import Rep, _base_degree, _base_dim, _base
 __all__ = ["EquivariantBasis", "equivariant_basis", "projection_penalty"]
 
 _NULL_TOL = 1e-8  # singular values below this (relative to the largest, at least 1) span the null space
+MAX_PAIR_DIM = 2500  # d_o·d_i of one pair of bases (its constraint operator is a dense (D, D) eigh: ~50 MB, seconds)
+MAX_MAP_ENTRIES = 1 << 34  # d_out·d_in of a whole map (a float64 W of 128 GiB)
 
 
 @functools.lru_cache(maxsize=512)
@@ -38,22 +40,27 @@ def _pair_basis(base_o: str, base_i: str, group_name: str) -> torch.Tensor:
     D = do * di
     if G.scaling and _base_degree(base_o) != _base_degree(base_i):
         return torch.zeros(D, 0, dtype=torch.float64)
-    check_memory("rep_in", base_i, 8 * D * D * 6, "cpu", what=f"the constraint of one ({do}, {di}) block")
+    if D > MAX_PAIR_DIM:
+        raise ValueError(f"rep_in: the pair of bases {base_i!r} -> {base_o!r} has {D} = {do}·{di} weights per chunk "
+                         f"pair, above the supported {MAX_PAIR_DIM} (its constraint would be a dense ({D}, {D}) "
+                         "system per generator); split the tensor products into smaller bases")
     Io, Ii = torch.eye(do, dtype=torch.float64), torch.eye(di, dtype=torch.float64)
-    rows = []
+    # K = Σ CᵀC over the constraints C (PSD, D×D): its null space is the intersection of theirs; the
+    # nonzero eigenvalues are >= ~1 (generators with integer spectra, involutions), far above round-off
+    K = None
     for A in G.lie_algebra():
-        rows.append(torch.kron(_base_lie(base_o, A), Ii) - torch.kron(Io, _base_lie(base_i, A).T.contiguous()))
+        C = torch.kron(_base_lie(base_o, A), Ii) - torch.kron(Io, _base_lie(base_i, A).T.contiguous())
+        K = C.T @ C if K is None else K + C.T @ C
     for h in G.discrete():
         R = h.rotation.to(torch.float64)
-        rows.append(torch.kron(_base_matrix(base_o, R, 1.0), _base_matrix(base_i, R, 1.0))
-                    - torch.eye(D, dtype=torch.float64))
-    if not rows:
+        C = torch.kron(_base_matrix(base_o, R, 1.0), _base_matrix(base_i, R, 1.0)) - torch.eye(D, dtype=torch.float64)
+        K = C.T @ C if K is None else K + C.T @ C
+    if K is None:
         return torch.eye(D, dtype=torch.float64)
-    C = torch.cat(rows)
-    _, S, Vh = torch.linalg.svd(C, full_matrices=True)
-    tol = _NULL_TOL * max(1.0, float(S.max()) if S.numel() else 1.0)
-    k = int((S > tol).sum())
-    Q = Vh[k:].T.contiguous()
+    K = 0.5 * (K + K.T)
+    evals, V = torch.linalg.eigh(K)
+    tol = _NULL_TOL * max(1.0, float(evals[-1]))
+    Q = V[:, evals <= tol].contiguous()
     return Q
 
 
@@ -95,6 +102,10 @@ class EquivariantBasis:
     """
 
     def __init__(self, rep_in: Rep, rep_out: Rep, group: CandidateGroup):
+        if rep_in.dim * rep_out.dim > MAX_MAP_ENTRIES:
+            big = "rep_in" if rep_in.dim >= rep_out.dim else "rep_out"
+            raise ValueError(f"{big}: a map {rep_in.dim} -> {rep_out.dim} has {rep_in.dim * rep_out.dim} weights, "
+                             f"above the supported {MAX_MAP_ENTRIES} (a float64 weight of 128 GiB)")
         self.rep_in, self.rep_out, self.group = rep_in, rep_out, group
         bases_o = list(dict.fromkeys(b for _, b in rep_out.blocks))
         bases_i = list(dict.fromkeys(b for _, b in rep_in.blocks))

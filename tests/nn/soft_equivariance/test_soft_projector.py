@@ -257,3 +257,14 @@ def test_check_module_on_projected_layer(group, geodl_group):
     m.project_bias = False
     with pytest.raises(AssertionError):
             check_module(m, {"x": x}, checks=("equivariance",), atol=1e-6)
+
+
+def test_high_degree_and_size_limits():
+    B = equivariant_basis("sh8+sh7", "sh8", "O3")
+    assert B.rank == 1 and equivariant_basis("sh7", "sh7", "SO2z").rank == 15
+    Q = B.basis_dense()
+    assert torch.allclose(Q.T @ Q, torch.eye(1, dtype=F64), atol=1e-12)
+    with pytest.raises(ValueError, match="rep_in"):
+        equivariant_basis("sh40", "sh40", "O3")
+    with pytest.raises(ValueError, match="rep_in"):
+        equivariant_basis("1000000000xvectors", "1000000xvectors", "O3")
