@@ -219,7 +219,7 @@ def test_issubgroup_and_lie():
 
 
 def test_o2_sample_matches_geodl_O2_axis_element():
-    """An O2z sample fixes z and is a rotation about z possibly composed with the xz-plane... reflection."""
+    """An O2z sample fixes z (a rotation about z, possibly composed with a reflection through a plane containing z)."""
     g = candidate_group("O2z").sample(generator=_gen(5))
     R = g.rotation
     assert math.isclose(float(R[2, 2]), 1.0) and float(R[0, 2]) == 0.0
