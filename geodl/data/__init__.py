@@ -38,6 +38,9 @@ _EXPORTS = {
     "CIFAR": "_images",
     "CIFAR10_CLASSES": "_images",
     "CIFAR100_CLASSES": "_images",
+    # modified inertia, the soft-equivariance benchmark's data (_inertia.py)
+    "ModifiedInertia": "_inertia",
+    "inertia_tensor": "_inertia",
     # the cached-dataset registry behind `geodl data` (_registry.py)
     "DATASETS": "_registry",
     "cached_files": "_registry",

@@ -275,6 +275,108 @@ def build_root(which, root):
     return call, verify
 
 
+def _rot_about(axis, theta):
+    import math
+    import torch
+
+    c, s = math.cos(theta), math.sin(theta)
+    i, j = [k for k in range(3) if k != axis]
+    R = torch.eye(3, dtype=torch.float64)
+    R[i, i], R[i, j], R[j, i], R[j, j] = c, -s, s, c
+    return R
+
+
+@fuzz("geodl.data.ModifiedInertia", examples=30)
+@with_cases(lambda: cases(S.fixed_dictionaries({
+    "n": S.integers(1, 50), "noise": S.sampled_from([0.0, 0.3, 0.9]) | S.floats(0, 5), "axis": S.integers(0, 2),
+    "split": S.sampled_from(["train", "val", "test"]), "seed": S.integers(0, 2**40), "dtype": _dtypes()}), {
+    "n": BAD_N + values(0), "noise": values(-1, -1e-9, float("nan"), float("inf"), "0.3", None, True),
+    "axis": values(3, -1, 1.0, True, None, "z"), "split": values("dev", "TRAIN", 3, None),
+    "seed": values(-1, "0", 2.5, True, None), "dtype": _dtype_muts() + [Mut("torch.float16", "float16")]}))
+def build_modified_inertia(n, noise, axis, split, seed, dtype):
+    import torch
+    from geodl.data import ModifiedInertia, inertia_tensor
+
+    if dtype == "float16":
+        dtype = torch.float16
+
+    def call():
+        return ModifiedInertia(n, noise=noise, axis=axis, split=split, seed=seed, dtype=dtype)
+
+    def target(m, pos):
+        inertia = inertia_tensor(m, pos)
+        e = torch.zeros(3, dtype=torch.float64)
+        e[axis] = 1.0
+        return inertia + noise * (inertia @ e)[..., :, None] * e
+
+    def verify(ds):
+        expect(len(ds) == n and ds.x.shape == (n, 20) and ds.y.shape == (n, 9), f"{len(ds)} {tuple(ds.x.shape)}")
+        expect(ds.x.dtype == ds.y.dtype == dtype, f"{ds.x.dtype} {ds.y.dtype}")
+        finite(ds.x, ds.y)
+        expect(bool((ds.masses > 0).all()), "a mass is not positive")
+        m, pos = ds.masses.double(), ds.positions.double()
+        tol = 1e-9 if dtype == torch.float64 else 1e-4
+        close(ds.y.double(), target(m, pos).reshape(n, 9), atol=tol * (1 + noise) * 100, rtol=tol, msg="target")
+        flip = torch.ones(3, dtype=torch.float64)
+        flip[(axis + 1) % 3] = -1.0  # a reflection through a plane containing e_a
+        R = _rot_about(axis, 0.3 + seed % 5) @ torch.diag(flip)
+        close(target(m, pos @ R.T), R @ target(m, pos) @ R.T, atol=1e-9 * (1 + noise), msg="O(2) about the axis")
+        again = ModifiedInertia(n, noise=noise, axis=axis, split=split, seed=seed, dtype=dtype)
+        close(again.x, ds.x, atol=0, rtol=0, msg="same (split, seed), same data")
+        x, y = ds[n - 1]
+        expect(x.shape == (20,) and y.shape == (9,), "item shapes")
+
+    return call, verify
+
+
+@S.composite
+def _inertia_args(draw):
+    import torch
+
+    g = torch.Generator().manual_seed(draw(SEEDS))
+    lead = draw(S.sampled_from([(), (3,), (2, 2)]))
+    k = draw(S.integers(0, 6))
+    dtype = draw(_dtypes())
+    m = (torch.rand(*lead, k, generator=g, dtype=torch.float64) * 3).to(dtype)
+    pos = torch.randn(*lead, k, 3, generator=g, dtype=torch.float64).to(dtype)
+    return dict(masses=m, positions=pos)
+
+
+@fuzz("geodl.data.inertia_tensor", examples=40)
+@with_cases(lambda: cases(_inertia_args(), {
+    "masses": tensor_muts("masses", shapes={"one mass more": lambda m: torch_cat_one(m),
+                                            "a trailing 1": lambda m: m[..., None]}),
+    "positions": tensor_muts("positions", shapes={"(..., k, 2)": lambda p: p[..., :2],
+                                                  "1-D": lambda p: p.reshape(-1)})}))
+def build_inertia_tensor(masses, positions):
+    import torch
+    from geodl.data import inertia_tensor
+
+    def call():
+        return inertia_tensor(masses, positions)
+
+    def verify(out):
+        expect(out.shape == positions.shape[:-2] + (3, 3), f"{tuple(out.shape)} for {tuple(positions.shape)}")
+        finite(out)
+        nb = masses.shape[:-1].numel()
+        m, p = masses.double().reshape(nb, masses.shape[-1]), positions.double().reshape(nb, *positions.shape[-2:])
+        ref = torch.zeros(m.shape[0], 3, 3, dtype=torch.float64)
+        for b in range(m.shape[0]):
+            for i in range(m.shape[1]):
+                ref[b] += m[b, i] * (float(p[b, i] @ p[b, i]) * torch.eye(3, dtype=torch.float64) - torch.outer(p[b, i], p[b, i]))
+        tol = 1e-10 if out.dtype == torch.float64 else 1e-4
+        close(out.double().reshape(nb, 3, 3), ref, atol=tol * 100, rtol=tol, msg="against the loop")
+        close(out, out.transpose(-1, -2), atol=0, rtol=0, msg="symmetric")
+
+    return call, verify
+
+
+def torch_cat_one(m):
+    import torch
+
+    return torch.cat([m, m.new_ones(*m.shape[:-1], 1)], -1)
+
+
 NAMES = sorted(n for n, e in REGISTRY.items() if e.builder.split(":")[0].endswith("test_fuzz_data"))  # this file's builders only
 
 
