@@ -27,6 +27,7 @@ TASKS: dict[str, str] = {
     "modelnet": "geodl.bench.tasks.modelnet:main_modelnet",
     "vinet": "geodl.bench.tasks.vinet:main",
     "poincare": "geodl.bench.tasks.poincare:main",
+    "inertia": "geodl.bench.tasks.inertia:main",
 }
 
 _EXPORTS = {

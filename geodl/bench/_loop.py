@@ -166,7 +166,6 @@ def _describe(fn) -> str:
 # ----------------------------------------------------------------------------- evaluation
 
 
-@torch.no_grad()
 def _check_model_step(model, step_fn) -> None:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -174,6 +173,7 @@ def _check_model_step(model, step_fn) -> None:
         raise TypeError("step_fn: expected a callable step_fn(model, batch) -> (loss, logs)")
 
 
+@torch.no_grad()
 def evaluate(model: torch.nn.Module, step_fn: StepFn, dataset: Dataset, batch_size: int,
              collate_fn=None, device="cpu", *, metrics: Mapping[str, MetricFn] | None = None,
              distributed: bool | None = None) -> dict[str, float]:

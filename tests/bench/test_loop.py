@@ -143,3 +143,23 @@ def test_ddp_evaluation_is_exact_with_two_gloo_processes(tmp_path):
     assert ddp["median"] == single["median"] and ddp["first"] == single["first"]  # dataset order
     assert ddp["loss"] == pytest.approx(single["loss"], rel=1e-6)
     assert ddp["mae"] == pytest.approx(single["mae"], rel=1e-6)
+
+
+def test_evaluation_runs_without_grad(tmp_path):
+    """evaluate (and the per-epoch validation in train) call step_fn under no_grad, in eval mode."""
+    from torch.utils.data import TensorDataset
+
+    from geodl.bench import evaluate, train
+
+    seen = []
+
+    def step(m, b):
+        seen.append((m.training, torch.is_grad_enabled()))
+        return ((m(b[0]) - b[1]) ** 2).mean(), {}
+
+    ds = TensorDataset(torch.randn(8, 2), torch.randn(8, 1))
+    evaluate(torch.nn.Linear(2, 1), step, ds, 4)
+    assert seen and all(s == (False, False) for s in seen)
+    seen.clear()
+    train(torch.nn.Linear(2, 1), step, ds, ds, epochs=1, batch_size=4, lr=0.1, run_dir=tmp_path, progress=False)
+    assert (True, True) in seen and (False, False) in seen and set(seen) == {(True, True), (False, False)}

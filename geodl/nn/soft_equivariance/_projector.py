@@ -74,6 +74,17 @@ def _chunk_index(rep: Rep, base: str) -> torch.Tensor:
     return torch.cat(idx)
 
 
+def _grouped(rep: Rep, bases) -> tuple[torch.Tensor, list]:
+    """A permutation of ``rep``'s columns grouping the chunks by base, and ``(base, start, M, d)`` per base."""
+    perm, ranges, start = [], [], 0
+    for b in bases:
+        idx = _chunk_index(rep, b)
+        perm.append(idx.reshape(-1))
+        ranges.append((b, start, idx.shape[0], idx.shape[1]))
+        start += idx.numel()
+    return torch.cat(perm), ranges
+
+
 class EquivariantBasis:
     """An orthonormal basis of the ``group``-equivariant linear maps ``rep_in -> rep_out``.
 
@@ -123,6 +134,13 @@ class EquivariantBasis:
         self.rank = off
         self._bias = None
         self._cast = {}
+        # residual layout: rows/columns grouped by base (chunks of one base contiguous), so that every
+        # (base_out, base_in) region of the permuted W is a plain view; zero-rank pairs included
+        self._perm_o, self._ranges_o = _grouped(rep_out, bases_o)
+        self._perm_i, self._ranges_i = _grouped(rep_in, bases_i)
+        qs = {(bo, bi): Q for bo, bi, _, _, Q, _ in self._items}
+        self._regions = [(so, Mo, do, si, Mi, di, qs.get((bo, bi)))
+                         for bo, so, Mo, do in self._ranges_o for bi, si, Mi, di in self._ranges_i]
 
     def __repr__(self) -> str:
         return (f"EquivariantBasis(rep_in={str(self.rep_in)!r}, rep_out={str(self.rep_out)!r}, "
@@ -222,6 +240,30 @@ class EquivariantBasis:
         if not torch.compiler.is_compiling() and b.numel() and not bool(torch.isfinite(b).all()):
             raise ValueError("b: expected finite values, got NaN or inf")
         return self.bias_basis.project(b[..., None])[..., 0]
+
+    def residual_sq(self, W: torch.Tensor) -> torch.Tensor:
+        """``‖W − P W‖²`` summed over all leading dims (a scalar; differentiable), without forming ``P W``.
+
+        Every (output base, input base) region of ``W`` is projected on its own block basis and its
+        residual norm summed directly (no cancellation as in ``‖W‖² − ‖QᵀW‖²``, no scatter).
+
+        >>> B = equivariant_basis("vectors", "vectors", "O3")
+        >>> W = torch.arange(9.0, dtype=torch.float64).reshape(3, 3)
+        >>> bool(torch.isclose(B.residual_sq(W), ((W - B.project(W)) ** 2).sum()))
+        True
+        """
+        self._check_W(W)
+        dev = W.device
+        Wp = W.index_select(-2, self._perm_o.to(dev)).index_select(-1, self._perm_i.to(dev))
+        total = W.new_zeros(())
+        for so, Mo, do, si, Mi, di, Q in self._regions:
+            sub = Wp[..., so:so + Mo * do, si:si + Mi * di]
+            if Q is not None:
+                q = self._q(Q, W)
+                blk = sub.unflatten(-2, (Mo, do)).unflatten(-1, (Mi, di)).transpose(-3, -2).flatten(-2)
+                sub = blk - (blk @ q) @ q.T
+            total = total + (sub * sub).sum()
+        return total
 
     def expand(self, theta: torch.Tensor) -> torch.Tensor:
         """``W = Σ theta_j Q_j``: the equivariant map with coefficients ``theta (..., rank)``.
@@ -398,6 +440,5 @@ def _residual(B: EquivariantBasis, W: torch.Tensor) -> torch.Tensor:
         return W.new_zeros(())
     c = W.detach().abs().amax()
     if torch.compiler.is_compiling() or not bool(c > _HUGE):
-        r = W - B.project(W)
-        return 0.5 * (r * r).sum()
+        return 0.5 * B.residual_sq(W)
     return _ScaledResidual.apply(W, B, c)
