@@ -326,6 +326,37 @@ class StrengthTuner(nn.Module):
         v = check_number("strength", strength, nonnegative=True)
         self.strength[self.names.index(name)] = v
 
+    @torch.no_grad()
+    def initialise(self, model: nn.Module) -> int:
+        """Project the free weights of ``model`` onto the equivariant maps of the largest group.
+
+        The tuned model then starts exactly equivariant to the largest candidate (the group the
+        strengths start from) and leaves it only where the data ask: ``R_j`` measures what training
+        did, not the random initialisation (which is about equally far from every group). Needs one
+        largest candidate (a group containing all the others' rotations, e.g. ``O3`` above ``O2z``).
+        Returns the number of layers projected.
+        """
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        top = [G for G in self.groups if not any(G != H and G.issubgroup(H) for H in self.groups)]
+        if len(top) != 1 or not top[0].linear:
+            raise ValueError(f"groups: initialise needs one largest linear candidate, got {[G.name for G in top]}")
+        from geodl.nn.soft_equivariance._projector import equivariant_basis
+
+        n = 0
+        for m in _penalised_layers(model):
+            W, b = getattr(m, "weight", None), getattr(m, "bias", None)
+            if not isinstance(W, nn.Parameter):
+                continue  # hard or RPP layers: nothing free to project
+            B = equivariant_basis(m.rep_in, m.rep_out, top[0])
+            W.copy_(B.project(W.detach().double()).to(W.dtype))
+            if isinstance(b, nn.Parameter):
+                b.copy_(B.project_bias(b.detach().double()).to(b.dtype))
+            n += 1
+        if n == 0:
+            raise ValueError("model: has no free layers with declared representations (RepLinear without a group)")
+        return n
+
     def _one(self, model, G, x, mc_kwargs) -> torch.Tensor:
         if self.method == "projection":
             return projection_regulariser(model, G)
