@@ -62,8 +62,14 @@ def sandbox(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("page", PY_PAGES, ids=_rel)
-def test_python_blocks_run(page, sandbox, capsys):
-    namespace = {"__name__": f"docs_{page.stem}"}
+def test_python_blocks_run(page, sandbox, capsys, monkeypatch):
+    import sys
+    import types
+
+    # a real module for the page, as a user's script has: PyG's MessagePassing inspects the class's module
+    mod = types.ModuleType(f"docs_{page.stem}", f"The examples of {_rel(page)}.")
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    namespace = mod.__dict__
     ran = 0
     for line, code, reason in blocks(page, "python"):
         if reason is not None:

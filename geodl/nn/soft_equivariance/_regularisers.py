@@ -130,7 +130,8 @@ def _io_kinds(model, x, rep_in, rep_out):
 
 
 def _is_pyg(x) -> bool:
-    return type(x).__module__.startswith("torch_geometric") and hasattr(x, "to_dict")
+    # a Batch's class is made on the fly (DataBatch): look along the MRO, without importing PyG
+    return hasattr(x, "to_dict") and any(c.__module__.startswith("torch_geometric") for c in type(x).__mro__)
 
 
 def _act_inputs(x, kin, g):
