@@ -53,6 +53,37 @@ def positive_int(text: str) -> int:
     return v
 
 
+def _finite_float(text: str, positive: bool) -> float:
+    import math
+
+    what = "a positive finite number" if positive else "a non-negative finite number"
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not (math.isfinite(v) and (v > 0 if positive else v >= 0)):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    """``argparse`` type: a finite float > 0.
+
+    >>> positive_float("1e-3")
+    0.001
+    """
+    return _finite_float(text, True)
+
+
+def nonneg_float(text: str) -> float:
+    """``argparse`` type: a finite float >= 0.
+
+    >>> nonneg_float("0")
+    0.0
+    """
+    return _finite_float(text, False)
+
+
 def name_list(choices, what: str = "name"):
     """``argparse`` type: a non-empty comma-separated list of distinct names, each one of ``choices``.
 

@@ -39,7 +39,7 @@ import time
 import torch
 from torch import nn
 
-from geodl.bench._task import Task, name_list, positive_int
+from geodl.bench._task import Task, name_list, nonneg_float, positive_float, positive_int
 
 __all__ = ["main", "TASK", "MODELS", "PUBLISHED", "build_model"]
 
@@ -308,30 +308,6 @@ def _noise_list(text: str) -> list[float]:
     return vals
 
 
-def _positive_float(text: str) -> float:
-    import argparse
-
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return v
-
-
-def _nonneg_float(text: str) -> float:
-    import argparse
-
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(v) and v >= 0):
-        raise argparse.ArgumentTypeError(f"expected a non-negative finite number, got {text!r}")
-    return v
-
-
 def _add_arguments(p) -> None:
     p.add_argument("--models", type=name_list(list(MODELS), "model"), default=",".join(MODELS),
                    help=f"comma-separated subset of {list(MODELS)}")
@@ -339,16 +315,16 @@ def _add_arguments(p) -> None:
     p.add_argument("--n-train", type=positive_int, default=None,
                    help="training samples (validation and test: a third each; default 3000, quick 300)")
     p.add_argument("--layers", type=positive_int, default=3, help="gated blocks of the representation models")
-    p.add_argument("--lr", type=_positive_float, default=1e-2, help="Adam learning rate (default 1e-2)")
-    p.add_argument("--free-lr-scale", type=_positive_float, default=0.05,
+    p.add_argument("--lr", type=positive_float, default=1e-2, help="Adam learning rate (default 1e-2)")
+    p.add_argument("--free-lr-scale", type=positive_float, default=0.05,
                    help="learning-rate factor of the RPP/Soft free paths (default 0.05)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads while training (default 1)")
     p.add_argument("--batch-size", type=positive_int, default=500)
     p.add_argument("--eval-every", type=positive_int, default=None)
-    p.add_argument("--rpp-prior", type=_nonneg_float, default=1e-2,
+    p.add_argument("--rpp-prior", type=nonneg_float, default=1e-2,
                    help="weight of the RPP free paths' Gaussian prior (default 1e-2)")
-    p.add_argument("--strength", type=_nonneg_float, default=1.0, help="the tuner's largest strength λ₀")
-    p.add_argument("--power", type=_nonneg_float, default=3.0, help="the tuner's exponent p (default 3)")
+    p.add_argument("--strength", type=nonneg_float, default=1.0, help="the tuner's largest strength λ₀")
+    p.add_argument("--power", type=nonneg_float, default=3.0, help="the tuner's exponent p (default 3)")
     p.add_argument("--adjust-every", type=positive_int, default=None,
                    help="epochs between strength adjustments (default 5; quick 1)")
 

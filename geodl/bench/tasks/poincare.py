@@ -35,7 +35,7 @@ import time
 
 import torch
 
-from geodl.bench._task import Task, positive_int
+from geodl.bench._task import Task, positive_float, positive_int
 
 __all__ = ["TASK", "main", "SETTINGS", "build_model", "time_steps"]
 
@@ -362,13 +362,7 @@ def _depth(text: str) -> int:
 
 
 def _lr(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive finite float, got {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive finite float, got {text!r}")
-    return v
+    return positive_float(text)
 
 
 def _add_arguments(p) -> None:
