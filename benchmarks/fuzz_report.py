@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ("ops", "groups", "nn", "testing", "data", "bench", "tinv", "dgcnn", "modelnet", "shapes", "spherical_conv", "vinet", "categories", "vinet_bench", "poincare", "images", "resnet", "soft_reps")
+MODULES = ("ops", "groups", "nn", "testing", "data", "bench", "tinv", "dgcnn", "modelnet", "shapes", "spherical_conv", "vinet", "categories", "vinet_bench", "poincare", "images", "resnet", "soft_reps", "soft_layers")
 
 
 def main(argv=None) -> int:

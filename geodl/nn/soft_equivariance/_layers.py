@@ -63,6 +63,23 @@ def _check_size(rep_in: Rep, rep_out: Rep):
     check_memory("rep_in", str(rep_in), 8 * n, "cpu", what=f"a ({rep_out.dim}, {rep_in.dim}) weight")
 
 
+def _check_dtype(dtype):
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype: expected a real floating torch.dtype or None, got {dtype!r}")
+
+
+def _tp_hidden(name: str, hidden) -> Rep:
+    """The factor representation of a tensor product (no points, a tensor square of ≤ 2¹⁶ features)."""
+    hidden = _as_rep(name, hidden)
+    if any("points" in b for _, b in hidden.blocks):
+        raise ValueError(f"{name}: {str(hidden)!r} holds points, which are affine and do not enter "
+                         "tensor products; use vectors")
+    if hidden.dim ** 2 > 1 << 16:
+        raise ValueError(f"{name}: {str(hidden)!r} has dimension {hidden.dim}; its tensor square "
+                         f"({hidden.dim ** 2} features) is above the supported {1 << 16}")
+    return hidden
+
+
 def _group_or_none(group):
     if group is None:
         return None
@@ -118,6 +135,7 @@ class RepLinear(nn.Module):
         gain = check_number("gain", gain, positive=True)
         if not isinstance(bias, bool):
             raise TypeError(f"bias: expected a bool, got {type(bias).__name__}")
+        _check_dtype(dtype)
         _check_size(self.rep_in, self.rep_out)
         self.group = _group_or_none(group)
         self.has_bias = bias
@@ -343,13 +361,7 @@ class RepTensorProduct(nn.Module):
     def __init__(self, rep_in, rep_out, group=None, *, hidden="4xscalars+4xvectors",
                  dtype: torch.dtype | None = None):
         super().__init__()
-        self.hidden = _as_rep("hidden", hidden)
-        if any("points" in b for _, b in self.hidden.blocks):
-            raise ValueError(f"hidden: {str(self.hidden)!r} holds points, which are affine and do not enter "
-                             "tensor products; use vectors")
-        if self.hidden.dim ** 2 > 1 << 16:
-            raise ValueError(f"hidden: {str(self.hidden)!r} has dimension {self.hidden.dim}; its tensor square "
-                             f"({self.hidden.dim ** 2} features) is above the supported {1 << 16}")
+        self.hidden = _tp_hidden("hidden", hidden)
         self.pre = RepLinear(rep_in, self.hidden, group, bias=False, dtype=dtype)
         self.post = RepLinear(self.hidden.tensor(self.hidden), rep_out, group, dtype=dtype, gain=_TP_GAIN)
         self.rep_in, self.rep_out, self.group = self.pre.rep_in, self.post.rep_out, self.pre.group
@@ -406,6 +418,8 @@ class RepMLP(nn.Module):
             raise ValueError(f"group: path={path!r} needs the group of the equivariant maps (e.g. 'O3')")
         self.rep_in, self.rep_out = _as_rep("rep_in", rep_in), _as_rep("rep_out", rep_out)
         self.hidden = _as_rep("hidden", hidden)
+        tp_hidden = _tp_hidden("tp_hidden", tp_hidden)
+        _check_dtype(dtype)
         G = None if path == "free" else _group_or_none(group)
         self.group = G
 
@@ -455,7 +469,7 @@ class _RPPTensorProduct(RepTensorProduct):
 
     def __init__(self, rep_in, rep_out, group, hidden, dtype):
         nn.Module.__init__(self)
-        self.hidden = _as_rep("hidden", hidden)
+        self.hidden = _tp_hidden("hidden", hidden)
         self.pre = RPPLinear(rep_in, self.hidden, group, bias=False, dtype=dtype)
         self.post = RPPLinear(self.hidden.tensor(self.hidden), rep_out, group, dtype=dtype, gain=_TP_GAIN)
         self.rep_in, self.rep_out, self.group = self.pre.rep_in, self.post.rep_out, self.pre.group

@@ -35,6 +35,19 @@ from geodl.nn.soft_equivariance._reps import Rep
 __all__ = ["projection_regulariser", "mc_regulariser", "StrengthTuner", "symmetry_report"]
 
 
+def _candidate_groups(groups) -> list[CandidateGroup]:
+    """The candidate groups of a non-empty sequence (errors name ``groups``)."""
+    if isinstance(groups, (str, CandidateGroup)) or not isinstance(groups, Sequence) or not groups:
+        raise ValueError(f"groups: expected a non-empty list of candidate group names, got {groups!r}")
+    Gs = []
+    for i, g in enumerate(groups):
+        try:
+            Gs.append(candidate_group(g))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"groups[{i}]: {exc}") from None
+    return Gs
+
+
 def _penalised_layers(model) -> list[nn.Module]:
     return [m for m in model.modules() if callable(getattr(m, "equivariance_penalty", None))
             and isinstance(m, nn.Module) and not _inside_layer(m, model)]
@@ -286,9 +299,7 @@ class StrengthTuner(nn.Module):
     def __init__(self, groups: Sequence, *, initial: float = 1.0, power: float = 1.0, every: int = 1,
                  start: str = "largest", method: str = "projection"):
         super().__init__()
-        if isinstance(groups, (str, CandidateGroup)) or not isinstance(groups, Sequence) or not groups:
-            raise ValueError(f"groups: expected a non-empty list of candidate group names, got {groups!r}")
-        Gs = [candidate_group(g) for g in groups]
+        Gs = _candidate_groups(groups)
         names = [G.name for G in Gs]
         if len(set(names)) != len(names):
             raise ValueError(f"groups: expected distinct groups, got {names}")
@@ -460,9 +471,7 @@ def symmetry_report(model: nn.Module, x, groups: Sequence, *, rep_in=None, rep_o
     >>> [r["group"] for r in rows], rows[1]["equivariance_error"] < 1e-12 < rows[0]["equivariance_error"]
     (['O3', 'O2z'], True)
     """
-    if isinstance(groups, (str, CandidateGroup)) or not isinstance(groups, Sequence) or not groups:
-        raise ValueError(f"groups: expected a non-empty list of candidate group names, got {groups!r}")
-    Gs = [candidate_group(g) for g in groups]
+    Gs = _candidate_groups(groups)
     if tuner is not None and not isinstance(tuner, StrengthTuner):
         raise TypeError(f"tuner: expected a StrengthTuner or None, got {type(tuner).__name__}")
     check_int("n_samples", n_samples, min=1, max=10_000)
