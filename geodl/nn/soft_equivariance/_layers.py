@@ -420,7 +420,8 @@ class RepMLP(nn.Module):
         self.hidden = _as_rep("hidden", hidden)
         tp_hidden = _tp_hidden("tp_hidden", tp_hidden)
         _check_dtype(dtype)
-        G = None if path == "free" else _group_or_none(group)
+        G = _group_or_none(group)  # validated on every path (a typo is an error even where it is unused)
+        G = None if path == "free" else G
         self.group = G
 
         def lin(a, b):

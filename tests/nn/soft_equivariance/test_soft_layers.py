@@ -174,3 +174,9 @@ def test_empty_batches_and_no_nan():
     assert net(torch.zeros(0, 20)).shape == (0, 9)
     y = net(torch.randn(16, 20) * 1e3)
     assert torch.isfinite(y).all()
+
+
+def test_free_mlp_still_validates_group():
+    with pytest.raises(ValueError, match="group"):
+        RepMLP("vectors", "vectors", path="free", group="O4")
+    assert RepMLP("vectors", "vectors", path="free", group="O3").group is None
