@@ -67,7 +67,7 @@ def task_summaries() -> dict[str, str]:
     Examples
     --------
     >>> sorted(task_summaries())[:2]
-    ['checkerboard', 'landocean']
+    ['checkerboard', 'inertia']
     """
     out = {}
     for name in TASKS:
