@@ -253,3 +253,33 @@ def test_mc_tuner_on_any_model():
     with pytest.raises(ValueError, match="x"):
         t.penalty(net)
     assert Rep("3xvectors").dim == 9 and candidate_group("O2z").linear
+
+
+def test_model_with_a_tuner_passes_check_module():
+    """A RepMLP with its StrengthTuner as a submodule (as geodl bench inertia builds it): the battery's
+    batching, state_dict round trip (the tuned strengths included), gradients and side-effect checks."""
+    from geodl.groups import Symmetry
+    from geodl.testing import check_module
+
+    class Tuned(torch.nn.Module):
+        symmetry = Symmetry("perm", {"x": "node:scalar"}, "node:scalar")
+
+        def __init__(self):
+            super().__init__()
+            self.net = RepMLP(RIN, ROUT, HID, num_layers=1, group="O3", path="rpp")
+            self.tuner = StrengthTuner(["O3", "O2z"], every=1)
+
+        def forward(self, x):
+            return self.net(x)
+
+    torch.manual_seed(0)
+    m = Tuned().double()
+    with torch.no_grad():
+        for p in m.net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    m.tuner.penalty(m.net)
+    m.tuner.adjust()
+    assert m.tuner.strengths["O2z"] == 1.0 and 0 < m.tuner.strengths["O3"] < 1.0
+    rep = check_module(m, {"x": _x(8)}, checks=("batching", "state_dict", "gradients", "side_effects"))
+    assert rep.passed
+    assert "tuner.strength" in m.state_dict()
