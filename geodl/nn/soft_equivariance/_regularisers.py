@@ -49,13 +49,9 @@ def _candidate_groups(groups) -> list[CandidateGroup]:
 
 
 def _penalised_layers(model) -> list[nn.Module]:
+    # an RPPLinear holds a RepLinear (its equivariant path, flagged _rpp_inner): count the outer map only
     return [m for m in model.modules() if callable(getattr(m, "equivariance_penalty", None))
-            and isinstance(m, nn.Module) and not _inside_layer(m, model)]
-
-
-def _inside_layer(m, model) -> bool:
-    # an RPPLinear holds a RepLinear (its equivariant path): count the outer map only
-    return getattr(m, "_rpp_inner", False)
+            and not getattr(m, "_rpp_inner", False)]
 
 
 def projection_regulariser(model: nn.Module, group) -> torch.Tensor:
