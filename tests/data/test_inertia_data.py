@@ -21,12 +21,10 @@ def _target(m, pos, noise, axis):
 
 
 def _rot(axis, theta):
-    """The rotation by ``theta`` about coordinate axis ``axis`` (float64)."""
-    c, s = math.cos(theta), math.sin(theta)
-    i, j = [k for k in range(3) if k != axis]
-    R = torch.eye(3, dtype=torch.float64)
-    R[i, i], R[i, j], R[j, i], R[j, j] = c, -s, s, c
-    return R
+    """The rotation by ``theta`` about coordinate axis ``axis`` (float64): the library's own helper."""
+    from geodl.nn.soft_equivariance._groups import _axis_rotation
+
+    return _axis_rotation(axis, theta)
 
 
 def _o3(seed):

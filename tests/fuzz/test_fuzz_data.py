@@ -276,14 +276,9 @@ def build_root(which, root):
 
 
 def _rot_about(axis, theta):
-    import math
-    import torch
+    from geodl.nn.soft_equivariance._groups import _axis_rotation
 
-    c, s = math.cos(theta), math.sin(theta)
-    i, j = [k for k in range(3) if k != axis]
-    R = torch.eye(3, dtype=torch.float64)
-    R[i, i], R[i, j], R[j, i], R[j, j] = c, -s, s, c
-    return R
+    return _axis_rotation(axis, theta)
 
 
 @fuzz("geodl.data.ModifiedInertia", examples=30)
