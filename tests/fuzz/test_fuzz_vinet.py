@@ -205,9 +205,9 @@ def build_vbranch(channels, H, W, b, seed, x=None):
 
 @fuzz("geodl.nn.spherical.IBranch", examples=20)
 @with_cases(lambda: cases(S.fixed_dictionaries({
-    "channels": S.integers(1, 3), "H": S.sampled_from([2, 4, 6]), "W": S.sampled_from([4, 8]),
+    "channels": S.integers(1, 3), "H": S.sampled_from([4, 8]), "W": S.sampled_from([4, 8]),
     "b": S.integers(0, 3), "seed": SEEDS}), {
-    "channels": _BAD_HW, "H": values(3, 0, True, "4", None), "W": values(5, 6, 0, True, None),
+    "channels": _BAD_HW, "H": values(3, 0, 6, True, "4", None), "W": values(5, 6, 0, True, None),
     "r_vp": [Mut("wrong batch", lambda kw: "B+1"), Mut("(B, 3)", lambda kw: "2d"), Mut("a string", "abc")]}))
 def build_ibranch(channels, H, W, b, seed, r_vp=None):
     import torch

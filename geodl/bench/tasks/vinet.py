@@ -51,7 +51,7 @@ THRESHOLDS = (5.0, 10.0)
 # data sizes, network sizes and epochs per mode; per_category = (train, val, test) clouds (6 categories:
 # every split a whole number of batches)
 SETTINGS = {
-    "full": {"resolution": 32, "num_points": 1024, "per_category": (192, 16, 32), "epochs": 16, "batch_size": 32,
+    "full": {"resolution": 32, "num_points": 1024, "per_category": (384, 32, 48), "epochs": 24, "batch_size": 32,
              "lr": 2e-3, "vinet": {"channels": (16, 32, 64), "hidden": 32},
              "pointnet": {"hidden_channels": (64, 128, 256), "head_channels": (128,)}},
     "quick": {"resolution": 16, "num_points": 512, "per_category": (64, 8, 16), "epochs": 12, "batch_size": 16,

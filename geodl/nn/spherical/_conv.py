@@ -274,7 +274,15 @@ class SPAConv2d(_SphericalModule):
         if max(ph) > x.shape[-2] or max(pw) > x.shape[-1]:
             raise ValueError(f"x: a {x.shape[-2]} x {x.shape[-1]} map is smaller than the padding {ph}, {pw} of "
                              f"kernel_size={self.kernel_size}, dilation={self.dilation}")
-        if self.symmetric:
+        if self.symmetric and self.stride == (1, 1) and ph[0] == ph[1] and pw[0] == pw[1]:
+            # stride 1, symmetric padding: pad(flip(x)) = flip(pad(x)) (even W; zeros trivially), so
+            # flip(K * pad(flip(x))) = flip(K) * pad(x): one convolution with [K, flip(K)] stacked along the
+            # output channels on the map padded once, instead of two on the map and its flipped copy
+            # (the same FLOPs, no flipped copies in and out; see benchmarks/vinet_bench.py)
+            w = self.conv.weight
+            y = F.conv2d(_pad(x, self.padding, ph, pw), torch.cat([w, _flip(w)], 0), dilation=self.dilation)
+            y = torch.maximum(y[:, :self.out_channels], y[:, self.out_channels:])
+        elif self.symmetric:
             B = x.shape[0]
             y = self.conv(_pad(torch.cat([x, _flip(x)], dim=0), self.padding, ph, pw))
             y = torch.maximum(y[:B], _flip(y[B:]))

@@ -280,17 +280,28 @@ def rotate_sphere_grid(x: torch.Tensor, R: torch.Tensor) -> torch.Tensor:
 
 class IBranch(nn.Module):
     """The I-branch: the features resampled in the viewpoint frame (``out(u) = x(R_vp u)``, see
-    :func:`rotate_sphere_grid`), a small SPA-SConv stack with max-pooling, global max + mean pooling
-    and an MLP regressing a 6D rotation (Gram–Schmidt, :func:`geodl.groups.sixd_to_matrix`) -> ``R_ip``.
+    :func:`rotate_sphere_grid`), a small SPA-SConv stack (a convolution, max-pooling by 2, a
+    convolution of stride 2), a 1×1 reduction to ``readout`` channels, the ``H/4 × W/4`` map
+    flattened and an MLP regressing a 6D rotation (Gram–Schmidt, :func:`geodl.groups.sixd_to_matrix`)
+    -> ``R_ip``.
+
+    The read-out is positional on purpose. In the viewpoint frame the object's axis sits at the
+    north pole and its in-plane angle ``γ`` is an azimuth roll of the resampled map; SPA-SConv
+    features commute with those rolls, so a global (max / mean) pooling would make ``R_ip``
+    invariant to exactly the angle it has to regress (an earlier version did this and could not
+    learn the non-symmetric categories). The flattened map keeps where each feature is.
 
     Parameters
     ----------
     channels : int
         Channels of the input feature map.
     H, W : int
-        Map size (``H`` even, ``W`` a multiple of 4 with spherical padding).
+        Map size, both multiples of 4 (pooling by 2, then a stride-2 convolution on a map whose
+        width must stay even for the pole padding).
     hidden : int
         Channels of the convolutions and the MLP.
+    readout : int
+        Channels kept per bin of the ``H/4 × W/4`` map before flattening.
     padding, symmetric
         As in :class:`~geodl.nn.spherical.SPAConv2d`.
 
@@ -304,24 +315,30 @@ class IBranch(nn.Module):
     (torch.Size([2, 3, 3]), True)
     """
 
-    def __init__(self, channels: int, H: int, W: int, *, hidden: int = 64, padding: str = "spherical",
-                 symmetric: bool = True):
+    def __init__(self, channels: int, H: int, W: int, *, hidden: int = 64, readout: int = 16,
+                 padding: str = "spherical", symmetric: bool = True):
         super().__init__()
-        from ._conv import SphericalMaxPool2d
+        from ._conv import SPAConv2d, SphericalMaxPool2d
 
         self.channels = check_positive_int("channels", channels)
         self.H, self.W = _check_hw(H, W)
-        if self.H % 2:
-            raise ValueError(f"H: expected an even number of polar bins (the I-branch pools by 2), got {H}")
-        if padding == "spherical" and self.W % 4:
-            raise ValueError(f"W: expected a multiple of 4 (the I-branch pools by 2 and the pooled map needs an even "
-                             f"width for the pole padding), got {W}")
+        if self.H % 4:
+            raise ValueError(f"H: expected a multiple of 4 polar bins (the I-branch pools by 2, then convolves at "
+                             f"stride 2), got {H}")
+        if self.W % 4:
+            raise ValueError(f"W: expected a multiple of 4 azimuth bins (the I-branch pools by 2, then convolves at "
+                             f"stride 2 a map whose width must stay even for the pole padding), got {W}")
         hidden = check_positive_int("hidden", hidden)
-        _check_weights("channels", channels, 9 * self.channels * hidden + 9 * hidden * hidden)
-        self.conv = nn.Sequential(_conv_block(channels, hidden, padding=padding, symmetric=symmetric),
-                                  SphericalMaxPool2d(2, 2),
-                                  _conv_block(hidden, hidden, padding=padding, symmetric=symmetric))
-        self.mlp = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 6))
+        readout = check_positive_int("readout", readout)
+        cells = (self.H // 4) * (self.W // 4)
+        _check_weights("channels", channels, 9 * self.channels * hidden + 9 * hidden * hidden + cells * readout * hidden)
+        self.conv = nn.Sequential(
+            _conv_block(channels, hidden, padding=padding, symmetric=symmetric),
+            SphericalMaxPool2d(2, 2),
+            SPAConv2d(hidden, hidden, 3, stride=2, padding=padding, symmetric=symmetric, bias=False),
+            nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, readout, 1), nn.ReLU(inplace=True))
+        self.mlp = nn.Sequential(nn.Linear(cells * readout, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 6))
         self.register_buffer("identity_6d", torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]), persistent=False)
 
     @property
@@ -341,6 +358,5 @@ class IBranch(nn.Module):
         r_vp = check_tensor("r_vp", r_vp, shape=(x.shape[0], 3, 3), floating=True)
         if x.shape[0] == 0:
             return x.new_zeros(0, 3, 3)
-        h = self.conv(rotate_sphere_grid(x, r_vp))
-        h = torch.cat([h.amax((-2, -1)), h.mean((-2, -1))], -1)
+        h = self.conv(rotate_sphere_grid(x, r_vp)).flatten(1)
         return sixd_to_matrix(self.mlp(h) + self.identity_6d.to(h.dtype))

@@ -188,3 +188,27 @@ def test_empty_batch_backward_and_pool_declarations():
     y = torch.randn(1, 1, 4, 8)
     p12 = SphericalMaxPool2d(1, 2)
     assert not torch.equal(p12(flip(y)), flip(p12(y)))
+
+
+@pytest.mark.parametrize("padding", ["spherical", "zeros"])
+@pytest.mark.parametrize("kernel,stride,dilation", [(3, 1, 1), (3, 1, 2), (5, 1, 1), (2, 1, 1), (3, 2, 1)])
+def test_symmetric_conv_is_the_two_copy_formula(padding, kernel, stride, dilation):
+    """conv(x) = max(K * pad(x), flip(K * pad(flip x))) + b, whichever path computes it (stride 1 with
+    odd kernels: one convolution with [K, flip(K)]; otherwise the map and its flipped copy)."""
+    import torch.nn.functional as F
+
+    from geodl.nn.spherical._conv import _pad
+
+    torch.manual_seed(0)
+    conv = SPAConv2d(3, 4, kernel, stride=stride, dilation=dilation, padding=padding).double()
+    x = torch.randn(2, 3, 8, 16, dtype=torch.float64)
+    ph, pw = conv.pads
+    w = conv.conv.weight
+
+    def flip(t):
+        return torch.flip(t, (-2, -1))
+
+    a = F.conv2d(_pad(x, padding, ph, pw), w, stride=stride, dilation=dilation)
+    b = flip(F.conv2d(_pad(flip(x), padding, ph, pw), w, stride=stride, dilation=dilation))
+    ref = torch.maximum(a, b) + conv.bias.view(1, -1, 1, 1)
+    assert torch.allclose(conv(x), ref, atol=1e-12)
