@@ -71,3 +71,21 @@ def test_registry_and_arguments(tmp_path, tiny):
     assert exc.value.code == 2
     with pytest.raises(ValueError, match="name"):
         nbody.build_model("SchNet")
+
+
+def test_constant_lr_and_egnn_input_distance_flags(tmp_path, tiny):
+    """--lr-schedule none keeps each model's rate constant (the papers' protocol); --egnn-input-distance
+    builds EGNN with the fixed squared-distance edge feature; both are part of the run folder's name, so
+    a resume never mixes them with the default runs."""
+    argv = _argv(tmp_path, "--lr-schedule", "none", "--egnn-input-distance", "--epochs", "3")
+    assert run_task("nbody", argv) == 0
+    doc = json.loads((tmp_path / "res" / "nbody_quick.json").read_text())
+    assert doc["lr_schedule"] == "none" and doc["models"]["EGNN"]["input_distance"] is True
+    for name, lr in (("FA-GNN", 1e-3), ("EGNN", 5e-4)):
+        assert [h["lr"] for h in doc["histories"][name]] == [lr] * 3
+    runs = {r["model"]: r["run_dir"] for r in doc["rows"]}
+    assert runs["EGNN"].endswith("egnn_dist_constlr_seed0_e3") and "_constlr" in runs["FA-GNN"]
+    # the default is still the cosine decay
+    assert run_task("nbody", _argv(tmp_path, "--epochs", "3")) == 0
+    lrs = [h["lr"] for h in json.loads((tmp_path / "res" / "nbody_quick.json").read_text())["histories"]["EGNN"]]
+    assert lrs[0] == 5e-4 and lrs[-1] < lrs[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from geodl._checks import check_choice, check_int
@@ -33,6 +34,11 @@ class EGNN(nn.Module):
         Message-passing layers (4 in the paper).
     act : str
         "silu" (paper), "relu", "tanh" or "gelu".
+    input_distance : bool
+        Also feed each pair's squared distance of the *input* positions ``|x_i − x_j|²`` as a fixed
+        edge feature (edges carry ``(q_i q_j, |x_i − x_j|²)``), as the reference n-body script of the
+        EGNN repository does (``in_edge_nf=2``); invariant, so the symmetry is unchanged. Default
+        ``False`` (charges only; every layer still sees its own current squared distance).
 
     Forward
     -------
@@ -61,17 +67,22 @@ class EGNN(nn.Module):
 
     symmetry = DYNAMICS_SYMMETRY
 
-    def __init__(self, hidden_channels: int = 64, num_layers: int = 4, *, act: str = "silu"):
+    def __init__(self, hidden_channels: int = 64, num_layers: int = 4, *, act: str = "silu",
+                 input_distance: bool = False):
         super().__init__()
         hidden_channels = check_int("hidden_channels", hidden_channels, min=1)
         num_layers = check_int("num_layers", num_layers, min=1)
         check_choice("act", act, tuple(ACTIVATIONS))
+        if not isinstance(input_distance, bool):
+            raise TypeError(f"input_distance: expected a bool, got {type(input_distance).__name__}")
+        self.input_distance = input_distance
+        edge_dim = 2 if input_distance else 1
         check_linear_sizes("hidden_channels, num_layers", f"{hidden_channels}, {num_layers}",
-                           _layer_shapes(hidden_channels, 1), repeat=num_layers)
+                           _layer_shapes(hidden_channels, edge_dim), repeat=num_layers)
         self.embedding = nn.Linear(1, hidden_channels)
         # the last layer's feature update would feed nothing, so it is left out
         self.layers = nn.ModuleList(
-            EGNNConv(hidden_channels, 1, act=act, update_features=i < num_layers - 1, velocity=True)
+            EGNNConv(hidden_channels, edge_dim, act=act, update_features=i < num_layers - 1, velocity=True)
             for i in range(num_layers))
 
     def forward(self, x, pos=None, batch=None, _legacy_batch=None, *, num_graphs=None, vel=None, edge_index=None):
@@ -83,6 +94,8 @@ class EGNN(nn.Module):
             edge_index = full_graph_edges(batch).flip(0)
         src, dst = edge_index
         edge_attr = charges[dst] * charges[src]
+        if self.input_distance:
+            edge_attr = torch.cat([edge_attr, (pos[dst] - pos[src]).pow(2).sum(-1, keepdim=True)], -1)
         h = self.embedding(vel.norm(dim=-1, keepdim=True))
         for layer in self.layers:
             h, pos = layer(h, pos, edge_index, edge_attr, vel=vel)

@@ -148,3 +148,27 @@ def test_egnn_and_egnnconv_compile_fullgraph_given_edge_index():
     got = torch.compile(conv, fullgraph=True, backend="aot_eager")(x, pos, ei)
     for a, b in zip(got, conv(x, pos, ei)):
         torch.testing.assert_close(a, b)
+
+
+def test_egnn_input_distance_edge_feature():
+    """input_distance=True: every layer gets (q_i q_j, |x_i − x_j|² of the input positions) as edge features,
+    as the EGNN repository's n-body script; the model stays E(3)-equivariant (check_module)."""
+    torch.manual_seed(0)
+    model = EGNN(hidden_channels=8, num_layers=2, input_distance=True).double()
+    g = torch.Generator().manual_seed(1)
+    pos, vel = torch.randn(10, 3, generator=g, dtype=F64), torch.randn(10, 3, generator=g, dtype=F64)
+    q = torch.where(torch.rand(10, 1, generator=g) < 0.5, -1.0, 1.0).to(F64)
+    batch = torch.arange(2).repeat_interleave(5)
+    ei = full_graph_edges(batch)
+    seen = []
+    hooks = [layer.register_forward_pre_hook(lambda m, args: seen.append(args[3].clone())) for layer in model.layers]
+    model(q, pos, batch, vel=vel, num_graphs=2, edge_index=ei)
+    for h in hooks:
+        h.remove()
+    src, dst = ei
+    expect = torch.cat([q[dst] * q[src], (pos[dst] - pos[src]).pow(2).sum(-1, keepdim=True)], -1)
+    assert len(seen) == 2 and all(torch.equal(s, expect) for s in seen)  # fixed: the input distances in every layer
+    assert EGNN(hidden_channels=8, num_layers=2).layers[0].edge_dim == 1 and model.layers[0].edge_dim == 2
+    check_module(model, {"x": q, "pos": pos, "batch": batch, "vel": vel, "edge_index": ei, "num_graphs": 2})
+    with pytest.raises(TypeError, match="input_distance"):
+        EGNN(input_distance="yes")
