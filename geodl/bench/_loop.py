@@ -292,7 +292,8 @@ def train(model: torch.nn.Module, step_fn: StepFn, train_set: Dataset, val_set: 
           eval_every: int = 1, progress: bool = True, resume: bool = True,
           deterministic: bool = False, device="cpu", test_set: Dataset | None = None,
           select: str = "val_loss",
-          callback: Callable[[int, dict | None], None] | None = None) -> TrainResult:
+          callback: Callable[[int, dict | None], None] | None = None,
+          time_limit: float | None = None) -> TrainResult:
     """Train ``model``, checkpointing every epoch; resumable; DDP under ``torchrun``.
 
     Parameters
@@ -352,6 +353,12 @@ def train(model: torch.nn.Module, step_fn: StepFn, train_set: Dataset, val_set: 
     callback : callable, optional
         ``callback(epoch, entry)`` after each epoch's checkpoint is written (``entry`` is None on
         epochs without evaluation). Raising from it stops the run, leaving a valid checkpoint.
+    time_limit : float, optional
+        Wall seconds for this call: after the first epoch (checkpointed, with at least one
+        evaluation so far) that ends past the limit, training stops and the result is returned as
+        at the end (best weights, test evaluated); ``history[-1]["epoch"]`` tells how far it got,
+        and calling again with the same arguments resumes. Not under DDP (the ranks would have to
+        agree on when to stop).
 
     Returns
     -------
@@ -401,9 +408,14 @@ def train(model: torch.nn.Module, step_fn: StepFn, train_set: Dataset, val_set: 
     for name, ds in (("train_set", train_set), ("val_set", val_set)):
         if len(ds) == 0:
             raise ValueError(f"{name}: expected a non-empty dataset")
+    if time_limit is not None and not (isinstance(time_limit, (int, float)) and not isinstance(time_limit, bool)
+                                       and time_limit > 0 and math.isfinite(time_limit)):
+        raise ValueError(f"time_limit: expected a positive number of seconds or None, got {time_limit!r}")
 
     device = torch.device(device)
     rank, world = _dist_info()
+    if time_limit is not None and world > 1:
+        raise ValueError("time_limit: not supported under DDP (the ranks would have to agree on when to stop)")
     if device.type == "cuda" and world > 1 and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # one GPU per process
         torch.cuda.set_device(device)
@@ -425,7 +437,7 @@ def train(model: torch.nn.Module, step_fn: StepFn, train_set: Dataset, val_set: 
         return _train(model, step_fn, train_set, val_set, epochs, batch_size, lr, run_dir, config,
                       seed, collate_fn, weight_decay, lr_schedule, optimizer, scheduler, hooks,
                       metrics, eval_every, progress, resume, device, test_set, select, callback,
-                      rank, world)
+                      rank, world, time_limit)
     finally:
         torch.use_deterministic_algorithms(prev_det)
 
@@ -433,7 +445,7 @@ def train(model: torch.nn.Module, step_fn: StepFn, train_set: Dataset, val_set: 
 def _train(model, step_fn, train_set, val_set, epochs, batch_size, lr, run_dir, config, seed,
            collate_fn, weight_decay, lr_schedule, make_optimizer, make_scheduler, hooks, metrics,
            eval_every, progress, resume, device, test_set, select, callback, rank,
-           world) -> TrainResult:
+           world, time_limit=None) -> TrainResult:
     import torch.distributed as dist
 
     ckpt_path = run_dir / CHECKPOINT_NAME
@@ -485,6 +497,7 @@ def _train(model, step_fn, train_set, val_set, epochs, batch_size, lr, run_dir, 
         net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
     bar = _run_epochs_bar(epochs, start, run_dir.name, progress, rank)
+    t_call = time.perf_counter()
     n_train = len(train_set)
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
@@ -539,6 +552,8 @@ def _train(model, step_fn, train_set, val_set, epochs, batch_size, lr, run_dir, 
                   f"val_loss {entry['val_loss']:.5g} ({entry['time']:.1f} s)", flush=True)
         if callback is not None:
             callback(epoch + 1, entry)
+        if time_limit is not None and best and time.perf_counter() - t_call >= time_limit:
+            break  # checkpointed: the same call again resumes from here
     if bar is not None:
         bar.close()
 

@@ -89,3 +89,44 @@ def test_constant_lr_and_egnn_input_distance_flags(tmp_path, tiny):
     assert run_task("nbody", _argv(tmp_path, "--epochs", "3")) == 0
     lrs = [h["lr"] for h in json.loads((tmp_path / "res" / "nbody_quick.json").read_text())["histories"]["EGNN"]]
     assert lrs[0] == 5e-4 and lrs[-1] < lrs[0]
+
+
+def test_time_limit_stops_at_an_epoch_and_resumes(tmp_path, tiny):
+    """--time-limit: training stops after the first evaluated epoch past the limit (here: the first), the
+    results say how far it got, and the same command continues from the checkpoint."""
+    argv = _argv(tmp_path, "--epochs", "3", "--time-limit", "1e-9", "--models", "EGNN")
+    assert run_task("nbody", argv) == 0
+    row = json.loads((tmp_path / "res" / "nbody_quick.json").read_text())["rows"][0]
+    assert row["epochs_reached"] == 1 and row["epochs"] == 3 and row["test_mse"] > 0
+    assert run_task("nbody", argv) == 0  # resumes: one more epoch
+    row = json.loads((tmp_path / "res" / "nbody_quick.json").read_text())["rows"][0]
+    assert row["epochs_reached"] == 2 and row["resumed_from"] == 1
+    assert run_task("nbody", _argv(tmp_path, "--epochs", "3", "--models", "EGNN")) == 0  # no limit: to the end
+    row = json.loads((tmp_path / "res" / "nbody_quick.json").read_text())["rows"][0]
+    assert row["epochs_reached"] == 3 and row["resumed_from"] == 2
+
+
+def test_time_limit_must_be_positive(tmp_path, tiny, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run_task("nbody", _argv(tmp_path, "--time-limit", "0"))
+    assert exc.value.code == 2 and "--time-limit" in capsys.readouterr().err
+
+
+def test_reference_data_flag(tmp_path, tiny):
+    """--reference-data: the splits are the EGNN reference's numpy-seed-43 trajectories (the first ones of
+    each part of its stream), recorded in the results and in the run folder's name."""
+    from geodl.data._nbody import reference_initial_states
+
+    argv = _argv(tmp_path, "--reference-data", "--models", "EGNN", "--epochs", "1")
+    assert run_task("nbody", argv) == 0
+    doc = json.loads((tmp_path / "res" / "nbody_quick.json").read_text())
+    assert doc["data"]["reference_streams"] is True and doc["data"]["seed"] == 43
+    assert doc["rows"][0]["run_dir"].endswith("egnn_refdata_seed0_e1")
+    from geodl.data import NBodyDataset
+
+    train = NBodyDataset("train", tmp_path / "data", sizes=(20, 10, 10), reference_streams=True)
+    test = NBodyDataset("test", tmp_path / "data", sizes=(20, 10, 10), reference_streams=True)
+    assert len(train) == 20 and len(test) == 10
+    # the charges are the reference stream's: train trajectories 0.., test ones from 12,000 on
+    assert torch.equal(train.charges[:3].double(), reference_initial_states(3)["charges"])
+    assert torch.equal(test.charges[:2].double(), reference_initial_states(2, start=12000)["charges"])

@@ -39,13 +39,13 @@ from geodl.ops import scatter
 __all__ = ["FAGNN"]
 
 
-def frames(pts, batch, group, *, num_graphs, degeneracy, gap_tol):
+def frames(pts, batch, group, *, num_graphs, degeneracy, gap_tol, validate=True):
     """:func:`geodl.nn.frames` (global, validated) as FA-GNN uses them: detached by design, so
     without the ``differentiable`` warning (the latent vectors require grad in every training
     step), and with empty graphs allowed (``check_dynamics_inputs`` has checked the rest)."""
     return _frames(pts, batch, _parse_group(group), num_graphs=num_graphs, kind="global", segment=None, k=2,
                    degeneracy=degeneracy, gap_tol=gap_tol, differentiable=False, generator=None,
-                   augment_samples=8, validate=True, allow_empty=True)
+                   augment_samples=8, validate=validate, allow_empty=True)
 
 
 class _GCL(nn.Module):
@@ -105,7 +105,14 @@ class FAGNN(nn.Module):
     edge_index=None)`` with ``x`` the charges, or positionally ``forward(pos, vel, charges,
     batch=None)``; returns positions (N, 3). Graphs without nodes are allowed in a batch.
     ``torch.compile(fagnn, fullgraph=True)`` works given ``num_graphs=`` and ``edge_index=`` (the
-    default fully connected graph is built from a host read). The frames are detached from the
+    default fully connected graph is built from a host read).
+
+    **Sync-free step.** Given ``num_graphs=`` and ``edge_index=``, input values are not validated;
+    with ``degeneracy="flag"`` (or ``"augment"``) nothing else reads the degeneracy mask either, so
+    the forward and backward read nothing on the host and a training step can be captured by CUDA
+    graphs (``benchmarks/nbody_step_time.py --mode graphs``). ``"warn"`` and ``"raise"`` read the
+    mask once per frame computation. ``tests/nn/frame_averaging/test_sync_free.py`` checks this by
+    running forward and backward on the ``meta`` device, where any host read raises. The frames are detached from the
     positions and latent vectors by design (no ``differentiable`` option and no warning).
 
     Examples
@@ -150,12 +157,16 @@ class FAGNN(nn.Module):
         return (f"degeneracy={self.degeneracy!r}, gap_tol={self.gap_tol:g}, residual={self.residual}, "
                 f"latent_frames={self.latent_frames!r}")
 
-    def _frames(self, pts, batch, group, num_graphs):
-        return frames(pts, batch, group, num_graphs=num_graphs, degeneracy=self.degeneracy, gap_tol=self.gap_tol)
+    def _frames(self, pts, batch, group, num_graphs, validate=True):
+        return frames(pts, batch, group, num_graphs=num_graphs, degeneracy=self.degeneracy, gap_tol=self.gap_tol,
+                      validate=validate)
 
     def forward(self, x, pos=None, batch=None, _legacy_batch=None, *, num_graphs=None, vel=None, edge_index=None):
         pos, vel, charges, batch = dynamics_arguments(x, pos, batch, _legacy_batch, vel)
         charges, batch = check_dynamics_inputs(pos, vel, charges, batch, validate=num_graphs is None)
+        # sizes given (num_graphs and edge_index): the frames skip their value checks too, so nothing
+        # is read on the host (the default graph would be built from a host read anyway)
+        validate = num_graphs is None or edge_index is None
         num_graphs = int(batch.max()) + 1 if num_graphs is None else check_int("num_graphs", num_graphs, min=1)
         # the layers aggregate at edge_index[0]; a given PyG edge_index (sources, targets) is flipped
         edge_index = full_graph_edges(batch, num_graphs) if edge_index is None else edge_index.flip(0)
@@ -163,7 +174,7 @@ class FAGNN(nn.Module):
         edge_attr = torch.cat([charges[row] * charges[col],
                                (pos[row] - pos[col]).pow(2).sum(-1, keepdim=True)], -1)
 
-        fr = self._frames(pos, batch, "E3", num_graphs)
+        fr = self._frames(pos, batch, "E3", num_graphs, validate)
         centroid = fr.centroid[batch]  # (N, 3)
         rot = fr.rotations[batch]  # (N, F, 3, 3)
         inputs = _to_frames(torch.stack([pos - centroid, vel], 1), rot)  # (N, F, 2, 3)
@@ -177,7 +188,7 @@ class FAGNN(nn.Module):
                 latent = _from_frames(h.unflatten(-1, (k, 3)), rot)  # (N, K, 3), equivariant
                 centered = self.latent_frames == "centered"
                 fr_l = self._frames(latent.reshape(n * k, 3), batch.repeat_interleave(k),
-                                    "E3" if centered else "O3", num_graphs)
+                                    "E3" if centered else "O3", num_graphs, validate)
                 rot = fr_l.rotations[batch]
                 if centered:
                     latent = latent - fr_l.centroid[batch][:, None, :]
