@@ -14,6 +14,7 @@ _EXPORTS = {
     # charged n-body (_nbody.py)
     "NBodyDataset": "_nbody",
     "generate_nbody": "_nbody",
+    "reference_initial_states": "_nbody",
     # sphere tasks (_sphere.py)
     "landocean_dataset": "_sphere",
     "checkerboard_dataset": "_sphere",

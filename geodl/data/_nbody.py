@@ -156,6 +156,9 @@ def _reference_states(seed: int, ranges, *, n_particles: int, length: int, sampl
     return q, np.ascontiguousarray(x), np.ascontiguousarray(v)
 
 
+_MAX_REFERENCE_DRAWS = 2_000_000_000
+
+
 def reference_initial_states(num: int, *, seed: int = REFERENCE_SEED, start: int = 0,
                              n_particles: int = 5, length: int = REFERENCE_LENGTH,
                              sample_freq: int = 100, loc_std: float = 1.0, vel_norm: float = 0.5,
@@ -208,6 +211,17 @@ def reference_initial_states(num: int, *, seed: int = REFERENCE_SEED, start: int
     length = check_positive_int("length", length)
     if length % sample_freq or length < 2 * sample_freq:
         raise ValueError(f"length: expected a multiple (>= 2) of sample_freq ({sample_freq}), got {length}")
+    # sizes before drawing: the returned states, then the stream's length (every trajectory before and
+    # among those returned draws n (7 + 6 (T - 1)) numbers, T = length / sample_freq saved frames)
+    check_memory("n_particles", n_particles, 7 * 8 * n_particles, "cpu", what=f"one system of {n_particles} particles")
+    check_memory("num", num, 7 * 8 * n_particles * num, "cpu", what=f"{num} initial states of {n_particles} particles")
+    frames = length // sample_freq
+    draws = (start + num) * n_particles * (7 + 6 * (frames - 1))
+    if draws > _MAX_REFERENCE_DRAWS:
+        arg = "length" if frames > 1000 else ("start" if start >= num else "num")
+        raise ValueError(f"{arg}: replaying trajectories 0 .. {start + num - 1} of the stream with length={length} "
+                         f"draws {draws:.3g} numbers (at most {_MAX_REFERENCE_DRAWS:.0e}: minutes of work); "
+                         "the reference's stream has 14,000 trajectories of length 5,000")
     q, x, v = _reference_states(
         seed, [(start, num)], n_particles=n_particles, length=length, sample_freq=sample_freq,
         loc_std=check_number("loc_std", loc_std, positive=True),

@@ -115,7 +115,7 @@ def test_time_limit_must_be_positive(tmp_path, tiny, capsys):
 def test_reference_data_flag(tmp_path, tiny):
     """--reference-data: the splits are the EGNN reference's numpy-seed-43 trajectories (the first ones of
     each part of its stream), recorded in the results and in the run folder's name."""
-    from geodl.data._nbody import reference_initial_states
+    from geodl.data import reference_initial_states
 
     argv = _argv(tmp_path, "--reference-data", "--models", "EGNN", "--epochs", "1")
     assert run_task("nbody", argv) == 0

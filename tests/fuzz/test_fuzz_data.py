@@ -372,9 +372,36 @@ def torch_cat_one(m):
     return torch.cat([m, m.new_ones(*m.shape[:-1], 1)], -1)
 
 
+@fuzz("geodl.data.reference_initial_states", examples=20)
+@with_cases(lambda: cases(S.fixed_dictionaries({
+    "num": S.integers(1, 3), "start": S.integers(0, 5), "seed": S.integers(0, 50), "n_particles": S.integers(2, 6)}), {
+    "num": values(0, -1, True, 2.5, "2", HUGE), "start": values(-1, True, "0", HUGE),
+    "seed": values(-1, True, 2**33, "43"), "n_particles": values(0, 1, True, HUGE)}))
+def build_reference_initial_states(num, start, seed, n_particles):
+    import torch
+
+    from geodl.data import reference_initial_states
+
+    def call():
+        return reference_initial_states(num, start=start, seed=seed, n_particles=n_particles)
+
+    def verify(out):
+        expect(out["charges"].shape == (num, n_particles, 1) and out["loc"].shape == (num, n_particles, 3),
+               f"shapes {tuple(out['charges'].shape)}, {tuple(out['loc'].shape)}")
+        expect(set(out["charges"].unique().tolist()) <= {-1.0, 1.0}, "charges not in {-1, +1}")
+        norms = out["vel"].norm(dim=-1)
+        close(norms, torch.full_like(norms, 0.5), atol=1e-12, msg="speeds are 0.5")
+        finite(out["loc"])
+        later = reference_initial_states(1, start=start + num - 1, seed=seed, n_particles=n_particles)
+        close(later["loc"][0], out["loc"][-1], atol=0, msg="trajectory start + num - 1 from its own start")
+
+    return call, verify
+
+
 NAMES = sorted(n for n, e in REGISTRY.items() if e.builder.split(":")[0].endswith("test_fuzz_data"))  # this file's builders only
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_fuzz(name):
     check_entry(name)
+
