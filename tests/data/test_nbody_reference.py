@@ -169,3 +169,26 @@ def test_bad_reference_settings():
         generate_nbody(1, reference_streams=1, **SMALL)
     with pytest.raises(ValueError, match="reference_seed"):
         generate_nbody(1, reference_streams=True, reference_seed=-1, **SMALL)
+
+
+def test_replay_matches_the_charges_the_fa_repository_ships():
+    """The FA paper's repository (omri1348/Frame-Averaging, nbody/n_body_system/dataset/) ships the charges of
+    the reference data it trained on: charges_{train,valid,test}_charged5_initvel1small.npy, (10000|2000|2000,
+    5, 1) float64. Their SHA-256 (of the little-endian float64 bytes, C order) are below; the replay of the
+    numpy-seed-43 stream gives exactly those arrays, for all 14,000 trajectories."""
+    import hashlib
+
+    import numpy as np
+
+    from geodl.data import reference_initial_states
+
+    expected = {  # split: (first trajectory in the stream, count, sha256)
+        "train": (0, 10000, "59984cd512a1e8bdedd5e1776f1b6a6d3c314d0b69264924c7c1e71f0fa87810"),
+        "valid": (10000, 2000, "5de6d2fae0dc19eb67125ba6f3ead38b79b35bc0dc34fa747be87b1750b00e85"),
+        "test": (12000, 2000, "c1bc374d88c071be8995ba6f34c5da20f86d16ac260d8ab4148d3ea6fa4e28c9"),
+    }
+    for split, (start, num, digest) in expected.items():
+        q = reference_initial_states(num, start=start)["charges"].numpy()
+        assert q.shape == (num, 5, 1)
+        got = hashlib.sha256(np.ascontiguousarray(q, dtype="<f8").tobytes()).hexdigest()
+        assert got == digest, split
