@@ -9,12 +9,7 @@
 # Runs from any directory; uses .venv when present. Sized to end well inside one 600 s device call
 # (at most 150 + 200 + 120 + 90 s; about half of that in practice). Exit status: non-zero if a step failed.
 # The long n-body protocol run is a separate call: benchmarks/gpu_nbody.sh (its peer: gpu_fa_peer.sh).
-set -uo pipefail
-cd "$(dirname "$0")/.."
-[ -f .venv/bin/activate ] && source .venv/bin/activate
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-DEST="${OUT:-benchmarks/results}"
-mkdir -p "$DEST"
+source "$(dirname "$0")/_gpu_env.sh"
 status=0
 
 python - <<'PY' | tee "$DEST/gpu_env.txt"

@@ -17,18 +17,10 @@
 # loop, lr 1e-3, nf 60, constant rate, test every 5 epochs) for EPOCHS or until SECONDS_PER_RUN; its
 # losess.json (sic; train / val / test curves, best val / test) is copied to $OUT/fa_peer_losses.json.
 # The released script does not resume: each call starts again from epoch 0.
-set -uo pipefail
-cd "$(dirname "$0")/.."
-[ -f .venv/bin/activate ] && source .venv/bin/activate
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-DEST="${OUT:-benchmarks/results}"
+source "$(dirname "$0")/_gpu_env.sh"
 PEER="${PEER:-peers/Frame-Averaging/nbody}"
 WORK="${WORK:-/tmp/geodl_fa_peer}"
-LIMIT="${SECONDS_PER_RUN:-480}"
-EPOCHS="${EPOCHS:-10000}"
-DEVICE="${DEVICE:-cuda}"
 [ -f "$PEER/nbody.py" ] || { echo "no peer at $PEER (see the header of $0)"; exit 2; }
-mkdir -p "$DEST"
 rm -rf "$WORK" && cp -r "$PEER" "$WORK" || exit 1
 sed -i 's/torch\.symeig(\(.*\),True)/torch.linalg.eigh(\1)/' "$WORK/n_body_system/model_FA.py"
 grep -q "torch.symeig" "$WORK/n_body_system/model_FA.py" && { echo "symeig left in model_FA.py"; exit 1; }

@@ -9,18 +9,11 @@
 #   - FA-GNN as in the paper (positions decoded directly, latent frames centred, lr 1e-3), seeds 0 and 1;
 #   - EGNN with the reference's fixed squared-distance edge feature (lr 5e-4), seed 0.
 # Each writes <OUT>/nbody_<name>.json (+ csv, png: the learning curves) with epochs_reached.
-# The FA repository's own n-body script is the peer the issue names; it is not run here (fetch it and
-# carry it to the device: it needs torch.linalg.eigh in place of torch.symeig).
-set -uo pipefail
-cd "$(dirname "$0")/.."
-[ -f .venv/bin/activate ] && source .venv/bin/activate
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-DEST="${OUT:-benchmarks/results}"
+# The FA repository's own n-body script, the peer the issue names, runs in its own call:
+# benchmarks/gpu_fa_peer.sh (same data, same time limit).
+source "$(dirname "$0")/_gpu_env.sh"
 RUNS="${RUNS:-$DEST/runs}"
-LIMIT="${SECONDS_PER_RUN:-480}"
-DEVICE="${DEVICE:-cuda}"
-EPOCHS="${EPOCHS:-10000}"
-mkdir -p "$DEST" "$RUNS"
+mkdir -p "$RUNS"
 # the CLI without an installed console script (the device image runs geodl from the checkout)
 geodl() { python -c 'import sys; from geodl.cli import main; sys.exit(main(sys.argv[1:]))' "$@"; }
 common=(--reference-data --lr-schedule none --epochs "$EPOCHS" --eval-every 25 --device "$DEVICE"
