@@ -3,6 +3,8 @@
 - :mod:`geodl.nn.frame_averaging`: ``frames``, ``Frames``, ``FrameAveraging``, ``FAGNN``;
 - :mod:`geodl.nn.tinv`: TinvNN transformation-invariant, distance-preserving initial
   representations (``TinvNN``, ``tinv_coordinates``, ``classical_mds``, ``graph_mds``);
+- :mod:`geodl.nn.apen`: APEN, approximately piecewise E(3)-equivariant point networks (partitions by EM on
+  votes, per-part frame averaging, the measured bound);
 - :mod:`geodl.nn.spherical`: VI-Net spherical maps, SPA-SConv, the spherical FPN, ``VINet``;
 - :mod:`geodl.nn.poincare`: Poincaré-ball operations (a geoopt-style functional core), the hyperbolic
   layers, ``PoincareResidualBlock`` and ``PoincareResNet``;
@@ -27,6 +29,8 @@ _EXPORTS = {
     "tinv_coordinates": "tinv",
     # VI-Net
     "VINet": "spherical",
+    # APEN
+    "APEN": "apen",
     # backbones
     "ResNet": "backbones",
     "PointNet": "backbones",
@@ -37,4 +41,4 @@ _EXPORTS = {
 }
 
 __getattr__, __dir__, __all__ = lazy_module(
-    __name__, _EXPORTS, extra=("backbones", "frame_averaging", "location", "poincare", "spherical", "tinv"), public=sorted(_EXPORTS))
+    __name__, _EXPORTS, extra=("apen", "backbones", "frame_averaging", "location", "poincare", "spherical", "tinv"), public=sorted(_EXPORTS))
