@@ -27,6 +27,9 @@ _EXPORTS = {
     "MODELNET10_CLASSES": "_modelnet",
     "MODELNET40_CLASSES": "_modelnet",
     "read_off": "_off",
+    # DynLab articulated scans from a local folder (_dynlab.py)
+    "DynLab": "_dynlab",
+    "read_dynlab_pose": "_dynlab",
     # synthetic shapes, the embedded default of the rotated-classification task (_shapes.py)
     "SyntheticShapes": "_shapes",
     "SHAPE_CLASSES": "_shapes",
