@@ -37,6 +37,11 @@ _EXPORTS = {
     "CategoryPoses": "_categories",
     "POSE_CATEGORIES": "_categories",
     "symmetric_rotation_error": "_categories",
+    # articulated multi-part shapes, the embedded default of APEN (_articulated.py)
+    "ArticulatedShapes": "_articulated",
+    "ARTICULATED_CLASSES": "_articulated",
+    "PART_LABELS": "_articulated",
+    "PART_OFFSETS": "_articulated",
     # image data of the Poincaré ResNet benchmark: sklearn's 8x8 digits, CIFAR-10/100 binary (_images.py)
     "Digits": "_images",
     "CIFAR": "_images",

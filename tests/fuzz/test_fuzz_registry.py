@@ -9,6 +9,7 @@ from . import test_fuzz_dgcnn, test_fuzz_modelnet, test_fuzz_shapes, test_fuzz_t
 from . import test_fuzz_categories, test_fuzz_spherical_conv, test_fuzz_vinet, test_fuzz_vinet_bench  # noqa: F401
 from . import test_fuzz_images, test_fuzz_poincare, test_fuzz_resnet  # noqa: F401
 from . import test_fuzz_soft_layers, test_fuzz_soft_reps  # noqa: F401
+from . import test_fuzz_articulated  # noqa: F401
 from ._harness import EXCLUDED, REGISTRY, canonical, public_names
 
 # records that the library builds and returns (plain dataclasses without arguments to check);
