@@ -26,6 +26,7 @@ TASKS: dict[str, str] = {
     "shapes": "geodl.bench.tasks.modelnet:main_shapes",
     "modelnet": "geodl.bench.tasks.modelnet:main_modelnet",
     "vinet": "geodl.bench.tasks.vinet:main",
+    "articulated": "geodl.bench.tasks.articulated:main",
     "poincare": "geodl.bench.tasks.poincare:main",
     "inertia": "geodl.bench.tasks.inertia:main",
 }

@@ -26,13 +26,14 @@ the centres with it and leaves responsibilities and partition unchanged.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from geodl._checks import check_int, check_number, check_tensor
 
-__all__ = ["Partition", "em_partition", "partition_from_labels"]
+__all__ = ["Partition", "em_partition", "partition_from_labels", "to_dense"]
 
 
 @dataclass
@@ -69,20 +70,27 @@ class Partition:
         return self.hard % self.num_components
 
 
-def _dense(values: torch.Tensor, batch: torch.Tensor, num_graphs: int):
-    """``(B, M, ...)`` padded copy of ``values`` (N, ...) grouped by ``batch``, the mask (B, M) and each row's slot."""
-    n = values.shape[0]
+def _slots(batch: torch.Tensor, num_graphs: int):
+    """``(slot, counts, M)``: each row's position within its cloud, the cloud sizes and the largest size."""
+    n = batch.shape[0]
     counts = torch.bincount(batch, minlength=num_graphs) if n else batch.new_zeros(num_graphs)
     m = int(counts.max()) if num_graphs and n else 0
     order = torch.argsort(batch, stable=True)
     start = torch.cumsum(counts, 0) - counts
     slot = torch.empty_like(batch)
     slot[order] = torch.arange(n, device=batch.device) - start[batch[order]]
-    dense = values.new_zeros(num_graphs, m, *values.shape[1:])
-    dense[batch, slot] = values
+    return slot, counts, m
+
+
+def to_dense(values: torch.Tensor, batch: torch.Tensor, num_graphs: int, slots=None):
+    """``(B, M, ...)`` zero-padded copy of ``values`` (N, ...) grouped by ``batch`` (differentiable), the mask
+    (B, M) and the slots (``_slots``). Batched matrix products on it replace scatters over N rows (several
+    times faster on the CPU for the EM and scatter steps)."""
+    slot, counts, m = _slots(batch, num_graphs) if slots is None else slots
+    dense = values.new_zeros(num_graphs, m, *values.shape[1:]).index_put((batch, slot), values)
     mask = torch.zeros(num_graphs, m, dtype=torch.bool, device=values.device)
     mask[batch, slot] = True
-    return dense, mask, slot
+    return dense, mask, (slot, counts, m)
 
 
 def _fps_centres(v: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
@@ -186,28 +194,32 @@ def em_partition(votes: torch.Tensor, batch: torch.Tensor | None = None, *, num_
     from geodl._checks import check_alloc
 
     check_alloc("num_components", f"{K} (x {n} points)", n, 4 * K, votes.dtype, votes.device)
-    dense, mask, _ = _dense(votes.detach(), batch, B)
-    mu = _fps_centres(dense, mask, K).to(votes.dtype)  # (B, K, 3), no gradient through the choice
-    n_b = torch.bincount(batch, minlength=B).to(votes.dtype).clamp_min(1) if n else votes.new_ones(B)
-    log_pi = votes.new_full((B, K), -torch.log(torch.tensor(float(K))).item())
+    dense, mask, slots = to_dense(votes, batch, B)  # (B, M, 3): the EM runs on padded clouds, by bmm
+    slot = slots[0]
+    mu = _fps_centres(dense.detach(), mask, K).to(votes.dtype)  # (B, K, 3), no gradient through the choice
+    w = mask.to(votes.dtype)[..., None]  # (B, M, 1)
+    n_b = w.sum(1).clamp_min(1)  # (B, 1)
+    log_pi = votes.new_full((B, 1, K), -math.log(K))
     inv2s2 = 0.5 / (sigma * sigma)
-    r = votes.new_zeros(n, K)
+    v2 = (dense * dense).sum(-1, keepdim=True)  # (B, M, 1)
+
+    def responsibilities(mu, log_pi):
+        d2 = v2 - 2 * torch.bmm(dense, mu.transpose(1, 2)) + (mu * mu).sum(-1)[:, None, :]  # (B, M, K)
+        return torch.softmax(log_pi - d2 * inv2s2, dim=-1) * w
+
     for _ in range(iters):
-        d2 = ((votes[:, None, :] - mu[batch]) ** 2).sum(-1)  # (N, K)
-        r = torch.softmax(log_pi[batch] - d2 * inv2s2, dim=1)
-        nk = votes.new_zeros(B, K).index_add(0, batch, r)  # (B, K)
-        sums = votes.new_zeros(B, K, 3).index_add(0, batch, r[:, :, None] * votes[:, None, :])
+        r = responsibilities(mu, log_pi)
+        nk = r.sum(1)  # (B, K)
+        sums = torch.bmm(r.transpose(1, 2), dense)  # (B, K, 3)
         alive = nk > 1e-6
         mu = torch.where(alive[..., None], sums / nk.clamp_min(1e-6)[..., None], mu)
-        log_pi = torch.log((nk / n_b[:, None]).clamp_min(1e-12))
+        log_pi = torch.log((nk / n_b).clamp_min(1e-12))[:, None, :]
         if repulsion > 0 and K > 1:
             diff = mu[:, :, None, :] - mu[:, None, :, :]  # (B, K, K, 3)
-            w = torch.exp(-(diff * diff).sum(-1) * inv2s2) * alive[:, None, :]
-            mu = mu + repulsion * (w[..., None] * diff).sum(2) * alive[..., None]
-    # the last E-step with the final centres
-    d2 = ((votes[:, None, :] - mu[batch]) ** 2).sum(-1)
-    r = torch.softmax(log_pi[batch] - d2 * inv2s2, dim=1) if n else r
-    return _merge(r, mu, batch, B, K, radius, min_points)
+            rep = torch.exp(-(diff * diff).sum(-1) * inv2s2) * alive[:, None, :]
+            mu = mu + repulsion * (rep[..., None] * diff).sum(2) * alive[..., None]
+    r = responsibilities(mu, log_pi)  # the last E-step with the final centres
+    return _merge(r[batch, slot] if n else votes.new_zeros(0, K), mu, batch, B, K, radius, min_points)
 
 
 def _merge(r, mu, batch, B, K, radius, min_points) -> Partition:

@@ -9,8 +9,9 @@ One :class:`APENLayer` takes a partition of each cloud (soft responsibilities an
 2. **votes** for the centre of the point's part, ``v = pos + o``;
 3. **clusters the votes** (:func:`~geodl.nn.apen.em_partition`: EM with repulsion, merging) into the next,
    coarser partition (fewer components, a larger bandwidth);
-4. **scatters part features back** to the points: ``[h_i, Σ_k r_ik ḡ_k]`` with ``ḡ_k`` the responsibility-
-   weighted mean of ``h`` over component ``k`` of the new partition.
+4. **scatters part features back** to the points: ``[h_i, Σ_k r_ik ḡ_k, max_cloud h]`` with ``ḡ_k`` the
+   responsibility-weighted mean of ``h`` over component ``k`` of the new partition and the last block the
+   cloud's max-pooled ``h`` (context from the other parts: invariant features pooled stay invariant).
 
 If the partition a layer is given is a sub-partition of the true one (no part straddles two rigid pieces),
 every part moves rigidly under a piecewise motion, so its frames move with it and ``h`` is unchanged and
@@ -42,7 +43,7 @@ from torch import nn
 from geodl._checks import check_alloc, check_choice, check_int, check_number, check_tensor
 from geodl.groups import Symmetry
 from geodl.nn._layers import check_widths, mlp
-from geodl.nn.apen._clustering import Partition, em_partition, partition_from_labels
+from geodl.nn.apen._clustering import Partition, em_partition, partition_from_labels, to_dense
 from geodl.nn.backbones._common import pool_graphs
 from geodl.nn.backbones.pointnet import PointNet
 from geodl.nn.frame_averaging._frames import _POLICIES, _frames, _parse_group
@@ -65,7 +66,8 @@ class APENLayer(nn.Module):
     in_channels : int
         Width of the invariant per-point features ``x`` (0 for positions only).
     out_channels : int
-        Width of ``h``; the layer's output features are ``[h, scattered part features]`` (2 out_channels).
+        Width of ``h``; the layer's output features are ``[h, scattered part features, cloud max of h]``
+        (3 out_channels).
     hidden_channels, head_channels : sequence of int
         Widths of the per-part PointNet (shared per-point MLP; head on ``[point, part]`` features).
     num_components : int
@@ -78,10 +80,14 @@ class APENLayer(nn.Module):
         "warn", "raise", "flag" or "augment" (module docstring).
     gap_tol : float
         Relative eigengap below which a part's frame counts as degenerate.
+    part_scale : float
+        The typical size of the parts this layer runs on: canonical coordinates are divided by it before the
+        backbone (a fixed linear map, so the part's size still shows), which keeps the backbone's inputs of
+        order 1 for small parts.
 
     Forward
     -------
-    ``forward(pos, x, batch, partition, num_graphs, *, next_partition=None)`` -> ``(features (N, 2
+    ``forward(pos, x, batch, partition, num_graphs, *, next_partition=None)`` -> ``(features (N, 3
     out_channels), votes (N, 3), next partition, degenerate (num_parts,) bool)``; ``next_partition`` (e.g. the
     ground truth) replaces the clustering.
     """
@@ -89,10 +95,11 @@ class APENLayer(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, hidden_channels=(64, 128), head_channels=(64,), *,
                  num_components: int = 8, bandwidth: float = 0.1, iters: int = 10, repulsion: float = 0.5,
                  merge_radius: float | None = None, min_points: int = 4, degeneracy: str = "warn",
-                 gap_tol: float = 1e-4, group: str = "E3"):
+                 gap_tol: float = 1e-4, group: str = "E3", part_scale: float = 1.0):
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels, min=0)
         self.out_channels = check_int("out_channels", out_channels, min=1)
+        self.part_scale = float(check_number("part_scale", part_scale, positive=True))
         self.num_components = check_int("num_components", num_components, min=1, max=1 << 12)
         self.bandwidth = float(check_number("bandwidth", bandwidth, positive=True))
         self.iters = check_int("iters", iters, min=1, max=1000)
@@ -128,7 +135,7 @@ class APENLayer(nn.Module):
         n, F = pos.shape[0], fr.num_frames
         widest = max(m.out_features for m in self.backbone.modules() if isinstance(m, nn.Linear))
         check_alloc("pos", f"{n} points x {F} frames", n * F, 2 * widest, pos.dtype, pos.device)
-        canon = fr.to_canonical(pos, "points")  # (N, F, 3)
+        canon = fr.to_canonical(pos, "points") / self.part_scale  # (N, F, 3)
         pos_f = canon.transpose(0, 1).reshape(F * n, 3)
         ids = (torch.arange(F, device=pos.device)[:, None] * P + partition.hard[None, :]).reshape(-1)
         x_f = None if x is None else x.unsqueeze(0).expand(F, *x.shape).reshape(F * n, -1)
@@ -157,13 +164,15 @@ class APENLayer(nn.Module):
             next_partition = em_partition(votes, batch, num_components=self.num_components, bandwidth=self.bandwidth,
                                           num_graphs=num_graphs, iters=self.iters, repulsion=self.repulsion,
                                           merge_radius=self.merge_radius, min_points=self.min_points)
-        r = next_partition.soft.to(h.dtype)  # (N, K)
-        K = r.shape[1]
-        mass = h.new_zeros(num_graphs, K).index_add(0, batch, r)
-        sums = h.new_zeros(num_graphs, K, h.shape[1]).index_add(0, batch, r[:, :, None] * h[:, None, :])
-        g = sums / mass.clamp_min(1e-6)[..., None]  # (B, K, C)
-        scattered = torch.einsum("nk,nkc->nc", r, g[batch])
-        return torch.cat([h, scattered], 1), votes, next_partition, degenerate
+        # part means of h and their scatter back, on padded clouds (batched matrix products, no N-row scatters)
+        hr, mask, slots = to_dense(torch.cat([h, next_partition.soft.to(h.dtype)], 1), batch, num_graphs)
+        hd, r = hr[..., :h.shape[1]], hr[..., h.shape[1]:]  # (B, M, C), (B, M, K); padding rows are 0
+        g = torch.bmm(r.transpose(1, 2), hd) / r.sum(1).clamp_min(1e-6)[..., None]  # (B, K, C)
+        scattered = torch.bmm(r, g)[batch, slots[0]]  # (N, C)
+        context = torch.where(mask[..., None], hd, torch.full_like(hd, float("-inf"))).amax(1) if hd.shape[1] \
+            else hd.new_zeros(num_graphs, h.shape[1])
+        context = torch.where(torch.isfinite(context), context, torch.zeros_like(context))[batch]  # empty: 0
+        return torch.cat([h, scattered, context], 1), votes, next_partition, degenerate
 
 
 @dataclass
@@ -213,7 +222,8 @@ class APEN(nn.Module):
     hidden_channels, head_channels : sequence of int
         Of each layer's per-part PointNet.
     iters, repulsion, min_points, degeneracy, gap_tol, group
-        As in :class:`APENLayer`; ``merge_factor`` sets each merge radius to ``merge_factor * bandwidth``.
+        As in :class:`APENLayer`; ``merge_factor`` sets each merge radius to ``merge_factor * bandwidth``; layer
+        ``l``'s ``part_scale`` is ``bandwidths[l]``, the bandwidth of the partition it runs on.
 
     Forward
     -------
@@ -275,10 +285,10 @@ class APEN(nn.Module):
             layers.append(APENLayer(c_in, w, hidden_channels, head_channels, num_components=components[nxt],
                                     bandwidth=bandwidths[nxt], iters=iters, repulsion=repulsion,
                                     merge_radius=merge_factor * bandwidths[nxt], min_points=min_points,
-                                    degeneracy=degeneracy, gap_tol=gap_tol, group=group))
-            c_in = 2 * w
+                                    degeneracy=degeneracy, gap_tol=gap_tol, group=group, part_scale=bandwidths[i]))
+            c_in = 3 * w
         self.layers = nn.ModuleList(layers)
-        feat = 2 * widths[-1]
+        feat = 3 * widths[-1]
         self.seg_head = None if self.num_part_labels is None else mlp([feat, feat, self.num_part_labels], "relu", False)
         self.cls_head = None if self.num_classes is None else mlp([feat, feat, self.num_classes], "relu", False)
 
