@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/geodl bench nbody --quick --out benchmarks/results --run-dir runs/nbody
 	$(BIN)/geodl bench shapes --quick --out benchmarks/results --run-dir runs/shapes
 	$(BIN)/geodl bench vinet --quick --out benchmarks/results --run-dir runs/vinet
+	$(BIN)/geodl bench articulated --quick --out benchmarks/results --run-dir runs/articulated
 
 test: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q tests --doctest-modules geodl
