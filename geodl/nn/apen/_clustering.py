@@ -87,6 +87,10 @@ def to_dense(values: torch.Tensor, batch: torch.Tensor, num_graphs: int, slots=N
     (B, M) and the slots (``_slots``). Batched matrix products on it replace scatters over N rows (several
     times faster on the CPU for the EM and scatter steps)."""
     slot, counts, m = _slots(batch, num_graphs) if slots is None else slots
+    from geodl._checks import check_alloc
+
+    check_alloc("batch", f"{num_graphs} clouds padded to the largest ({m} points)", num_graphs * m,
+                max(1, values[0].numel()) if values.shape[0] else 1, values.dtype, values.device, row_bytes=1)
     dense = values.new_zeros(num_graphs, m, *values.shape[1:]).index_put((batch, slot), values)
     mask = torch.zeros(num_graphs, m, dtype=torch.bool, device=values.device)
     mask[batch, slot] = True

@@ -58,6 +58,46 @@ def _policy_message(where: str, ids: list, counts: list, min_points: int) -> str
             "random rotations in tied eigenspaces)")
 
 
+def _check_inputs(pos, x, batch, parts, num_graphs, in_channels: int):
+    """Validated ``(x, batch, num_graphs, parts)`` of an APEN call (``ValueError`` naming the argument)."""
+    check_tensor("pos", pos, ndim=2, floating=True, finite=True)
+    if pos.shape[1] != 3:
+        raise ValueError(f"pos: expected shape (N, 3), got {tuple(pos.shape)}")
+    n = pos.shape[0]
+    if x is not None:
+        check_tensor("x", x, floating=True, finite=True)
+        x = x.reshape(n, -1) if x.shape[0] == n else x
+        if x.shape != (n, in_channels):
+            raise ValueError(f"x: expected shape ({n}, {in_channels}), got {tuple(x.shape)}")
+        x = x.to(pos.dtype)
+    elif in_channels:
+        raise ValueError(f"x: required, ({n}, {in_channels}) invariant point features")
+    if batch is None:
+        batch = torch.zeros(n, dtype=torch.long, device=pos.device)
+        if num_graphs is None:
+            num_graphs = 1
+    else:
+        check_tensor("batch", batch, shape=(n,), dtypes=(torch.int64,))
+        if n and int(batch.min()) < 0:
+            raise ValueError(f"batch: expected non-negative cloud ids, got {int(batch.min())}")
+        if num_graphs is None:
+            num_graphs = int(batch.max()) + 1 if n else 0
+    num_graphs = check_int("num_graphs", num_graphs, min=0)
+    if n and int(batch.max()) >= num_graphs:
+        raise ValueError(f"num_graphs: {num_graphs} is not larger than the largest cloud id {int(batch.max())}")
+    counts = torch.bincount(batch, minlength=num_graphs)
+    if n and bool((counts[torch.unique(batch)] < 2).any()):
+        raise ValueError(f"batch: every cloud needs at least 2 points, got counts {counts.tolist()[:10]}")
+    if parts is not None:
+        check_tensor("parts", parts, dtypes=(torch.int64, torch.int32))
+        if parts.shape != (n,):
+            raise ValueError(f"parts: expected one part label per point, shape ({n},), got {tuple(parts.shape)}")
+        if n and int(parts.min()) < 0:
+            raise ValueError(f"parts: expected non-negative part labels, got {int(parts.min())}")
+        parts = parts.long()
+    return x, batch, num_graphs, parts
+
+
 class APENLayer(nn.Module):
     """One APEN layer: per-part frame-averaged PointNet, votes, EM clustering into the next partition, scatter.
 
@@ -87,9 +127,20 @@ class APENLayer(nn.Module):
 
     Forward
     -------
-    ``forward(pos, x, batch, partition, num_graphs, *, next_partition=None)`` -> ``(features (N, 3
-    out_channels), votes (N, 3), next partition, degenerate (num_parts,) bool)``; ``next_partition`` (e.g. the
-    ground truth) replaces the clustering.
+    ``forward(pos, x=None, batch=None, *, parts, num_graphs=None)`` -> ``(features (N, 3 out_channels), votes
+    (N, 3))`` on the partition of the labels ``parts``: piecewise equivariant (``E3^parts+perm``: features
+    invariant, votes moving with their part). :meth:`run` ``(pos, x, batch, partition, num_graphs, *,
+    next_partition=None)`` -> ``(features, votes, next partition, degenerate (num_parts,) bool)`` takes any
+    :class:`Partition` and predicts the next one from the votes (what :class:`APEN` calls).
+
+    Examples
+    --------
+    >>> import torch
+    >>> layer = APENLayer(0, 4, (8,), (), num_components=3, bandwidth=0.3, degeneracy="flag").double()
+    >>> pos = torch.randn(20, 3, dtype=torch.float64)
+    >>> h, votes = layer(pos, parts=(pos[:, 2] > 0).long())
+    >>> h.shape, votes.shape
+    (torch.Size([20, 12]), torch.Size([20, 3]))
     """
 
     def __init__(self, in_channels: int, out_channels: int, hidden_channels=(64, 128), head_channels=(64,), *,
@@ -157,7 +208,29 @@ class APENLayer(nn.Module):
             raise ValueError(msg)
         warnings.warn(msg, UserWarning, stacklevel=4)
 
-    def forward(self, pos, x, batch, partition: Partition, num_graphs: int, *, next_partition=None):
+    @property
+    def symmetry(self) -> Symmetry:
+        in_kinds = {"pos": "node:points", "parts": "parts", "batch": "batch"}
+        if self.in_channels:
+            in_kinds["x"] = "node:scalar"
+        return Symmetry(f"{self.group}^parts+perm", in_kinds, ("node:scalar", "node:points"), batch_arg="batch",
+                        note="exact given the partition (parts=), up to the degeneracy policy")
+
+    def forward(self, pos, x=None, batch=None, *, parts, num_graphs=None):
+        """The layer on the partition given by ``parts`` (N,) (part labels within each cloud): ``(features
+        (N, 3 out_channels), votes (N, 3))``; :meth:`run` is the step :class:`APEN` takes (any partition, the
+        next one predicted)."""
+        x, batch, B, parts = _check_inputs(pos, x, batch, parts, num_graphs, self.in_channels)
+        if parts is None:
+            raise ValueError("parts: required, the part label of every point (APEN runs the layer on predicted "
+                             "partitions)")
+        partition = partition_from_labels(parts, batch, num_graphs=B, dtype=pos.dtype)
+        h, votes, _, _ = self.run(pos, x, batch, partition, B, next_partition=partition)
+        return h, votes
+
+    def run(self, pos, x, batch, partition: Partition, num_graphs: int, *, next_partition=None):
+        """``(features (N, 3 out_channels), votes (N, 3), next partition, degenerate (num_parts,))`` on
+        ``partition``; the next partition is predicted from the votes unless ``next_partition`` is given."""
         h, offsets, degenerate = self.part_features(pos, x, partition)
         votes = pos + offsets
         if next_partition is None:
@@ -305,47 +378,9 @@ class APEN(nn.Module):
     def extra_repr(self) -> str:
         return f"components={self.components}, bandwidths={self.bandwidths}"
 
-    def _inputs(self, pos, x, batch, parts, num_graphs):
-        check_tensor("pos", pos, ndim=2, floating=True, finite=True)
-        if pos.shape[1] != 3:
-            raise ValueError(f"pos: expected shape (N, 3), got {tuple(pos.shape)}")
-        n = pos.shape[0]
-        if x is not None:
-            check_tensor("x", x, floating=True, finite=True)
-            x = x.reshape(n, -1) if x.shape[0] == n else x
-            if x.shape != (n, self.in_channels):
-                raise ValueError(f"x: expected shape ({n}, {self.in_channels}), got {tuple(x.shape)}")
-            x = x.to(pos.dtype)
-        elif self.in_channels:
-            raise ValueError(f"x: required, ({n}, {self.in_channels}) invariant point features")
-        if batch is None:
-            batch = torch.zeros(n, dtype=torch.long, device=pos.device)
-            if num_graphs is None:
-                num_graphs = 1
-        else:
-            check_tensor("batch", batch, shape=(n,), dtypes=(torch.int64,))
-            if n and int(batch.min()) < 0:
-                raise ValueError(f"batch: expected non-negative cloud ids, got {int(batch.min())}")
-            if num_graphs is None:
-                num_graphs = int(batch.max()) + 1 if n else 0
-        num_graphs = check_int("num_graphs", num_graphs, min=0)
-        if n and int(batch.max()) >= num_graphs:
-            raise ValueError(f"num_graphs: {num_graphs} is not larger than the largest cloud id {int(batch.max())}")
-        counts = torch.bincount(batch, minlength=num_graphs)
-        if n and bool((counts[torch.unique(batch)] < 2).any()):
-            raise ValueError(f"batch: every cloud needs at least 2 points, got counts {counts.tolist()[:10]}")
-        if parts is not None:
-            check_tensor("parts", parts, dtypes=(torch.int64, torch.int32))
-            if parts.shape != (n,):
-                raise ValueError(f"parts: expected one part label per point, shape ({n},), got {tuple(parts.shape)}")
-            if n and int(parts.min()) < 0:
-                raise ValueError(f"parts: expected non-negative part labels, got {int(parts.min())}")
-            parts = parts.long()
-        return x, batch, num_graphs, parts
-
     def forward_details(self, pos, x=None, batch=None, *, parts=None, num_graphs=None) -> APENOutput:
         """The heads' logits with the votes, partitions and degeneracy masks of every layer (:class:`APENOutput`)."""
-        x, batch, B, parts = self._inputs(pos, x, batch, parts, num_graphs)
+        x, batch, B, parts = _check_inputs(pos, x, batch, parts, num_graphs, self.in_channels)
         n = pos.shape[0]
         if parts is not None:
             gt = partition_from_labels(parts, batch, num_graphs=B, dtype=pos.dtype)
@@ -359,7 +394,7 @@ class APEN(nn.Module):
         h = x
         for layer in self.layers:
             out.partitions.append(partition)
-            h, votes, partition, deg = layer(pos, h, batch, partition, B, next_partition=gt)
+            h, votes, partition, deg = layer.run(pos, h, batch, partition, B, next_partition=gt)
             out.votes.append(votes)
             out.degenerate.append(deg)
         if self.seg_head is not None:

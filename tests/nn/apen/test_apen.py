@@ -330,3 +330,23 @@ def test_bound_reports_violations_for_touching_parts():
     assert out["layers"][0]["probability"] > 0 and out["error_seg"] > 1e-3
     with pytest.raises(TypeError, match="model"):
         piecewise_bound(torch.nn.Linear(3, 3), pos, parts, batch)
+
+
+# --------------------------------------------------------------------------- the layer alone
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_layer_check_module(dtype):
+    pos, parts, batch = _clouds(seed=12)
+    torch.manual_seed(0)
+    layer = APENLayer(0, 8, (8, 16), (8,), num_components=4, bandwidth=0.2, degeneracy="flag")
+    assert layer.symmetry.out_kinds == ("node:scalar", "node:points")
+    check_module(layer, {"pos": pos, "parts": parts, "batch": batch}, dtype=dtype,
+                 rtol=1e-5 if dtype == torch.float32 else None, checks=NO_COMPILE)
+    x = torch.randn(pos.shape[0], 3, dtype=torch.float64)
+    layer = APENLayer(3, 8, (8,), (), num_components=4, bandwidth=0.2, degeneracy="flag")
+    check_module(layer, {"pos": pos, "x": x, "parts": parts, "batch": batch}, checks=("equivariance", "batching"))
+    with pytest.raises(ValueError, match="parts"):
+        layer.double()(pos, x, batch, parts=None)
+    with pytest.raises(ValueError, match="x"):
+        layer.double()(pos, None, batch, parts=parts)
