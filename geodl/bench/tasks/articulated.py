@@ -53,7 +53,7 @@ SETTINGS = {
              "apen": {"widths": (32, 32, 32), "components": (16, 8, 8), "bandwidths": (0.1, 0.1, 0.1),
                       "hidden_channels": (32, 64), "head_channels": (32,)},
              "pointnet": {"hidden_channels": (32, 64, 128), "head_channels": (64,), "width": 32}},
-    "quick": {"num_points": 256, "per_class": (24, 4, 8), "epochs": 4, "batch_size": 8, "lr": 3e-3,
+    "quick": {"num_points": 192, "per_class": (48, 6, 12), "epochs": 8, "batch_size": 16, "lr": 4e-3,
               "vote_weight": 1.0, "noise": 0.01,
               "apen": {"widths": (16, 16), "components": (16, 8), "bandwidths": (0.1, 0.12),
                        "hidden_channels": (16, 32), "head_channels": (16,)},
@@ -234,18 +234,18 @@ def _plot(summary: list[dict], classes, piecewise: dict, path):
     grouped_bars(ax, {e["model"]: [100 * e[f"miou_{c}"] if c != "all" else 100 * e["miou"] for c in groups]
                       for e in summary}, groups)
     ax.set_ylabel("test mIoU (unseen poses, %)")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, ncol=len(summary), loc="upper center", bbox_to_anchor=(0.5, 1.12))
     labels, values = [], []
     for m, pw in piecewise.items():
-        labels.append(f"{m}\nerror")
+        labels.append(f"error {m}")
         values.append(pw["error_seg"])
     apen = piecewise.get("APEN")
     if apen is not None:
         for i, layer in enumerate(apen["layers"]):
-            labels += [f"P(not sub)\nlayer {i}", f"uncert.\nlayer {i}"]
+            labels += [f"P(not sub) {i}", f"uncertainty {i}"]
             values += [layer["probability"], layer["uncertainty"]]
     bx.bar(range(len(values)), values, color=["C0"] * len(piecewise) + ["C3", "C2"] * (len(labels) - len(piecewise)))
-    bx.set_xticks(range(len(values)), labels, fontsize=7)
+    bx.set_xticks(range(len(values)), labels, fontsize=7, rotation=45, ha="right")
     bx.set_title("piecewise error (relative) and APEN's bound terms", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)
