@@ -10,6 +10,7 @@ from . import test_fuzz_categories, test_fuzz_spherical_conv, test_fuzz_vinet, t
 from . import test_fuzz_images, test_fuzz_poincare, test_fuzz_resnet  # noqa: F401
 from . import test_fuzz_soft_layers, test_fuzz_soft_reps  # noqa: F401
 from . import test_fuzz_articulated  # noqa: F401
+from . import test_fuzz_apen, test_fuzz_articulated_bench, test_fuzz_dynlab  # noqa: F401
 from ._harness import EXCLUDED, REGISTRY, canonical, public_names
 
 # records that the library builds and returns (plain dataclasses without arguments to check);
@@ -22,6 +23,8 @@ RECORDS = {
     "geodl.testing.ModuleReport": "record returned by check_module (fuzzed there)",
     "geodl.nn.frame_averaging.Frames": "record returned by frames (fuzzed there, with to_canonical)",
     "geodl.bench.TrainResult": "record returned by train (fuzzed there)",
+    "geodl.nn.apen.Partition": "record returned by em_partition / partition_from_labels (fuzzed there, with local)",
+    "geodl.nn.apen.APENOutput": "record returned by APEN.forward_details (fuzzed with APEN)",
 }
 
 

@@ -37,6 +37,25 @@ def _labels_arg(labels, n, name="labels"):
     return labels.long()
 
 
+def _partition_arg(partition) -> Partition:
+    if not isinstance(partition, Partition):
+        raise TypeError(f"partition: expected a Partition (em_partition, partition_from_labels), got "
+                        f"{type(partition).__name__}")
+    return partition
+
+
+def _batch_arg(batch, n, device, num_graphs=None):
+    """``batch`` checked ((N,) int64 of non-negative ids, below ``num_graphs`` when given); zeros for None."""
+    if batch is None:
+        return torch.zeros(n, dtype=torch.long, device=device)
+    check_tensor("batch", batch, shape=(n,), dtypes=(torch.int64,))
+    if n and int(batch.min()) < 0:
+        raise ValueError(f"batch: expected non-negative cloud ids, got {int(batch.min())}")
+    if n and num_graphs is not None and int(batch.max()) >= num_graphs:
+        raise ValueError(f"batch: cloud id {int(batch.max())} is not below the partition's {num_graphs} clouds")
+    return batch
+
+
 def _global_labels(labels, batch):
     P = int(labels.max()) + 1 if labels.numel() else 1
     return batch * P + labels
@@ -71,11 +90,11 @@ def subpartition_violation(partition: Partition, labels: torch.Tensor, batch: to
     >>> out["violated"].tolist(), out["probability"], round(out["impurity"], 3)
     ([True, False], 0.5, 0.167)
     """
-    hard = partition.hard
+    hard = _partition_arg(partition).hard
     n = hard.shape[0]
     labels = _labels_arg(labels, n)
-    batch = torch.zeros(n, dtype=torch.long, device=hard.device) if batch is None else batch
     B, K = partition.counts.shape
+    batch = _batch_arg(batch, n, hard.device, B)
     if n == 0:
         return {"violated": torch.zeros(B, dtype=torch.bool), "probability": 0.0, "impurity": 0.0}
     L = int(labels.max()) + 1
@@ -85,7 +104,7 @@ def subpartition_violation(partition: Partition, labels: torch.Tensor, batch: to
     violated = mixed.reshape(B, K).any(1)
     impure = (pair.sum(1) - pair.amax(1)).sum()
     present = torch.bincount(batch, minlength=B) > 0
-    prob = float(violated[present].float().mean()) if bool(present.any()) else 0.0
+    prob = float(violated[present].double().mean()) if bool(present.any()) else 0.0
     return {"violated": violated, "probability": prob, "impurity": float(impure) / n}
 
 
@@ -100,7 +119,7 @@ def assignment_uncertainty(partition: Partition) -> float:
     >>> assignment_uncertainty(p)
     0.25
     """
-    soft = partition.soft
+    soft = _partition_arg(partition).soft
     if soft.shape[0] == 0:
         return 0.0
     return float((1 - soft.detach().amax(1)).mean())
@@ -138,12 +157,18 @@ def piecewise_motion(pos: torch.Tensor, labels: torch.Tensor, batch: torch.Tenso
     from geodl.groups import act, get_group
 
     check_tensor("pos", pos, ndim=2, floating=True, finite=True)
+    if pos.shape[1] != 3:
+        raise ValueError(f"pos: expected shape (N, 3), got {tuple(pos.shape)}")
     n = pos.shape[0]
     labels = _labels_arg(labels, n)
-    batch = torch.zeros(n, dtype=torch.long, device=pos.device) if batch is None else batch
+    batch = _batch_arg(batch, n, pos.device)
     std = float(check_number("translation_std", translation_std, nonnegative=True))
     if group not in ("E3", "SE3"):
         raise ValueError(f"group: expected 'E3' or 'SE3', got {group!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
+    if n == 0:
+        return pos.clone()
     glob = _global_labels(labels, batch)
     _, dense = torch.unique(glob, return_inverse=True)
     G = get_group(f"{group}^parts")
@@ -158,8 +183,8 @@ def piecewise_bound(model, pos: torch.Tensor, labels: torch.Tensor, batch: torch
                     translation_std: float = 0.5, generator: torch.Generator | None = None) -> dict:
     """The measured piecewise equivariance error of an :class:`~geodl.nn.apen.APEN` beside its bound's terms.
 
-    The model runs in eval mode on predicted partitions (no ``parts=``), on ``pos`` and on ``n_samples``
-    copies whose true parts were moved independently (:func:`piecewise_motion`).
+    The model runs in eval mode on predicted partitions (no ``parts=``), on ``pos`` and on ``n_samples`` copies
+    (1 to 10 000) whose true parts were moved independently (:func:`piecewise_motion`).
 
     Returns
     -------
@@ -190,8 +215,8 @@ def piecewise_bound(model, pos: torch.Tensor, labels: torch.Tensor, batch: torch
     check_tensor("pos", pos, ndim=2, floating=True, finite=True)
     n = pos.shape[0]
     labels = _labels_arg(labels, n)
-    n_samples = check_int("n_samples", n_samples, min=1)
-    batch = torch.zeros(n, dtype=torch.long, device=pos.device) if batch is None else batch
+    n_samples = check_int("n_samples", n_samples, min=1, max=10_000)
+    batch = _batch_arg(batch, n, pos.device)
     B = int(batch.max()) + 1 if n else 0
     was = model.training
     model.eval()

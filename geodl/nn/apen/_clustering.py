@@ -179,6 +179,8 @@ def em_partition(votes: torch.Tensor, batch: torch.Tensor | None = None, *, num_
     n = votes.shape[0]
     K = check_int("num_components", num_components, min=1, max=1 << 12)
     sigma = float(check_number("bandwidth", bandwidth, positive=True))
+    if not (sigma * sigma > 0 and 0.5 / (sigma * sigma) < torch.finfo(votes.dtype).max):
+        raise ValueError(f"bandwidth: {sigma!r} is too small for {votes.dtype} votes (1 / (2 bandwidth^2) overflows)")
     iters = check_int("iters", iters, min=1, max=1000)
     repulsion = float(check_number("repulsion", repulsion, nonnegative=True))
     radius = sigma if merge_radius is None else float(check_number("merge_radius", merge_radius, nonnegative=True))
@@ -197,6 +199,7 @@ def em_partition(votes: torch.Tensor, batch: torch.Tensor | None = None, *, num_
         raise ValueError(f"num_graphs: {B} is not larger than the largest cloud id {int(batch.max())}")
     from geodl._checks import check_alloc
 
+    check_alloc("num_graphs", B, B, 4 * K + 4, votes.dtype, votes.device, row_bytes=8)  # before bincount(minlength=B)
     check_alloc("num_components", f"{K} (x {n} points)", n, 4 * K, votes.dtype, votes.device)
     dense, mask, slots = to_dense(votes, batch, B)  # (B, M, 3): the EM runs on padded clouds, by bmm
     slot = slots[0]
@@ -209,7 +212,8 @@ def em_partition(votes: torch.Tensor, batch: torch.Tensor | None = None, *, num_
 
     def responsibilities(mu, log_pi):
         d2 = v2 - 2 * torch.bmm(dense, mu.transpose(1, 2)) + (mu * mu).sum(-1)[:, None, :]  # (B, M, K)
-        return torch.softmax(log_pi - d2 * inv2s2, dim=-1) * w
+        d2 = d2 - d2.amin(-1, keepdim=True).detach()  # the nearest at 0 (softmax unchanged): no row of only
+        return torch.softmax(log_pi - d2 * inv2s2, dim=-1) * w  # -inf logits (NaN) for a small bandwidth
 
     for _ in range(iters):
         r = responsibilities(mu, log_pi)
@@ -276,17 +280,27 @@ def partition_from_labels(labels: torch.Tensor, batch: torch.Tensor | None = Non
     labels = labels.long()
     if n and int(labels.min()) < 0:
         raise ValueError(f"labels: expected non-negative part labels, got {int(labels.min())}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype: expected a floating-point torch.dtype, got {dtype!r}")
     if batch is None:
         batch = torch.zeros(n, dtype=torch.long, device=labels.device)
     else:
         check_tensor("batch", batch, shape=(n,), dtypes=(torch.int64,))
+        if n and int(batch.min()) < 0:
+            raise ValueError(f"batch: expected non-negative cloud ids, got {int(batch.min())}")
     if num_graphs is None:
         num_graphs = int(batch.max()) + 1 if n else 0
+    num_graphs = check_int("num_graphs", num_graphs, min=0)
+    if n and int(batch.max()) >= num_graphs:
+        raise ValueError(f"num_graphs: {num_graphs} is not larger than the largest cloud id {int(batch.max())}")
     if num_parts is None:
         num_parts = int(labels.max()) + 1 if n else 1
     K = check_int("num_parts", num_parts, min=1, max=1 << 12)
     if n and int(labels.max()) >= K:
         raise ValueError(f"num_parts: {K} is not larger than the largest label {int(labels.max())}")
+    from geodl._checks import check_alloc
+
+    check_alloc("num_graphs", num_graphs, num_graphs, 4 * K, dtype, labels.device)
     soft = torch.nn.functional.one_hot(labels, K).to(dtype)
     counts = torch.zeros(num_graphs, K, dtype=torch.long, device=labels.device).index_put_(
         (batch, labels), torch.ones_like(labels), accumulate=True)

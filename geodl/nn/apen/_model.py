@@ -34,6 +34,7 @@ points) or that has fewer than ``min_part_points`` points is degenerate; ``degen
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -42,7 +43,7 @@ from torch import nn
 
 from geodl._checks import check_alloc, check_choice, check_int, check_number, check_tensor
 from geodl.groups import Symmetry
-from geodl.nn._layers import check_widths, mlp
+from geodl.nn._layers import check_linear_sizes, check_widths, mlp
 from geodl.nn.apen._clustering import Partition, em_partition, partition_from_labels, to_dense
 from geodl.nn.backbones._common import pool_graphs
 from geodl.nn.backbones.pointnet import PointNet
@@ -66,7 +67,7 @@ def _check_inputs(pos, x, batch, parts, num_graphs, in_channels: int):
     n = pos.shape[0]
     if x is not None:
         check_tensor("x", x, floating=True, finite=True)
-        x = x.reshape(n, -1) if x.shape[0] == n else x
+        x = x.reshape(n, math.prod(x.shape[1:])) if x.dim() and x.shape[0] == n else x  # (N,) / (N, ...) -> (N, C)
         if x.shape != (n, in_channels):
             raise ValueError(f"x: expected shape ({n}, {in_channels}), got {tuple(x.shape)}")
         x = x.to(pos.dtype)
@@ -85,6 +86,7 @@ def _check_inputs(pos, x, batch, parts, num_graphs, in_channels: int):
     num_graphs = check_int("num_graphs", num_graphs, min=0)
     if n and int(batch.max()) >= num_graphs:
         raise ValueError(f"num_graphs: {num_graphs} is not larger than the largest cloud id {int(batch.max())}")
+    check_alloc("num_graphs", num_graphs, num_graphs, 8, torch.int64, pos.device)  # before bincount(minlength=)
     counts = torch.bincount(batch, minlength=num_graphs)
     if n and bool((counts[torch.unique(batch)] < 2).any()):
         raise ValueError(f"batch: every cloud needs at least 2 points, got counts {counts.tolist()[:10]}")
@@ -189,9 +191,9 @@ class APENLayer(nn.Module):
         canon = fr.to_canonical(pos, "points") / self.part_scale  # (N, F, 3)
         pos_f = canon.transpose(0, 1).reshape(F * n, 3)
         ids = (torch.arange(F, device=pos.device)[:, None] * P + partition.hard[None, :]).reshape(-1)
-        x_f = None if x is None else x.unsqueeze(0).expand(F, *x.shape).reshape(F * n, -1)
-        out = self.backbone(x_f, pos_f, ids, num_graphs=F * P).reshape(F, n, -1).transpose(0, 1)  # (N, F, C + 3)
+        x_f = None if x is None else x.unsqueeze(0).expand(F, *x.shape).reshape(F * n, x.shape[1])
         C = self.out_channels
+        out = self.backbone(x_f, pos_f, ids, num_graphs=F * P).reshape(F, n, C + 3).transpose(0, 1)  # (N, F, C + 3)
         h = out[..., :C].mean(1)
         offsets = fr.from_canonical(out[..., C:], "vectors").mean(1)
         return h, offsets, degenerate
@@ -341,12 +343,20 @@ class APEN(nn.Module):
         self.num_classes = None if num_classes is None else check_int("num_classes", num_classes, min=1)
         widths = check_widths("widths", widths, nonempty=True)
         L = len(widths)
+        for name, seq in (("components", components), ("bandwidths", bandwidths)):
+            if isinstance(seq, (str, bytes)) or not hasattr(seq, "__iter__"):
+                raise TypeError(f"{name}: expected a sequence, one entry per layer, got {type(seq).__name__}")
         components = tuple(check_int(f"components[{i}]", k, min=1, max=1 << 12) for i, k in enumerate(components))
         bandwidths = tuple(float(check_number(f"bandwidths[{i}]", s, positive=True)) for i, s in enumerate(bandwidths))
         for name, seq in (("components", components), ("bandwidths", bandwidths)):
             if len(seq) != L:
                 raise ValueError(f"{name}: expected {L} entries (one per layer, as widths), got {len(seq)}")
         self.widths, self.components, self.bandwidths = widths, components, bandwidths
+        feat = 3 * widths[-1]  # each layer's output features [h, part means, cloud max] feed the next layer
+        check_linear_sizes("widths", widths, [(3 * w, 3 * w) for w in widths])
+        for name, k in (("num_part_labels", self.num_part_labels), ("num_classes", self.num_classes)):
+            if k is not None:
+                check_linear_sizes(name, k, [(feat, feat), (feat, k)])
         self.merge_factor = float(check_number("merge_factor", merge_factor, nonnegative=True))
         self.iters = check_int("iters", iters, min=1, max=1000)
         self.repulsion = float(check_number("repulsion", repulsion, nonnegative=True))
@@ -361,7 +371,6 @@ class APEN(nn.Module):
                                     degeneracy=degeneracy, gap_tol=gap_tol, group=group, part_scale=bandwidths[i]))
             c_in = 3 * w
         self.layers = nn.ModuleList(layers)
-        feat = 3 * widths[-1]
         self.seg_head = None if self.num_part_labels is None else mlp([feat, feat, self.num_part_labels], "relu", False)
         self.cls_head = None if self.num_classes is None else mlp([feat, feat, self.num_classes], "relu", False)
 
@@ -417,19 +426,25 @@ def vote_loss(votes, centres: torch.Tensor) -> torch.Tensor:
     ----------
     votes : Tensor (N, 3) or list of them (e.g. ``APENOutput.votes``)
     centres : Tensor (N, 3)
-        The centre of each point's true part.
+        The centre of each point's true part (no points: the loss is 0).
 
     Examples
     --------
     >>> vote_loss([torch.zeros(4, 3), torch.ones(4, 3)], torch.zeros(4, 3))
     tensor(1.5000)
     """
-    votes = [votes] if isinstance(votes, torch.Tensor) else list(votes)
+    if isinstance(votes, torch.Tensor):
+        votes = [votes]
+    elif isinstance(votes, (str, bytes)) or not hasattr(votes, "__iter__"):
+        raise TypeError(f"votes: expected an (N, 3) tensor or a list of them, got {type(votes).__name__}")
+    else:
+        votes = list(votes)
     if not votes:
         raise ValueError("votes: expected at least one (N, 3) tensor")
-    check_tensor("centres", centres, ndim=2, floating=True, finite=True)
+    check_tensor("centres", centres, shape=(None, 3), floating=True, finite=True)
     for i, v in enumerate(votes):
         check_tensor(f"votes[{i}]", v, ndim=2, floating=True)
         if v.shape != centres.shape:
             raise ValueError(f"votes[{i}]: shape {tuple(v.shape)} does not match centres {tuple(centres.shape)}")
-    return torch.stack([((v - centres.to(v.dtype)) ** 2).sum(-1).mean() for v in votes]).mean()
+    n = max(centres.shape[0], 1)  # the mean over no points is 0, not NaN
+    return torch.stack([((v - centres.to(v.dtype)) ** 2).sum() / n for v in votes]).mean()
