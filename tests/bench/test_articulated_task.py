@@ -87,7 +87,8 @@ def test_metrics_match_a_direct_computation():
 
 
 @pytest.mark.parametrize("flag", [["--joint-range", "80,30"], ["--joint-range", "x"], ["--models", "EPN"],
-                                  ["--motion-std", "-1"], ["--per-class", "1,1"]])
+                                  ["--motion-std", "-1"], ["--per-class", "1,1"],
+                                  ["--num-points", "48"]])
 def test_bad_flags_exit_2(tmp_path, flag, capsys):
     with pytest.raises(SystemExit) as exc:
         run_task("articulated", _argv(tmp_path, *flag))

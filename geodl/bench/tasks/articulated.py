@@ -382,6 +382,19 @@ def _angles(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _num_points(text: str) -> int:
+    import argparse
+
+    from geodl.data._articulated import MAX_PARTS
+
+    v = positive_int(text)
+    least = 16 * MAX_PARTS  # ArticulatedShapes' min_part_points (16) on every part of the largest class
+    if v < least:
+        raise argparse.ArgumentTypeError(f"expected at least {least} points (16 per part instance, {MAX_PARTS} "
+                                          f"instances in the largest class), got {text!r}")
+    return v
+
+
 def _add_arguments(p) -> None:
     from geodl.bench.tasks.modelnet import _triple
     from geodl.bench.tasks.nbody import _stem
@@ -390,7 +403,8 @@ def _add_arguments(p) -> None:
                    help=f"comma-separated subset of {list(MODELS)}")
     p.add_argument("--per-class", type=_triple, default=None, metavar="TRAIN,VAL,TEST",
                    help="clouds per class in each split")
-    p.add_argument("--num-points", type=positive_int, default=None, metavar="N", help="points per cloud")
+    p.add_argument("--num-points", type=_num_points, default=None, metavar="N",
+                   help="points per cloud (at least 96: 16 per part instance)")
     p.add_argument("--batch-size", type=positive_int, default=None, metavar="N")
     p.add_argument("--joint-range", type=_angles, default=(30.0, 75.0), metavar="A,B",
                    help="joint angles |θ| < A in training, A..B in test (degrees; default 30,75)")
