@@ -19,7 +19,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "hypothesis": ("hypothesis", "test"),
     "pytest": ("pytest", "test"),
     "trimesh": ("trimesh", "mesh"),
-    "scipy": ("scipy", "test"),
+    "scipy": ("scipy", "bench"),  # also in the test extra
+    "PIL": ("pillow", "bench"),
     "sklearn": ("scikit-learn", "bench"),
     "sphericart.torch": ("sphericart-torch", "peers"),
     "hypll": ("hypll", "peers"),

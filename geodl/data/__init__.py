@@ -30,6 +30,11 @@ _EXPORTS = {
     # DynLab articulated scans from a local folder (_dynlab.py)
     "DynLab": "_dynlab",
     "read_dynlab_pose": "_dynlab",
+    # SYMSOL and PASCAL3D+ from a local folder (_symsol.py, _pascal3d.py)
+    "Symsol": "_symsol",
+    "Pascal3D": "_pascal3d",
+    "PASCAL3D_CATEGORIES": "_pascal3d",
+    "pascal3d_rotation": "_pascal3d",
     # synthetic shapes, the embedded default of the rotated-classification task (_shapes.py)
     "SyntheticShapes": "_shapes",
     "SHAPE_CLASSES": "_shapes",
