@@ -47,6 +47,10 @@ _EXPORTS = {
     "ARTICULATED_CLASSES": "_articulated",
     "PART_LABELS": "_articulated",
     "PART_OFFSETS": "_articulated",
+    # SYMSOL-like renders, the embedded default of the pose benchmark (_symsol_like.py)
+    "SymsolLike": "_symsol_like",
+    "SYMSOL_SHAPES": "_symsol_like",
+    "symmetry_set": "_symsol_like",
     # image data of the Poincaré ResNet benchmark: sklearn's 8x8 digits, CIFAR-10/100 binary (_images.py)
     "Digits": "_images",
     "CIFAR": "_images",
