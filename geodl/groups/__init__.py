@@ -15,7 +15,7 @@ Everything here works on any batch shape, dtype and device; every sampler takes 
   strings, ``node:`` prefix), by :func:`random_input` and by :mod:`geodl.testing`.
 - Rotations: :func:`random_rotation`, :func:`geodesic_distance` and conversions between matrices,
   quaternions ``(x, y, z, w)``, rotation vectors, 6D and Euler angles.
-- :func:`wigner_D` in e3nn's real basis; :func:`finite_group`; HEALPix :func:`s2_healpix_grid`,
+- :func:`wigner_D` in e3nn's real basis, :func:`wigner_D_chunks` of a whole grid in chunks; :func:`finite_group`; HEALPix :func:`s2_healpix_grid`,
   :func:`so3_healpix_grid` and :func:`nearest_rotation`.
 
 Examples
@@ -40,6 +40,7 @@ from geodl.groups._kinds import KindDef, kind_table, random_input, register_kind
 from geodl.groups._rotations import *  # noqa: F403 (the names listed in _rotations.__all__)
 from geodl.groups._symmetry import Symmetry, get_symmetry
 from geodl.groups._wigner import wigner_D, wigner_D_blocks
+from geodl.groups._wigner_grid import so3_fourier_width, wigner_D_chunks
 
 __all__ = [
     # groups, kinds and actions
@@ -62,6 +63,8 @@ __all__ = [
     # representations, finite groups, grids
     "wigner_D",
     "wigner_D_blocks",
+    "wigner_D_chunks",
+    "so3_fourier_width",
     "finite_group",
     "FINITE_GROUPS",
     "s2_healpix_grid",

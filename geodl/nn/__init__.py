@@ -5,6 +5,8 @@
   representations (``TinvNN``, ``tinv_coordinates``, ``classical_mds``, ``graph_mds``);
 - :mod:`geodl.nn.apen`: APEN, approximately piecewise E(3)-equivariant point networks (partitions by EM on
   votes, per-part frame averaging, the measured bound);
+- :mod:`geodl.nn.pose`: ``SO3Distribution`` (SO(3) Fourier coefficients normalised on the HEALPix
+  SO(3) grid) and pose metrics under symmetry;
 - :mod:`geodl.nn.spherical`: VI-Net spherical maps, SPA-SConv, the spherical FPN, ``VINet``;
 - :mod:`geodl.nn.poincare`: Poincaré-ball operations (a geoopt-style functional core), the hyperbolic
   layers, ``PoincareResidualBlock`` and ``PoincareResNet``;
@@ -31,6 +33,8 @@ _EXPORTS = {
     "VINet": "spherical",
     # APEN
     "APEN": "apen",
+    # pose (SO(3) distributions)
+    "SO3Distribution": "pose",
     # backbones
     "ResNet": "backbones",
     "PointNet": "backbones",
@@ -41,4 +45,4 @@ _EXPORTS = {
 }
 
 __getattr__, __dir__, __all__ = lazy_module(
-    __name__, _EXPORTS, extra=("apen", "backbones", "frame_averaging", "location", "poincare", "spherical", "tinv"), public=sorted(_EXPORTS))
+    __name__, _EXPORTS, extra=("apen", "backbones", "frame_averaging", "location", "poincare", "pose", "spherical", "tinv"), public=sorted(_EXPORTS))

@@ -522,7 +522,7 @@ def write_report(path, results: dict | None = None) -> None:
 
 # --------------------------------------------------------------------------- the public surface
 PACKAGES = ("geodl.ops", "geodl.groups", "geodl.nn", "geodl.nn.backbones", "geodl.nn.frame_averaging",
-            "geodl.nn.location", "geodl.nn.tinv", "geodl.nn.apen", "geodl.nn.spherical", "geodl.nn.poincare", "geodl.nn.soft_equivariance", "geodl.testing", "geodl.data", "geodl.bench")
+            "geodl.nn.location", "geodl.nn.tinv", "geodl.nn.apen", "geodl.nn.spherical", "geodl.nn.poincare", "geodl.nn.pose", "geodl.nn.soft_equivariance", "geodl.testing", "geodl.data", "geodl.bench")
 
 # names that take no data: constants, and functions of no arguments (each is still called once by
 # test_fuzz_registry.test_excluded_names_behave)
