@@ -274,6 +274,12 @@ def _act_image2d(spec, g, x):
     if g.rotation is None:
         return x
     R = g.rotation.detach().to(torch.float64).cpu()
+    if R.shape[-1] == 3:  # a 3-D rotation about the camera axis z (x right, y up): its in-plane block
+        if float((R[2] - torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64)).abs().max()) > 1e-9 or \
+                float(R[:2, 2].abs().max()) > 1e-9:
+            raise ValueError(f"g: kind {spec.kind!r} is acted on by 3-D rotations about the z axis only (the "
+                             f"camera axis; group 'azimuth:4' for quarter turns); got rotation {R.tolist()}")
+        R = R[:2, :2]
     _need_dim(spec, R, 2)
     Ri = R.round()
     if float((R - Ri).abs().max()) > 1e-9:
@@ -427,7 +433,7 @@ register_kind("equirect", act=_act_equirect, random=_rand_equirect, param="<H>x<
               shape="(..., H, W)",
               doc="equirectangular map (rows θ from north, cols φ): azimuth rolls, pole flip")
 register_kind("image2d", act=_act_image2d, random=_rand_image2d, shape="(..., H, W)",
-              doc="image under exact quarter turns and flips (group D4)")
+              doc="image under exact quarter turns and flips (group D4; or Rz quarter turns, 'azimuth:4')")
 register_kind("edge_index", act=_act_edge_index, random=_rand_edge_index, shape="(2, E) integer", node="never",
               geometric=False, integer=True, doc="node ids relabelled so edges follow their nodes")
 register_kind("batch", act=_act_labels, random=_rand_batch, shape="(N,) integer", node="always",

@@ -14,6 +14,7 @@ from . import test_fuzz_apen, test_fuzz_articulated_bench, test_fuzz_dynlab  # n
 from . import test_fuzz_pose_loaders  # noqa: F401
 from . import test_fuzz_symsol_like  # noqa: F401
 from . import test_fuzz_pose_distribution  # noqa: F401
+from . import test_fuzz_pose_lifts  # noqa: F401
 from . import test_fuzz_pose_convs  # noqa: F401
 from ._harness import EXCLUDED, REGISTRY, canonical, public_names
 

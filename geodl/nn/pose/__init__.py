@@ -12,12 +12,17 @@ al., ICML'21) does.
   log-likelihood averaged over every ground truth of the set (IPDF; Image2Sphere's one random draw as an option);
 - :class:`S2Conv`, :class:`SO3Conv` (exactly equivariant, Fourier domain: ``F^l = y^l ψ^lᵀ`` and
   ``F^l Ψ^l``), :class:`SO3Activation` (pointwise on the HEALPix SO(3) grid, approximately
-  equivariant), :func:`s2_near_pole_grid` (``_convs.py``).
+  equivariant), :func:`s2_near_pole_grid` (``_convs.py``);
+- :class:`OrthographicLift`, :class:`InducedLift` (``_lifts.py``): image feature map -> S2 coefficients
+  (Image2Sphere's orthographic hemisphere lift) and -> SO(3) (or S2) coefficients (the induced lift's
+  circular-harmonic filters, exactly equivariant to quarter turns of a square map).
 """
 
 from geodl.nn.pose._convs import S2Conv, SO3Activation, SO3Conv, s2_near_pole_grid
 from geodl.nn.pose._distribution import SO3Distribution
+from geodl.nn.pose._lifts import InducedLift, OrthographicLift
 from geodl.nn.pose._metrics import accuracy_at, average_log_likelihood, median_error, rotation_errors
 
 __all__ = ["S2Conv", "SO3Activation", "SO3Conv", "s2_near_pole_grid", "SO3Distribution", "accuracy_at",
+           "InducedLift", "OrthographicLift",
            "average_log_likelihood", "median_error", "rotation_errors"]
