@@ -68,7 +68,7 @@ def task_summaries() -> dict[str, str]:
     Examples
     --------
     >>> sorted(task_summaries())[:2]
-    ['checkerboard', 'inertia']
+    ['articulated', 'checkerboard']
     """
     out = {}
     for name in TASKS:
