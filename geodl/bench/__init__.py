@@ -29,6 +29,8 @@ TASKS: dict[str, str] = {
     "articulated": "geodl.bench.tasks.articulated:main",
     "poincare": "geodl.bench.tasks.poincare:main",
     "inertia": "geodl.bench.tasks.inertia:main",
+    "symsol": "geodl.bench.tasks.symsol:main_symsol",
+    "pascal3d": "geodl.bench.tasks.symsol:main_pascal3d",
 }
 
 _EXPORTS = {

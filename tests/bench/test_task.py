@@ -12,7 +12,7 @@ import pytest
 
 from geodl.bench import COMMON_FLAGS, TASKS, task_summaries
 from geodl.bench._task import Task, common_options
-from geodl.bench.tasks import articulated, inertia, location, modelnet, nbody, poincare, vinet
+from geodl.bench.tasks import articulated, inertia, location, modelnet, nbody, poincare, symsol, vinet
 from geodl.cli import bench_help, main as cli_main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +22,7 @@ def _task(name):
     return {"nbody": nbody.TASK, "landocean": location.LANDOCEAN, "checkerboard": location.CHECKERBOARD,
             "shapes": modelnet.SHAPES, "modelnet": modelnet.MODELNET,
             "vinet": vinet.TASK, "articulated": articulated.TASK, "poincare": poincare.TASK,
-            "inertia": inertia.TASK}[name]
+            "inertia": inertia.TASK, "symsol": symsol.SYMSOL, "pascal3d": symsol.PASCAL3D}[name]
 
 
 def test_every_task_has_the_same_common_flags():

@@ -16,6 +16,7 @@ from . import test_fuzz_symsol_like  # noqa: F401
 from . import test_fuzz_pose_distribution  # noqa: F401
 from . import test_fuzz_pose_lifts  # noqa: F401
 from . import test_fuzz_pose_convs  # noqa: F401
+from . import test_fuzz_symsol_bench  # noqa: F401
 from ._harness import EXCLUDED, REGISTRY, canonical, public_names
 
 # records that the library builds and returns (plain dataclasses without arguments to check);
