@@ -39,10 +39,13 @@ def test_three_models_one_run(tmp_path, tiny, capsys):
     for e in doc["summary"]:
         for s in ("tet", "cone"):
             assert math.isfinite(e[f"ll_{s}"]) and e[f"ll_std_{s}"] >= 0 and 0 <= e[f"median_error_{s}"] <= 180
+            assert 0 <= e[f"spread_{s}"] <= 180
         assert e["model"] in out
     for key in ("ll_tet", "ll_cone", "log_likelihood"):
         assert by["uniform"][key] == pytest.approx(-math.log(math.pi**2), abs=1e-4)
     assert by["uniform"]["ll_std"] < 1e-6 and by["uniform"]["params"] == 0
+    # uniform mass: the nearest of 12 (tet) equivalent rotations is closer than Haar's mean angle to one (126.5°)
+    assert 0 < by["uniform"]["spread_tet"] < 120
     assert by["orthographic"]["params"] > 0 and by["induced"]["params"] > 0
     assert {r["set_size"] for r in doc["rows"] if r["shape"] == "cone"} == {360}
     goal = doc["goals"][GOAL]

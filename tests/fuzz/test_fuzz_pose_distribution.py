@@ -310,6 +310,39 @@ def build_average_log_likelihood(coeffs, lmax, R_sets, one_random, seed):
     return call, verify
 
 
+@S.composite
+def _spread_case(draw):
+    B, lmax, dtype, seed = draw(S.integers(1, 3)), draw(S.integers(0, 2)), draw(DTYPES), draw(SEEDS)
+    sets = _rotations((B, draw(S.integers(1, 4))) if draw(S.booleans()) else (B,), seed + 1, dtype)
+    return dict(coeffs=_coeffs(B, lmax, seed, dtype), lmax=lmax, R_sets=sets, chunk_size=draw(S.integers(1, 100)))
+
+
+@fuzz("geodl.nn.pose.spread", examples=30)
+@with_cases(lambda: cases(_spread_case(), {
+    "R_sets": [Mut("scaled", lambda kw: kw["R_sets"] * 1.01)] + values("abc", None),
+    "chunk_size": values(0, -3, 1.5, None),
+}))
+def build_spread(coeffs, lmax, R_sets, chunk_size):
+    import torch
+    from geodl.nn.pose import SO3Distribution, spread
+
+    def call():
+        dist = SO3Distribution(coeffs, lmax, rec=0)
+        return dist, spread(dist, R_sets, chunk_size=chunk_size, reduction="none")
+
+    def verify(res):
+        dist, per = res
+        finite(per)
+        expect(bool(((per >= 0) & (per <= 180 + 1e-9)).all()), "an expected angle outside [0, 180] degrees")
+        sets = R_sets if R_sets.dim() == 4 else R_sets[:, None]
+        G, p = dist.grid.double(), dist.probs().double()
+        tr = torch.einsum("nij,bsij->bns", G, sets.double()).amax(-1)
+        ref = torch.rad2deg((p * torch.arccos(((tr - 1) / 2).clamp(-1, 1))).sum(1))
+        close(per.double(), ref, atol=1e-6 if coeffs.dtype == torch.float64 else 1e-2, msg="the definition")
+
+    return call, verify
+
+
 NAMES = sorted(n for n, e in REGISTRY.items() if e.builder.split(":")[0].endswith("test_fuzz_pose_distribution"))
 
 

@@ -275,7 +275,7 @@ def _run_symsol(args) -> int:
     from geodl.bench._results import print_table, write_results
     from geodl.data import SymsolLike
     from geodl.data._symsol_like import symmetry_set
-    from geodl.nn.pose import SO3Distribution, average_log_likelihood, median_error, rotation_errors
+    from geodl.nn.pose import SO3Distribution, average_log_likelihood, median_error, rotation_errors, spread
 
     tag, cfg = _config(args)
     shapes, models = list(args.shapes), list(args.models)
@@ -303,28 +303,31 @@ def _run_symsol(args) -> int:
         coeffs = _coefficients(model, test.images, cfg["batch_size"])
         dist_all = SO3Distribution(coeffs, cfg["lmax"], rec=cfg["eval_rec"])
         dists[model_name] = dist_all
-        per_ll, per_err = [], []
+        per_ll, per_err, per_sp = [], [], []
         for k, s in enumerate(shapes):
             idx = (test.y == k).nonzero()[:, 0]
             dist = SO3Distribution(coeffs[idx], cfg["lmax"], rec=cfg["eval_rec"])
             R_sets = torch.stack([test.symmetries(int(i)) for i in idx]).double()
             with torch.no_grad():
                 ll = average_log_likelihood(dist, R_sets, reduction="none")
+                sp = spread(dist, R_sets, reduction="none")
                 mode = dist.mode()
             err = rotation_errors(mode, test._rotation64[idx], symmetries=G[s])
             per_ll.append(ll)
             per_err.append(err)
+            per_sp.append(sp)
             mean, std = _stats(ll)
             rows.append({"model": model_name, "shape": s, "log_likelihood": mean, "ll_std": std,
-                         "median_error_deg": float(median_error(err)), "n_test": len(idx),
+                         "spread_deg": float(sp.mean()), "median_error_deg": float(median_error(err)), "n_test": len(idx),
                          "set_size": G[s].shape[0], **common})
-        ll_all, err_all = torch.cat(per_ll), torch.cat(per_err)
+        ll_all, err_all, sp_all = torch.cat(per_ll), torch.cat(per_err), torch.cat(per_sp)
         mean, std = _stats(ll_all)
         eval_s = time.perf_counter() - t0
         rows.append({"model": model_name, "shape": "all", "log_likelihood": mean, "ll_std": std,
-                     "median_error_deg": float(median_error(err_all)), "n_test": len(test), "set_size": "", **common})
-        entry = {"model": model_name, "log_likelihood": mean, "ll_std": std,
+                     "spread_deg": float(sp_all.mean()), "median_error_deg": float(median_error(err_all)), "n_test": len(test), "set_size": "", **common})
+        entry = {"model": model_name, "log_likelihood": mean, "ll_std": std, "spread_deg": float(sp_all.mean()),
                  "median_error_deg": float(median_error(err_all)),
+                 **{f"spread_{s}": r["spread_deg"] for s, r in zip(shapes, rows[-len(shapes) - 1:-1])},
                  **{f"ll_{s}": r["log_likelihood"] for s, r in zip(shapes, rows[-len(shapes) - 1:-1])},
                  **{f"ll_std_{s}": r["ll_std"] for s, r in zip(shapes, rows[-len(shapes) - 1:-1])},
                  **{f"median_error_{s}": r["median_error_deg"] for s, r in zip(shapes, rows[-len(shapes) - 1:-1])},
@@ -337,7 +340,8 @@ def _run_symsol(args) -> int:
 
     print()
     print_table(summary, ["model", *[(f"ll_{s}", s) for s in shapes], ("log_likelihood", "LL all"),
-                          ("ll_std", "LL std"), ("median_error_deg", "median err °"), "params",
+                          ("ll_std", "LL std"), ("spread_deg", "spread °"), ("median_error_deg", "median err °"),
+                          "params",
                           ("train_s", "train s")])
     print(f"average log-likelihood over every rotation of each symmetry set ({len(test)} test images, grid level "
           f"{cfg['eval_rec']}: {72 * 8 ** cfg['eval_rec']} rotations); uniform = -log π² = {-LOG_PI2:.4f}; "
@@ -355,7 +359,8 @@ def _run_symsol(args) -> int:
                            f"grid level {cfg['train_rec']}); Adam, cosine decay, the epoch with the lowest "
                            "validation loss kept",
                "metrics": "average log-likelihood over every rotation of the symmetry set (IPDF), mean and std "
-                          f"over the test images (grid level {cfg['eval_rec']}); median geodesic error of mode() "
+                          f"over the test images (grid level {cfg['eval_rec']}); spread (IPDF): the expected angle "
+                          "from the distribution's grid mass to the nearest member of the set (degrees); median geodesic error of mode() "
                           "to the nearest member of the set (degrees)",
                "data": {"dataset": "SymsolLike", "per_shape": list(cfg["per_shape"]), "size": cfg["size"],
                         "data_s": round(data_s, 1)},

@@ -9,7 +9,8 @@ al., ICML'21) does.
   ``probs``, ``mode`` (grid argmax + gradient ascent), ``sample``, ``cross_entropy``;
 - :func:`rotation_errors`, :func:`median_error`, :func:`accuracy_at`, :func:`average_log_likelihood`
   (``_metrics.py``): geodesic errors in degrees as the minimum over each sample's symmetry set, and the
-  log-likelihood averaged over every ground truth of the set (IPDF; Image2Sphere's one random draw as an option);
+  log-likelihood averaged over every ground truth of the set (IPDF; Image2Sphere's one random draw as an option),
+  :func:`spread` (IPDF's expected angle from the distribution to the nearest ground truth);
 - :class:`S2Conv`, :class:`SO3Conv` (exactly equivariant, Fourier domain: ``F^l = y^l ψ^lᵀ`` and
   ``F^l Ψ^l``), :class:`SO3Activation` (pointwise on the HEALPix SO(3) grid, approximately
   equivariant), :func:`s2_near_pole_grid` (``_convs.py``);
@@ -21,8 +22,8 @@ al., ICML'21) does.
 from geodl.nn.pose._convs import S2Conv, SO3Activation, SO3Conv, s2_near_pole_grid
 from geodl.nn.pose._distribution import SO3Distribution
 from geodl.nn.pose._lifts import InducedLift, OrthographicLift
-from geodl.nn.pose._metrics import accuracy_at, average_log_likelihood, median_error, rotation_errors
+from geodl.nn.pose._metrics import accuracy_at, average_log_likelihood, median_error, rotation_errors, spread
 
 __all__ = ["S2Conv", "SO3Activation", "SO3Conv", "s2_near_pole_grid", "SO3Distribution", "accuracy_at",
            "InducedLift", "OrthographicLift",
-           "average_log_likelihood", "median_error", "rotation_errors"]
+           "average_log_likelihood", "median_error", "rotation_errors", "spread"]

@@ -334,3 +334,31 @@ def test_bad_input_raises_naming_the_argument():
     with pytest.raises(ValueError, match="^reduction"):
         dist.cross_entropy(R, reduction="max")
     torch.testing.assert_close(dist.log_prob(R.float().double()), torch.full((2,), -LOG_PI2, dtype=F64))
+
+
+
+def test_spread_is_small_on_the_set_and_haar_for_uniform():
+    import math
+
+    from geodl.groups import finite_group
+    from geodl.nn.pose import SO3Distribution, spread
+
+    uniform = SO3Distribution(torch.zeros(1, 35, dtype=torch.float64), lmax=2, rec=2)
+    haar = math.degrees(math.pi / 2 + 2 / math.pi)  # E[angle] of a Haar rotation: 126.5 degrees
+    assert abs(float(spread(uniform, torch.eye(3, dtype=torch.float64)[None])) - haar) < 1.0
+    G = finite_group("tetrahedral", dtype=torch.float64)
+    near_set = float(spread(uniform, G[None]))  # the nearest of 12 ground truths is much closer
+    assert near_set < 0.6 * haar
+    # a distribution peaked at the identity: small spread to {I}, and to a set holding I
+    from geodl.groups import so3_fourier_width, wigner_D_blocks
+
+    lmax = 4
+    coeffs = 3.0 * torch.cat([D.flatten() for D in wigner_D_blocks(lmax, torch.eye(3, dtype=torch.float64))])[None]
+    peaked = SO3Distribution(coeffs, lmax, rec=2)
+    assert coeffs.shape[1] == so3_fourier_width(lmax)
+    s1 = float(spread(peaked, torch.eye(3, dtype=torch.float64)[None]))
+    assert s1 < 40 and float(spread(peaked, G[None])) <= s1 + 1e-9
+    with pytest.raises(ValueError, match="R_sets"):
+        spread(peaked, torch.eye(3, dtype=torch.float64)[None] * 2)
+    with pytest.raises(ValueError, match="chunk_size"):
+        spread(peaked, G[None], chunk_size=0)
