@@ -97,6 +97,26 @@ def to_dense(values: torch.Tensor, batch: torch.Tensor, num_graphs: int, slots=N
     return dense, mask, (slot, counts, m)
 
 
+def cloud_ids(batch, n: int, num_graphs, device, *, single: int = 1):
+    """Validated ``(batch, num_graphs)`` of an APEN call: ``batch`` (N,) int64 non-negative cloud ids (zeros
+    for None), ``num_graphs`` an int larger than every id (default ``batch.max() + 1``, or ``single`` for
+    ``batch=None``). ``ValueError`` naming ``batch`` or ``num_graphs``."""
+    if batch is None:
+        batch = torch.zeros(n, dtype=torch.long, device=device)
+        if num_graphs is None:
+            num_graphs = single
+    else:
+        check_tensor("batch", batch, shape=(n,), dtypes=(torch.int64,))
+        if n and int(batch.min()) < 0:
+            raise ValueError(f"batch: expected non-negative cloud ids, got {int(batch.min())}")
+        if num_graphs is None:
+            num_graphs = int(batch.max()) + 1 if n else 0
+    num_graphs = check_int("num_graphs", num_graphs, min=0)
+    if n and int(batch.max()) >= num_graphs:
+        raise ValueError(f"num_graphs: {num_graphs} is not larger than the largest cloud id {int(batch.max())}")
+    return batch, num_graphs
+
+
 def _fps_centres(v: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
     """Farthest-point sampling of ``k`` centres per cloud from dense votes ``v`` (B, M, 3), started at the vote
     farthest from the cloud's mean vote: (B, k, 3). A cloud with fewer distinct votes repeats its last pick."""
@@ -185,18 +205,7 @@ def em_partition(votes: torch.Tensor, batch: torch.Tensor | None = None, *, num_
     repulsion = float(check_number("repulsion", repulsion, nonnegative=True))
     radius = sigma if merge_radius is None else float(check_number("merge_radius", merge_radius, nonnegative=True))
     min_points = check_int("min_points", min_points, min=1)
-    if batch is None:
-        batch = torch.zeros(n, dtype=torch.long, device=votes.device)
-        num_graphs = 1 if num_graphs is None else num_graphs
-    else:
-        check_tensor("batch", batch, shape=(n,), dtypes=(torch.int64,))
-        if n and int(batch.min()) < 0:
-            raise ValueError("batch: expected non-negative cloud ids")
-        if num_graphs is None:
-            num_graphs = int(batch.max()) + 1 if n else 0
-    B = check_int("num_graphs", num_graphs, min=0)
-    if n and int(batch.max()) >= B:
-        raise ValueError(f"num_graphs: {B} is not larger than the largest cloud id {int(batch.max())}")
+    batch, B = cloud_ids(batch, n, num_graphs, votes.device)
     from geodl._checks import check_alloc
 
     check_alloc("num_graphs", B, B, 4 * K + 4, votes.dtype, votes.device, row_bytes=8)  # before bincount(minlength=B)
@@ -282,17 +291,7 @@ def partition_from_labels(labels: torch.Tensor, batch: torch.Tensor | None = Non
         raise ValueError(f"labels: expected non-negative part labels, got {int(labels.min())}")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype: expected a floating-point torch.dtype, got {dtype!r}")
-    if batch is None:
-        batch = torch.zeros(n, dtype=torch.long, device=labels.device)
-    else:
-        check_tensor("batch", batch, shape=(n,), dtypes=(torch.int64,))
-        if n and int(batch.min()) < 0:
-            raise ValueError(f"batch: expected non-negative cloud ids, got {int(batch.min())}")
-    if num_graphs is None:
-        num_graphs = int(batch.max()) + 1 if n else 0
-    num_graphs = check_int("num_graphs", num_graphs, min=0)
-    if n and int(batch.max()) >= num_graphs:
-        raise ValueError(f"num_graphs: {num_graphs} is not larger than the largest cloud id {int(batch.max())}")
+    batch, num_graphs = cloud_ids(batch, n, num_graphs, labels.device, single=1 if n else 0)
     if num_parts is None:
         num_parts = int(labels.max()) + 1 if n else 1
     K = check_int("num_parts", num_parts, min=1, max=1 << 12)

@@ -44,7 +44,7 @@ from torch import nn
 from geodl._checks import check_alloc, check_choice, check_int, check_number, check_tensor
 from geodl.groups import Symmetry
 from geodl.nn._layers import check_linear_sizes, check_widths, mlp
-from geodl.nn.apen._clustering import Partition, em_partition, partition_from_labels, to_dense
+from geodl.nn.apen._clustering import Partition, cloud_ids, em_partition, partition_from_labels, to_dense
 from geodl.nn.backbones._common import pool_graphs
 from geodl.nn.backbones.pointnet import PointNet
 from geodl.nn.frame_averaging._frames import _POLICIES, _frames, _parse_group
@@ -73,19 +73,7 @@ def _check_inputs(pos, x, batch, parts, num_graphs, in_channels: int):
         x = x.to(pos.dtype)
     elif in_channels:
         raise ValueError(f"x: required, ({n}, {in_channels}) invariant point features")
-    if batch is None:
-        batch = torch.zeros(n, dtype=torch.long, device=pos.device)
-        if num_graphs is None:
-            num_graphs = 1
-    else:
-        check_tensor("batch", batch, shape=(n,), dtypes=(torch.int64,))
-        if n and int(batch.min()) < 0:
-            raise ValueError(f"batch: expected non-negative cloud ids, got {int(batch.min())}")
-        if num_graphs is None:
-            num_graphs = int(batch.max()) + 1 if n else 0
-    num_graphs = check_int("num_graphs", num_graphs, min=0)
-    if n and int(batch.max()) >= num_graphs:
-        raise ValueError(f"num_graphs: {num_graphs} is not larger than the largest cloud id {int(batch.max())}")
+    batch, num_graphs = cloud_ids(batch, n, num_graphs, pos.device)
     check_alloc("num_graphs", num_graphs, num_graphs, 8, torch.int64, pos.device)  # before bincount(minlength=)
     counts = torch.bincount(batch, minlength=num_graphs)
     if n and bool((counts[torch.unique(batch)] < 2).any()):
