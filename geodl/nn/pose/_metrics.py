@@ -129,6 +129,17 @@ def accuracy_at(errors: torch.Tensor, degrees=(15.0, 30.0)) -> torch.Tensor:
     return acc[0] if scalar else acc
 
 
+def _set_tensor(R_sets, B: int) -> torch.Tensor:
+    """``R_sets`` (B, 3, 3) or (B, K, 3, 3) rotations, checked, as (B, K, 3, 3) with K >= 1."""
+    R = check_rotations("R_sets", R_sets)
+    if R.dim() == 3:
+        R = R[:, None]
+    if R.dim() != 4 or R.shape[0] != B or R.shape[1] == 0:
+        raise ValueError(f"R_sets: expected shape ({B}, 3, 3) or ({B}, K, 3, 3) with K >= 1 (the batch of dist), "
+                         f"got {tuple(R_sets.shape)}")
+    return R
+
+
 def average_log_likelihood(dist, R_sets, *, one_random: bool = False, generator: torch.Generator | None = None,
                            reduction: str = "mean") -> torch.Tensor:
     """Average log-likelihood of ground-truth sets under ``dist``, **averaged over every rotation of each set** (IPDF).
@@ -176,12 +187,7 @@ def average_log_likelihood(dist, R_sets, *, one_random: bool = False, generator:
         R = torch.stack([torch.cat([s, s[:1].expand(K - s.shape[0], 3, 3)]) for s in sets]) if sets else None
         counts = torch.tensor(sizes, dtype=torch.long)
     else:
-        R = check_rotations("R_sets", R_sets)
-        if R.dim() == 3:
-            R = R[:, None]
-        if R.dim() != 4 or R.shape[0] != B or R.shape[1] == 0:
-            raise ValueError(f"R_sets: expected shape ({B}, 3, 3) or ({B}, K, 3, 3) with K >= 1 (the batch of dist), "
-                             f"got {tuple(R_sets.shape)}")
+        R = _set_tensor(R_sets, B)
         counts = torch.full((B,), R.shape[1], dtype=torch.long)
     if B == 0:
         raise ValueError("R_sets: the average over an empty batch is undefined")
@@ -229,12 +235,7 @@ def spread(dist, R_sets, *, chunk_size: int = 4096, reduction: str = "mean") -> 
     check_choice("reduction", reduction, ("mean", "none"))
     chunk_size = check_int("chunk_size", chunk_size, min=1)
     B = dist.batch_size
-    R = check_rotations("R_sets", R_sets)
-    if R.dim() == 3:
-        R = R[:, None]
-    if R.dim() != 4 or R.shape[0] != B or R.shape[1] == 0:
-        raise ValueError(f"R_sets: expected shape ({B}, 3, 3) or ({B}, K, 3, 3) with K >= 1 (the batch of dist), "
-                         f"got {tuple(R_sets.shape)}")
+    R = _set_tensor(R_sets, B)
     if B == 0:
         raise ValueError("R_sets: the spread of an empty batch is undefined")
     with torch.no_grad():
