@@ -243,3 +243,38 @@ def check_item_index(index, n: int, what: str = "clouds") -> int:
     if not -n <= i < n:
         raise IndexError(f"index: {index} out of range for a dataset of {n} {what}")
     return i % n
+
+
+def check_name_selection(name: str, value, known, *, item: str, what: str, none_hint: str, aliases=None) -> list[str]:
+    """A non-empty selection of names from ``known`` (a str is one name, or an alias for a list), without
+    repeats, in the order of ``known``. ``TypeError``/``ValueError`` naming ``name``; ``item`` names one entry
+    ("category"), ``what`` the known set ("the PASCAL3D+ categories"), ``none_hint`` what None selects.
+
+    Examples
+    --------
+    >>> check_name_selection("shapes", ["cyl", "tet"], ("tet", "cube", "cyl"), item="shape", what="the shapes",
+    ...                      none_hint="every shape")
+    ['tet', 'cyl']
+    """
+    aliases = aliases or {}
+    if isinstance(value, str):
+        if value in aliases:
+            return list(aliases[value])
+        value = [value]
+    alias_text = f" (or {', '.join(map(repr, aliases))})" if aliases else ""
+    try:
+        items = list(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected None, a {item} name{alias_text} or a list of them, got "
+                        f"{type(value).__name__}") from None
+    for v in items:
+        if not isinstance(v, str):
+            raise TypeError(f"{name}: expected str entries, got {type(v).__name__} ({v!r:.40})")
+    if not items:
+        raise ValueError(f"{name}: an empty selection; pass None for {none_hint}")
+    unknown = [v for v in items if v not in known]
+    if unknown:
+        raise ValueError(f"{name}: unknown {', '.join(map(repr, unknown))}; {what} are {', '.join(known)}{alias_text}")
+    if len(set(items)) != len(items):
+        raise ValueError(f"{name}: {items} names a {item} twice")
+    return sorted(items, key=list(known).index)

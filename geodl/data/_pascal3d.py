@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from geodl._checks import check_item_index, check_number, check_path, check_positive_int
+from geodl._checks import check_item_index, check_name_selection, check_number, check_path, check_positive_int
 
 __all__ = ["Pascal3D", "PASCAL3D_CATEGORIES", "pascal3d_rotation"]
 
@@ -260,25 +260,8 @@ def _listing(folder: Path) -> dict[str, str]:
 def _categories_arg(categories) -> list[str]:
     if categories is None:
         return list(PASCAL3D_CATEGORIES)
-    if isinstance(categories, str):
-        categories = [categories]
-    try:
-        items = list(categories)
-    except TypeError:
-        raise TypeError(f"categories: expected None, a category name or a list of them, got "
-                        f"{type(categories).__name__}") from None
-    for c in items:
-        if not isinstance(c, str):
-            raise TypeError(f"categories: expected str entries, got {type(c).__name__} ({c!r:.40})")
-    if not items:
-        raise ValueError("categories: an empty selection; pass None for all 12")
-    unknown = [c for c in items if c not in PASCAL3D_CATEGORIES]
-    if unknown:
-        raise ValueError(f"categories: unknown {', '.join(map(repr, unknown))}; the PASCAL3D+ categories are "
-                         f"{', '.join(PASCAL3D_CATEGORIES)}")
-    if len(set(items)) != len(items):
-        raise ValueError(f"categories: {items} names a category twice")
-    return sorted(items, key=PASCAL3D_CATEGORIES.index)
+    return check_name_selection("categories", categories, PASCAL3D_CATEGORIES, item="category",
+                                what="the PASCAL3D+ categories", none_hint="all 12")
 
 
 def _bool(name: str, value) -> bool:

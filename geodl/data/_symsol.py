@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from geodl._checks import check_item_index, check_memory, check_path, check_positive_int
+from geodl._checks import check_item_index, check_memory, check_name_selection, check_path, check_positive_int
 
 __all__ = ["Symsol"]
 
@@ -144,29 +144,8 @@ def _check_rotations(npz: Path, key: str, R: np.ndarray) -> None:
 def _shapes_arg(shapes) -> list[str] | None:
     if shapes is None:
         return None
-    if isinstance(shapes, str):
-        if shapes == "symsol1":
-            return list(SYMSOL_I)
-        if shapes == "symsol2":
-            return list(SYMSOL_II)
-        shapes = [shapes]
-    try:
-        items = list(shapes)
-    except TypeError:
-        raise TypeError(f"shapes: expected None, 'symsol1', 'symsol2', a shape name or a list of them, got "
-                        f"{type(shapes).__name__}") from None
-    for s in items:
-        if not isinstance(s, str):
-            raise TypeError(f"shapes: expected str entries, got {type(s).__name__} ({s!r:.40})")
-    if not items:
-        raise ValueError(f"shapes: an empty selection; pass None for every shape of the npz")
-    unknown = [s for s in items if s not in SHAPES]
-    if unknown:
-        raise ValueError(f"shapes: unknown {', '.join(map(repr, unknown))}; the SYMSOL shapes are "
-                         f"{', '.join(SHAPES)} (or 'symsol1', 'symsol2')")
-    if len(set(items)) != len(items):
-        raise ValueError(f"shapes: {items} names a shape twice")
-    return sorted(items, key=SHAPES.index)
+    return check_name_selection("shapes", shapes, SHAPES, item="shape", what="the SYMSOL shapes",
+                                none_hint="every shape of the npz", aliases={"symsol1": SYMSOL_I, "symsol2": SYMSOL_II})
 
 
 def _image_size_arg(image_size) -> int | None:
