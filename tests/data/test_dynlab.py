@@ -12,37 +12,12 @@ import torch
 
 from geodl.data import DynLab, read_dynlab_pose
 from geodl.data._dynlab import SEGMENT_PROPERTIES, read_ply_vertices
-
-_PLY_TYPES = {"f4": "float", "f8": "double", "u1": "uchar", "i1": "char", "i2": "short", "u2": "ushort",
-              "i4": "int", "u4": "uint"}
-
+from dynlab_fixture import pose_text
+from dynlab_fixture import write_ply as _write_ply
 
 def write_ply(path, fields: dict, fmt: str = "ascii", faces=None, comment: bool = True):
-    """Write ``fields`` ({name: (N,) array}) as the vertex element of a PLY file, optionally followed
-    by a face element (list property), as the real files do."""
-    names = list(fields)
-    n = len(fields[names[0]])
-    head = ["ply", f"format {fmt} 1.0"] + (["comment written by test_dynlab"] if comment else [])
-    head += [f"element vertex {n}"] + [f"property {_PLY_TYPES[np.asarray(fields[k]).dtype.str[1:]]} {k}" for k in names]
-    if faces is not None:
-        head += [f"element face {len(faces)}", "property list uchar int vertex_indices"]
-    head.append("end_header")
-    header = ("\n".join(head) + "\n").encode()
-    if fmt == "ascii":
-        rows = [" ".join(repr(fields[k][i].item()) for k in names) for i in range(n)]
-        rows += [f"{len(f)} " + " ".join(map(str, f)) for f in (faces or [])]
-        body = ("\n".join(rows) + "\n").encode()
-    else:
-        e = "<" if fmt == "binary_little_endian" else ">"
-        dt = np.dtype([(k, e + np.asarray(fields[k]).dtype.str[1:]) for k in names])
-        table = np.empty(n, dt)
-        for k in names:
-            table[k] = fields[k]
-        body = table.tobytes()
-        for f in faces or []:
-            body += np.uint8(len(f)).tobytes() + np.asarray(f, dtype=e + "i4").tobytes()
-    path.write_bytes(header + body)
-    return path
+    """``fields`` ({name: (N,) array}) as the vertex element of a PLY file (``dynlab_fixture.write_ply``)."""
+    return _write_ply(path, fields, fmt, faces, "written by test_dynlab" if comment else None)
 
 
 def rotations(k: int, rng) -> np.ndarray:
@@ -59,20 +34,8 @@ def poses(k: int, rng) -> np.ndarray:
 
 
 def write_pose(path, T: np.ndarray, layout: str = "4x4 rows"):
-    """``layout``: "4x4 rows" (four lines per object), "4x4 line" (16 numbers per line), "3x4 rows",
-    "3x4 line", "one per line"."""
-    fmt = lambda a: " ".join(repr(float(x)) for x in a)  # noqa: E731 - repr round-trips float64 exactly
-    if layout == "4x4 rows":
-        lines = [fmt(r) for t in T for r in t]
-    elif layout == "4x4 line":
-        lines = [fmt(t.ravel()) for t in T]
-    elif layout == "3x4 rows":
-        lines = [fmt(r) for t in T for r in t[:3]]
-    elif layout == "3x4 line":
-        lines = [fmt(t[:3].ravel()) for t in T]
-    else:
-        lines = [repr(float(x)) for t in T for x in t.ravel()]
-    path.write_text("\n".join(lines) + "\n")
+    """``layout``: one of ``dynlab_fixture.LAYOUTS``."""
+    path.write_text(pose_text(T, layout))
     return path
 
 

@@ -16,14 +16,12 @@ the argument.
 from __future__ import annotations
 
 import pytest
+from dynlab_fixture import LAYOUTS  # tests/ is on sys.path
 
 from ._harness import REGISTRY, Case, cases, check_entry, close, expect, fuzz, st, values, with_cases
 
 S = st()
 SEEDS = S.integers(0, 2**31 - 1)
-LAYOUTS = ("4x4 rows", "4x4 line", "3x4 rows", "3x4 line", "one per line")
-_PLY_TYPES = {"f4": "float", "f8": "double", "u1": "uchar", "i1": "char", "i2": "short", "u2": "ushort",
-              "i4": "int", "u4": "uint"}
 
 
 # --------------------------------------------------------------------------- file writers (run in the worker)
@@ -41,50 +39,15 @@ def _poses(k, seed):
 
 
 def _pose_text(T, layout, decimals=None, crlf=False, blank=False):
-    fmt1 = (lambda x: repr(float(x))) if decimals is None else (lambda x: f"{float(x):.{decimals}f}")
+    from dynlab_fixture import pose_text
 
-    def fmt(a):
-        return " ".join(fmt1(x) for x in a)
-
-    if layout == "4x4 rows":
-        lines = [fmt(r) for t in T for r in t]
-    elif layout == "4x4 line":
-        lines = [fmt(t.ravel()) for t in T]
-    elif layout == "3x4 rows":
-        lines = [fmt(r) for t in T for r in t[:3]]
-    elif layout == "3x4 line":
-        lines = [fmt(t[:3].ravel()) for t in T]
-    else:
-        lines = [fmt1(x) for t in T for x in t.ravel()]
-    if blank:
-        lines = [""] + [ln + ("\n" if i % 3 == 0 else "") for i, ln in enumerate(lines)] + ["", "  "]
-    return ("\r\n" if crlf else "\n").join(lines) + "\n"
+    return pose_text(T, layout, decimals, crlf, blank)
 
 
 def _write_ply(path, fields: dict, fmt: str = "ascii", faces=None):
-    import numpy as np
+    from dynlab_fixture import write_ply
 
-    names = list(fields)
-    n = len(fields[names[0]])
-    head = ["ply", f"format {fmt} 1.0", "comment written by the geodl fuzz", f"element vertex {n}"]
-    head += [f"property {_PLY_TYPES[np.asarray(fields[k]).dtype.str[1:]]} {k}" for k in names]
-    if faces:
-        head += [f"element face {len(faces)}", "property list uchar int vertex_indices"]
-    head.append("end_header")
-    header = ("\n".join(head) + "\n").encode()
-    if fmt == "ascii":
-        rows = [" ".join(repr(fields[k][i].item()) for k in names) for i in range(n)]
-        rows += [f"{len(f)} " + " ".join(map(str, f)) for f in (faces or [])]
-        body = ("\n".join(rows) + "\n").encode()
-    else:
-        e = "<" if fmt == "binary_little_endian" else ">"
-        table = np.empty(n, np.dtype([(k, e + np.asarray(fields[k]).dtype.str[1:]) for k in names]))
-        for k in names:
-            table[k] = fields[k]
-        body = table.tobytes()
-        for f in faces or []:
-            body += np.uint8(len(f)).tobytes() + np.asarray(f, dtype=e + "i4").tobytes()
-    path.write_bytes(header + body)
+    write_ply(path, fields, fmt, faces, comment="written by the geodl fuzz")
 
 
 def _cloud(spec):
